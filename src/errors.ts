@@ -1,0 +1,116 @@
+/**
+ * The OrchError family. Every error a user can cause or meet carries a stable string code, the process
+ * exit code it maps to, and a hint that tells the fix. commands/index.ts prints them; nothing else exits.
+ */
+
+export const ExitCode = { ok: 0, failure: 1, usage: 2, interrupted: 130 } as const
+export type ExitCodeValue = (typeof ExitCode)[keyof typeof ExitCode]
+
+export interface OrchErrorOptions {
+  code?: string
+  exitCode?: ExitCodeValue
+  hint?: string
+  cause?: unknown
+  /** Anything a script would want in `--json` error output (issues, paths, limits). */
+  details?: Record<string, unknown>
+}
+
+export class OrchError extends Error {
+  readonly code: string
+  readonly exitCode: ExitCodeValue
+  readonly hint: string | undefined
+  readonly details: Record<string, unknown> | undefined
+
+  constructor(message: string, options: OrchErrorOptions = {}) {
+    super(message, options.cause === undefined ? undefined : { cause: options.cause })
+    this.name = 'OrchError'
+    this.code = options.code ?? 'E_RUNTIME'
+    this.exitCode = options.exitCode ?? ExitCode.failure
+    this.hint = options.hint
+    this.details = options.details
+  }
+
+  toJSON(): Record<string, unknown> {
+    return { code: this.code, message: this.message, hint: this.hint, ...this.details }
+  }
+}
+
+/** Bad flags, unknown commands, missing arguments: exit 2. */
+export class UsageError extends OrchError {
+  constructor(message: string, options: Omit<OrchErrorOptions, 'exitCode'> = {}) {
+    super(message, { code: 'E_USAGE', ...options, exitCode: ExitCode.usage })
+    this.name = 'UsageError'
+  }
+}
+
+/** One problem in a configuration file or variable, with where it was found. */
+export interface ConfigIssue {
+  /** Dotted key path, e.g. `pools[1].pool_size`; empty for the document as a whole. */
+  path: string
+  message: string
+  file?: string
+  line?: number
+  column?: number
+}
+
+export function formatIssue(issue: ConfigIssue): string {
+  const where = issue.file ? `${issue.file}${issue.line ? `:${issue.line}${issue.column ? `:${issue.column}` : ''}` : ''}: ` : ''
+  return `${where}${issue.path ? `${issue.path}: ` : ''}${issue.message}`
+}
+
+/** A configuration that cannot be used: exit 2, every problem listed at once. */
+export class ConfigError extends OrchError {
+  readonly issues: ConfigIssue[]
+
+  constructor(issues: ConfigIssue[] | string, options: Omit<OrchErrorOptions, 'exitCode'> = {}) {
+    const list = typeof issues === 'string' ? [{ path: '', message: issues }] : issues
+    const head =
+      list.length === 1
+        ? formatIssue(list[0] as ConfigIssue)
+        : `${list.length} problems in the configuration:\n${list.map((i) => `  - ${formatIssue(i)}`).join('\n')}`
+    super(head, { code: 'E_CONFIG', hint: 'run `orch config validate` to list every problem', ...options, exitCode: ExitCode.usage })
+    this.name = 'ConfigError'
+    this.issues = list
+  }
+
+  override toJSON(): Record<string, unknown> {
+    return { ...super.toJSON(), issues: this.issues }
+  }
+}
+
+/** The user pressed Ctrl-C or the process got SIGINT/SIGTERM before the work finished: exit 130. */
+export class InterruptedError extends OrchError {
+  constructor(message = 'interrupted') {
+    super(message, { code: 'E_INTERRUPTED', exitCode: ExitCode.interrupted })
+    this.name = 'InterruptedError'
+  }
+}
+
+/** The closest candidate by edit distance, when it is close enough to be a likely typo. */
+export function didYouMean(input: string, candidates: Iterable<string>): string | undefined {
+  let best: string | undefined
+  let bestDistance = Number.POSITIVE_INFINITY
+  for (const candidate of candidates) {
+    const d = editDistance(input.toLowerCase(), candidate.toLowerCase())
+    if (d < bestDistance) {
+      best = candidate
+      bestDistance = d
+    }
+  }
+  const limit = Math.max(1, Math.floor(input.length / 3))
+  return best !== undefined && bestDistance <= limit ? best : undefined
+}
+
+/** Damerau-free Levenshtein distance, two rows. */
+export function editDistance(a: string, b: string): number {
+  let previous = Array.from({ length: b.length + 1 }, (_, i) => i)
+  for (let i = 1; i <= a.length; i++) {
+    const current = [i]
+    for (let j = 1; j <= b.length; j++) {
+      const cost = a[i - 1] === b[j - 1] ? 0 : 1
+      current[j] = Math.min((previous[j] ?? 0) + 1, (current[j - 1] ?? 0) + 1, (previous[j - 1] ?? 0) + cost)
+    }
+    previous = current
+  }
+  return previous[b.length] ?? 0
+}
