@@ -1,0 +1,222 @@
+/**
+ * The configuration schema: every section, every default, one description per key. `{}` parses to a
+ * complete config. Keys are snake_case as written in YAML. Relative paths (cache_path, export_path, the
+ * batch roots) are kept as written and resolve against the working directory of the orch process.
+ */
+import * as v from 'valibot'
+import { LOG_CATEGORIES, LOG_LEVELS } from '../log.ts'
+import { bool, enumList, httpUrl, int, nonNegativeInt, num, oneOf, port, section, str, stringList } from './fields.ts'
+import { backendsSchema, poolsSchema } from './pools.ts'
+
+const distributedSimulation = section('How work is spread over processes and machines', {
+  enabled: v.optional(bool('Activate distributed coordination'), true),
+  event_bus_type: v.optional(
+    oneOf(
+      ['local_memory', 'redis', 'kafka'],
+      'Queue and event bus; orch defaults to local_memory (the seed says redis) so one machine runs without Redis',
+    ),
+    'local_memory',
+  ),
+  redis_host: v.optional(str('Redis host for the redis event bus'), 'localhost'),
+  redis_port: v.optional(port('Redis port for the redis event bus'), 6379),
+  agent_runner_concurrency: v.optional(int('Agents one runner process executes in parallel'), 5),
+  orchestrator_mode: v.optional(
+    oneOf(['auto', 'manual'], 'auto: assign agents automatically; manual: only through explicit API calls'),
+    'auto',
+  ),
+})
+
+const batching = section('Group LLM requests into batches', {
+  enabled: v.optional(bool('Activate LLM request batching'), true),
+  batch_size: v.optional(int('Requests grouped into one batch'), 50),
+  batch_interval_seconds: v.optional(num('Longest wait (seconds) before a partial batch is sent', { min: 0 }), 0.1),
+  max_concurrent_batches: v.optional(int('Batches in flight at once'), 5),
+})
+
+const caching = section('Cache LLM responses', {
+  enabled: v.optional(bool('Activate LLM response caching'), true),
+  cache_backend: v.optional(oneOf(['sqlite', 'redis', 'memory'], 'Where cached responses are stored'), 'sqlite'),
+  cache_path: v.optional(str('SQLite cache file (relative to the working directory)'), './llm_cache.db'),
+  cache_ttl_seconds: v.optional(int('Time-to-live of a cache entry, in seconds'), 86400),
+  mode: v.optional(
+    oneOf(
+      ['deterministic', 'always'],
+      'deterministic: cache only requests with temperature 0 or a fixed seed; always: cache every request',
+    ),
+    'deterministic',
+  ),
+  max_entries: v.optional(int('Most entries kept by the memory backend'), 10000),
+  max_bytes: v.optional(int('Most bytes of responses kept by the memory backend'), 104857600),
+})
+
+const resourceManagement = v.pipe(
+  section('Auto-scaling of agent runners', {
+    auto_scaling_enabled: v.optional(bool('Scale agent runners automatically (orch scale)'), true),
+    min_agent_runners: v.optional(nonNegativeInt('Fewest agent runner instances kept'), 1),
+    max_agent_runners: v.optional(int('Most agent runner instances allowed'), 10),
+    cpu_threshold_percent: v.optional(int('Average CPU percent that triggers a scale-up', { min: 1, max: 100 }), 80),
+    memory_threshold_percent: v.optional(int('Average memory percent that triggers a scale-up', { min: 1, max: 100 }), 75),
+  }),
+  v.forward(
+    v.partialCheck(
+      [['min_agent_runners'], ['max_agent_runners']],
+      (r) => r.min_agent_runners <= r.max_agent_runners,
+      (issue) => `must be <= max_agent_runners (${(issue.input as { max_agent_runners: number }).max_agent_runners})`,
+    ),
+    ['min_agent_runners'],
+  ),
+)
+
+const performanceMonitoring = section('Collection and export of performance samples', {
+  enabled: v.optional(bool('Activate performance sampling'), true),
+  collection_interval_seconds: v.optional(num('Seconds between samples', { min: 0, exclusiveMin: true }), 5),
+  export_formats: v.optional(enumList(['json', 'csv', 'none'], 'Formats the samples are exported in'), ['json']),
+  export_path: v.optional(str('Directory for exported samples (relative to the working directory)'), './performance_logs/'),
+  integrations: v.optional(
+    section('External monitoring systems', {
+      grafana_prometheus: v.optional(
+        section('Prometheus (and Grafana on top of it)', {
+          enabled: v.optional(bool('Expose metrics for Prometheus to scrape'), false),
+          endpoint: v.optional(httpUrl('Prometheus server URL'), 'http://localhost:9090'),
+        }),
+        {},
+      ),
+    }),
+    {},
+  ),
+})
+
+const infrastructureSystem = section('Distributed runs, LLM batching and caching, scaling, monitoring', {
+  enabled: v.optional(bool('Master switch; false runs everything locally in one process'), true),
+  distributed_simulation: v.optional(distributedSimulation, {}),
+  llm_orchestration: v.optional(
+    section('LLM request batching and caching', {
+      batching: v.optional(batching, {}),
+      caching: v.optional(caching, {}),
+    }),
+    {},
+  ),
+  resource_management: v.optional(resourceManagement, {}),
+  performance_monitoring: v.optional(performanceMonitoring, {}),
+})
+
+const modelSettings = section('Settings of one model', {
+  context: v.optional(int('Context window in tokens'), 8192),
+  temperature: v.optional(num('Sampling temperature', { min: 0, max: 2 }), 0.7),
+  parallel: v.optional(bool('Whether requests to this model may run in parallel'), true),
+})
+
+const models = v.pipe(
+  v.record(
+    v.string(),
+    v.pipe(
+      v.record(v.string(), modelSettings, 'expected a mapping of model name to settings'),
+      v.description('Models of one provider, by model name'),
+      v.metadata({ keyName: 'model' }),
+    ),
+    'expected a mapping of provider to models',
+  ),
+  v.description('Per-model settings, by provider then model name (e.g. models.ollama["llama3.2"])'),
+  v.metadata({ keyName: 'provider' }),
+)
+
+export const DEFAULT_OLLAMA_CONCURRENCY = 2
+type ProviderRuntime = { concurrency: number }
+
+const runtime = v.pipe(
+  v.record(
+    v.string(),
+    section('Runtime of one provider', { concurrency: v.optional(int('Requests in flight to this provider'), DEFAULT_OLLAMA_CONCURRENCY) }),
+    'expected a mapping of provider to settings',
+  ),
+  // Listing another provider must not drop Ollama's limit.
+  v.transform((r): Record<string, ProviderRuntime> & { ollama: ProviderRuntime } => ({
+    ollama: { concurrency: DEFAULT_OLLAMA_CONCURRENCY },
+    ...r,
+  })),
+  v.description('Requests in flight per provider; raise ollama.concurrency (default 2) when the hardware allows'),
+  v.metadata({ keyName: 'provider' }),
+)
+
+const heartbeatEntries = {
+  enabled: v.optional(bool('Heartbeat monitoring of workers'), true),
+  ping_interval_ms: v.optional(int('Milliseconds between pings'), 2000),
+  timeout_ms: v.optional(int('Milliseconds to wait for a ping answer'), 10000),
+  max_missed_heartbeats: v.optional(int('Missed pings before a worker is declared dead'), 3),
+  initial_delay_ms: v.optional(nonNegativeInt('Milliseconds before the first ping'), 0),
+  dependent: v.optional(bool('Worker is stopped when its heartbeat monitor dies'), true),
+}
+
+const levelOrUnset = v.optional(oneOf(LOG_LEVELS, 'Level for this category; unset follows logging.level', { example: 'debug' }))
+const categoryEntries = Object.fromEntries(LOG_CATEGORIES.map((c) => [c, levelOrUnset])) as {
+  [K in (typeof LOG_CATEGORIES)[number]]: typeof levelOrUnset
+}
+
+const logging = section('Log levels (logs go to stderr)', {
+  level: v.optional(oneOf(LOG_LEVELS, 'Global log level'), 'info'),
+  categories: v.optional(section('Level per category, overriding logging.level', categoryEntries), {}),
+})
+
+const server = section('HTTP server of orch serve', {
+  host: v.optional(str('Listen address; a non-loopback address requires server.token'), '127.0.0.1'),
+  port: v.optional(port('Listen port'), 9097),
+  token: v.optional(str('Bearer token clients must send (Authorization: Bearer TOKEN)', { example: 'change-me' })),
+  body_limit_bytes: v.optional(int('Largest request body accepted, in bytes'), 1048576),
+})
+
+const batch = section('orch batch: one folder under inputs_root is one batch', {
+  inputs_root: v.optional(str('Folder holding one sub-folder per batch (relative to the working directory)'), 'Data/Inputs'),
+  outputs_root: v.optional(str('Folder result.json files are written under'), 'Data/Outputs'),
+  file_glob_patterns: v.optional(stringList('A batch is pending when a file at its root matches one of these globs'), ['*.json']),
+  engine_command: v.optional(
+    stringList('External engine command (argv); empty uses the built-in engine', { example: ['python', '-m', 'engine'] }),
+    [],
+  ),
+  interval_seconds: v.optional(int('Seconds between scheduler ticks (orch batch --every)'), 600),
+})
+
+export const OrchConfigSchema = v.strictObject(
+  {
+    infrastructure_system: v.optional(infrastructureSystem, {}),
+    models: v.optional(models, {}),
+    runtime: v.optional(runtime, { ollama: { concurrency: DEFAULT_OLLAMA_CONCURRENCY } }),
+    pools: v.optional(poolsSchema(), []),
+    pool_startup_timeout: v.optional(int('Milliseconds a worker may take to become healthy'), 10000),
+    heartbeat: v.optional(section('Worker heartbeats (defaults for every pool)', heartbeatEntries), {}),
+    crash_barrier: v.optional(
+      section('Stop restarting a worker that keeps crashing', {
+        enabled: v.optional(bool('Activate the crash barrier'), true),
+        max_restarts: v.optional(int('Restarts allowed within window_seconds'), 5),
+        window_seconds: v.optional(int('Window in seconds over which restarts are counted'), 60),
+      }),
+      {},
+    ),
+    circuit_breaker: v.optional(
+      section('Fail fast on a backend that keeps failing', {
+        enabled: v.optional(bool('Activate the circuit breaker'), true),
+        failure_threshold: v.optional(int('Consecutive failures that open the circuit'), 5),
+        reset_timeout_ms: v.optional(int('Milliseconds the circuit stays open before a trial request'), 30000),
+      }),
+      {},
+    ),
+    pool_queue_timeout: v.optional(int('Milliseconds a request may wait in the queue'), 5000),
+    pool_max_queue_size: v.optional(int('Queued requests before new ones are rejected'), 1000),
+    graceful_shutdown_timeout_ms: v.optional(int('Milliseconds between SIGTERM and SIGKILL when stopping workers'), 6000),
+    logging: v.optional(logging, {}),
+    server: v.optional(server, {}),
+    backends: v.optional(backendsSchema(), []),
+    batch: v.optional(batch, {}),
+  },
+  'expected a mapping of keys to values',
+)
+
+export type OrchConfig = v.InferOutput<typeof OrchConfigSchema>
+export type OrchConfigInput = v.InferInput<typeof OrchConfigSchema>
+export type PoolConfig = OrchConfig['pools'][number]
+export type BackendConfig = OrchConfig['backends'][number]
+export type HeartbeatConfig = OrchConfig['heartbeat']
+
+/** The complete configuration with nothing set. */
+export function defaultConfig(): OrchConfig {
+  return v.parse(OrchConfigSchema, {})
+}

@@ -1,0 +1,71 @@
+/**
+ * Validate merged config data against the schema and turn every problem into one sentence at one key path:
+ * what was expected, what was got. Unknown keys are found by our own walk because valibot's strict objects
+ * stop at the first unknown key of an object, and a user fixing typos wants all of them at once.
+ */
+import * as v from 'valibot'
+import { didYouMean } from '../errors.ts'
+import { keysAt, schemaAt } from './keys.ts'
+import { isPlainObject, type PathSegment } from './paths.ts'
+import { type OrchConfig, OrchConfigSchema } from './schema.ts'
+
+export interface PathIssue {
+  segments: PathSegment[]
+  message: string
+}
+
+/** A value as a message shows it: strings quoted, containers named, long text cut. */
+export function describeValue(value: unknown): string {
+  if (value === undefined) return 'nothing'
+  if (Array.isArray(value)) return 'a list'
+  if (isPlainObject(value)) return 'a mapping'
+  if (typeof value === 'string') return JSON.stringify(value.length > 60 ? `${value.slice(0, 57)}...` : value)
+  return String(value)
+}
+
+const letters = (word: string) => [...word.toLowerCase()].sort().join('')
+
+function unknownKeyMessage(key: string, known: string[]): string {
+  // Edit distance counts a swap of two letters as two edits; typing "hots" for "host" is one slip.
+  const guess = didYouMean(key, known) ?? known.find((k) => letters(k) === letters(key))
+  if (guess) return `unknown key "${key}"; did you mean "${guess}"?`
+  return known.length <= 12 ? `unknown key "${key}"; expected one of: ${known.join(', ')}` : `unknown key "${key}"`
+}
+
+/** Every key the schema does not know, anywhere in the data. */
+export function findUnknownKeys(value: unknown, segments: PathSegment[] = []): PathIssue[] {
+  const schema = schemaAt(segments)
+  if (!schema) return []
+  if (Array.isArray(value) && schema.type === 'array') return value.flatMap((item, index) => findUnknownKeys(item, [...segments, index]))
+  if (!isPlainObject(value) || (schema.type !== 'strict_object' && schema.type !== 'record')) return []
+  const known = keysAt(segments)
+  return Object.keys(value).flatMap((key) =>
+    known && !known.includes(key)
+      ? [{ segments: [...segments, key], message: unknownKeyMessage(key, known) }]
+      : findUnknownKeys(value[key], [...segments, key]),
+  )
+}
+
+function messageOf(issue: v.BaseIssue<unknown>): string {
+  const last = issue.path?.at(-1)
+  if (issue.type === 'strict_object' && last?.origin === 'key') return 'missing; this key is required'
+  if (issue.message.startsWith('expected ')) return `${issue.message}, got ${describeValue(issue.input)}`
+  return issue.message
+}
+
+const isUnknownKey = (issue: v.BaseIssue<unknown>) => issue.type === 'strict_object' && issue.expected === 'never'
+
+/** Validate merged data; issues are deduplicated and in document order of their paths. */
+export function validateData(data: unknown): { config?: OrchConfig; issues: PathIssue[] } {
+  const result = v.safeParse(OrchConfigSchema, data, { abortEarly: false })
+  const issues: PathIssue[] = findUnknownKeys(data)
+  const seen = new Set(issues.map((i) => JSON.stringify(i)))
+  for (const issue of result.issues ?? []) {
+    if (isUnknownKey(issue)) continue
+    const entry = { segments: (issue.path ?? []).map((item) => item.key as PathSegment), message: messageOf(issue) }
+    const key = JSON.stringify(entry)
+    if (!seen.has(key)) issues.push(entry)
+    seen.add(key)
+  }
+  return result.success && issues.length === 0 ? { config: result.output, issues: [] } : { issues }
+}

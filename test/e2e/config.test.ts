@@ -1,0 +1,146 @@
+import { afterEach, describe, expect, test } from 'bun:test'
+import { readFileSync, writeFileSync } from 'node:fs'
+import { join } from 'node:path'
+import { runCli, tempDir } from '../helpers/cli.ts'
+
+const dirs: Array<{ cleanup: () => void }> = []
+afterEach(() => {
+  for (const dir of dirs.splice(0)) dir.cleanup()
+})
+
+/** A temp working directory with the given files; `run` spawns orch there with its own --home. */
+function project(files: Record<string, string> = {}) {
+  const dir = tempDir('orch-e2e-config-')
+  dirs.push(dir)
+  for (const [name, text] of Object.entries(files)) writeFileSync(join(dir.path, name), text)
+  const run = (args: string[], env: Record<string, string> = {}) =>
+    runCli([...args, '--home', join(dir.path, 'home')], { cwd: dir.path, env })
+  return { path: dir.path, run }
+}
+
+const BROKEN = ['server:', '  port: 99999', 'pools:', '  - name: gpu', '    pool_sise: 2', ''].join('\n')
+
+describe('orch config validate', () => {
+  test('a broken file exits 2 and lists every problem with file:line and the key path', async () => {
+    const { run } = project({ 'orch.yaml': BROKEN })
+    const r = await run(['config', 'validate'])
+    expect(r.code).toBe(2)
+    expect(r.stderr).toContain('orch.yaml:2:3: server.port: expected an integer 1-65535, got 99999')
+    expect(r.stderr).toContain('orch.yaml:5:5: pools[0].pool_sise: unknown key "pool_sise"; did you mean "pool_size"?')
+    expect(r.stdout).toBe('')
+  })
+
+  test('--json prints {file, ok, issues} and still exits 2', async () => {
+    const { run } = project({ 'other.yaml': BROKEN })
+    const r = await run(['config', 'validate', 'other.yaml', '--json'])
+    expect(r.code).toBe(2)
+    const out = r.json<{ file: string; ok: boolean; issues: Array<{ path: string; line: number }> }>()
+    expect(out.file).toBe('other.yaml')
+    expect(out.ok).toBe(false)
+    expect(out.issues.map((i) => [i.path, i.line])).toEqual([
+      ['server.port', 2],
+      ['pools[0].pool_sise', 5],
+    ])
+  })
+
+  test('with no file anywhere it is a usage error', async () => {
+    const r = await project().run(['config', 'validate'])
+    expect(r.code).toBe(2)
+    expect(r.stderr).toContain('no config file to validate')
+  })
+})
+
+describe('orch config init', () => {
+  test('writes the example, which then validates and resolves to the defaults', async () => {
+    const { path, run } = project()
+    const init = await run(['config', 'init'])
+    expect(init.code).toBe(0)
+    expect(readFileSync(join(path, 'orch.yaml'), 'utf8')).toContain('# Listen port')
+    const validate = await run(['config', 'validate'])
+    expect(validate.code).toBe(0)
+    expect(validate.stdout.trim()).toBe('orch.yaml: ok')
+    const show = await run(['config', 'show', '--json'])
+    expect(show.json().server.port).toBe(9097)
+  })
+
+  test('refuses to overwrite without --force (exit 2), overwrites with it', async () => {
+    const { path, run } = project({ 'orch.yaml': 'server: {port: 1}\n' })
+    const refused = await run(['config', 'init'])
+    expect(refused.code).toBe(2)
+    expect(refused.stderr).toContain('orch.yaml already exists')
+    expect(readFileSync(join(path, 'orch.yaml'), 'utf8')).toBe('server: {port: 1}\n')
+    const forced = await run(['config', 'init', '--force'])
+    expect(forced.code).toBe(0)
+    expect(readFileSync(join(path, 'orch.yaml'), 'utf8')).toContain('port: 9097')
+  })
+
+  test('--output writes elsewhere', async () => {
+    const { path, run } = project()
+    expect((await run(['config', 'init', '--output', 'conf/orch.yaml'])).code).toBe(0)
+    expect((await run(['config', 'validate', join(path, 'conf/orch.yaml')])).code).toBe(0)
+  })
+})
+
+describe('orch config show', () => {
+  test('--json prints the resolved config with file values over defaults', async () => {
+    const { run } = project({ 'orch.yaml': 'server:\n  port: 8181\n' })
+    const r = await run(['config', 'show', '--json'])
+    expect(r.code).toBe(0)
+    const config = r.json()
+    expect(config.server).toEqual({ host: '127.0.0.1', port: 8181, body_limit_bytes: 1048576 })
+    expect(config.infrastructure_system.distributed_simulation.event_bus_type).toBe('local_memory')
+  })
+
+  test('prints YAML by default, and never the token', async () => {
+    const { run } = project()
+    const r = await run(['config', 'show'], { ORCH_SERVER_TOKEN: 'hunter2' })
+    expect(r.code).toBe(0)
+    expect(r.stdout).toContain('port: 9097')
+    expect(r.stdout).not.toContain('hunter2')
+  })
+
+  test('--sources says where each value came from: default, file:line, env, flag', async () => {
+    const { run } = project({ 'orch.yaml': 'server:\n  host: 0.0.0.0\n' })
+    const r = await run(['config', 'show', '--sources', '--log-level', 'warning'], { ORCH_SERVER_PORT: '8080' })
+    expect(r.code).toBe(0)
+    const lines = r.stdout.split('\n')
+    expect(lines).toContain('server.port = 8080  (env ORCH_SERVER_PORT)')
+    expect(lines).toContain('server.host = "0.0.0.0"  (file orch.yaml:2)')
+    expect(lines).toContain('server.body_limit_bytes = 1048576  (default)')
+    expect(lines).toContain('logging.level = "warning"  (flag)')
+    const rows = (await run(['config', 'show', '--sources', '--json'], { ORCH_SERVER_PORT: '8080' })).json<
+      Array<{ key: string; value: unknown; source: unknown }>
+    >()
+    expect(rows.find((row) => row.key === 'server.port')).toEqual({
+      key: 'server.port',
+      value: 8080,
+      source: { kind: 'env', variable: 'ORCH_SERVER_PORT' },
+    })
+  })
+
+  test('a bad env value exits 2 naming the variable and the key', async () => {
+    const r = await project().run(['config', 'show'], { ORCH_SERVER_PORT: 'abc' })
+    expect(r.code).toBe(2)
+    expect(r.stderr).toContain('server.port: expected an integer 1-65535, got "abc" (from ORCH_SERVER_PORT)')
+  })
+
+  test('--env merges the overlay; a missing overlay exits 2', async () => {
+    const { run } = project({ 'orch.yaml': 'server: {port: 1000}\n', 'orch.prod.yaml': 'server: {port: 2000}\n' })
+    expect((await run(['config', 'show', '--json', '--env', 'prod'])).json().server.port).toBe(2000)
+    const missing = await run(['config', 'show', '--env', 'qa'])
+    expect(missing.code).toBe(2)
+    expect(missing.stderr).toContain('environment "qa" has no config file')
+  })
+})
+
+describe('orch config env', () => {
+  test('lists the variables, as text and as JSON', async () => {
+    const { run } = project()
+    const text = await run(['config', 'env'])
+    expect(text.code).toBe(0)
+    expect(text.stdout).toMatch(/ORCH_SERVER_PORT\s+server\.port\s+int/)
+    const rows = (await run(['config', 'env', '--json'])).json<Array<{ name: string; key: string | null }>>()
+    expect(rows.find((r) => r.name === 'ORCH_OLLAMA_CONCURRENCY')?.key).toBe('runtime.ollama.concurrency')
+    expect(rows.find((r) => r.name === 'ORCH_HOME')?.key).toBeNull()
+  })
+})
