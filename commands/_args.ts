@@ -1,10 +1,8 @@
 /**
- * Shared flag fragments and the small helpers every command uses: resolve the config from the global flags,
- * and print data to stdout (text or `--json`).
+ * Shared flag fragments and print helpers. Kept free of heavy imports: the dispatcher loads this module on
+ * every start, `--help` included. Config loading lives in `_config.ts`.
  */
 import type { ArgsDef, CommandDef } from 'citty'
-import { type ResolvedConfig, resolveConfig } from '../src/config/load.ts'
-import { configureLogging } from '../src/log.ts'
 
 /** Flags every command accepts, before or after its name. */
 export const globalArgs = {
@@ -22,7 +20,11 @@ export const globalArgs = {
 } as const satisfies ArgsDef
 
 /** Global flags that take a value: the dispatcher skips their values when it looks for the command name. */
-export const GLOBAL_VALUE_FLAGS = new Set(['--config', '-c', '--env', '--home', '--log-level'])
+export const GLOBAL_VALUE_FLAGS = new Set(
+  Object.entries(globalArgs as ArgsDef).flatMap(([name, def]) =>
+    def.type === 'string' ? [`--${name}`, ...('alias' in def && typeof def.alias === 'string' ? [`-${def.alias}`] : [])] : [],
+  ),
+)
 
 export interface GlobalArgValues {
   config?: string
@@ -43,22 +45,13 @@ export function defineOrchCommand<const T extends ArgsDef>(
 }
 
 /**
- * The one way a command gets its configuration: defaults < file < ORCH_* env < flags. `overrides` are the
- * command's own flags that set config keys, as dotted paths (`{ 'server.port': 8080 }`).
+ * Data to stdout. console.log, not process.stdout.write: in a compiled binary, first touching
+ * process.stdout costs ~11 ms of start-up (measured), console.log ~1 ms; both write synchronously.
  */
-export function loadConfig(args: GlobalArgValues, overrides: Record<string, unknown> = {}): ResolvedConfig {
-  const flagOverrides: Record<string, unknown> = { ...overrides }
-  if (args['log-level']) flagOverrides['logging.level'] = args['log-level']
-  if (args.debug) flagOverrides['logging.level'] = 'debug'
-  const resolved = resolveConfig({ configFile: args.config, envName: args.env, home: args.home, overrides: flagOverrides })
-  configureLogging(resolved.config.logging)
-  return resolved
+export function printText(text: string): void {
+  console.log(text.endsWith('\n') ? text.slice(0, -1) : text)
 }
 
 export function printJson(value: unknown): void {
-  process.stdout.write(`${JSON.stringify(value, null, 2)}\n`)
-}
-
-export function printText(text: string): void {
-  process.stdout.write(text.endsWith('\n') ? text : `${text}\n`)
+  printText(JSON.stringify(value, null, 2))
 }

@@ -7,7 +7,7 @@
 import type { ArgsDef, CommandDef } from 'citty'
 import pkg from '../package.json' with { type: 'json' }
 import { didYouMean, ExitCode, OrchError, UsageError } from '../src/errors.ts'
-import { GLOBAL_VALUE_FLAGS, type OrchCommand } from './_args.ts'
+import { GLOBAL_VALUE_FLAGS, type OrchCommand, printJson, printText } from './_args.ts'
 
 interface CommandEntry {
   description: string
@@ -135,17 +135,17 @@ async function renderHelp(command: OrchCommand, path: string[]): Promise<string>
 
 export async function main(argv: string[]): Promise<number> {
   if (argv.length === 0 || (argv.length === 1 && isHelp(argv[0] as string))) {
-    process.stdout.write(ROOT_HELP)
+    printText(ROOT_HELP)
     return ExitCode.ok
   }
   if (argv.length === 1 && (argv[0] === '--version' || argv[0] === '-v')) {
-    process.stdout.write(`${pkg.version}\n`)
+    printText(pkg.version)
     return ExitCode.ok
   }
   const index = findCommandToken(argv)
   if (index < 0) {
     if (argv.some(isHelp)) {
-      process.stdout.write(ROOT_HELP)
+      printText(ROOT_HELP)
       return ExitCode.ok
     }
     throw new UsageError('no command given', { hint: 'run `orch --help` for the list of commands' })
@@ -157,7 +157,7 @@ export async function main(argv: string[]): Promise<number> {
   const rest = [...argv.slice(0, index), ...argv.slice(index + 1)]
   const { command, argv: leafArgv, path } = await resolveChain(top, rest, [name])
   if (leafArgv.some(isHelp) || !command.run) {
-    process.stdout.write(await renderHelp(command, path))
+    printText(await renderHelp(command, path))
     return command.run || leafArgv.some(isHelp) ? ExitCode.ok : ExitCode.usage
   }
   const args = await resolveValue(command.args ?? {})
@@ -182,7 +182,7 @@ function report(error: unknown, argv: string[]): number {
   const message = error instanceof Error ? error.message : String(error)
   if (json) {
     const payload = known ? error.toJSON() : { code: 'E_INTERNAL', message }
-    process.stdout.write(`${JSON.stringify({ error: payload }, null, 2)}\n`)
+    printJson({ error: payload })
   }
   process.stderr.write(`error: ${known ? message : `internal error: ${message}`}\n`)
   if (known && error.hint) process.stderr.write(`hint: ${error.hint}\n`)

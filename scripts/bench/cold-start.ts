@@ -22,7 +22,7 @@ if (!existsSync(binary)) {
 
 const dir = mkdtempSync(join(tmpdir(), 'orch-bench-'))
 const emptySource = join(dir, 'empty.ts')
-writeFileSync(emptySource, 'process.stdout.write("")\n')
+writeFileSync(emptySource, 'export {}\n')
 const empty = join(dir, 'empty')
 const built = await Bun.build({
   entrypoints: [emptySource],
