@@ -101,15 +101,22 @@ export function didYouMean(input: string, candidates: Iterable<string>): string 
   return best !== undefined && bestDistance <= limit ? best : undefined
 }
 
-/** Damerau-free Levenshtein distance, two rows. */
+/**
+ * Edit distance where a swap of two adjacent letters counts as one edit ("hots" for "host" is one slip):
+ * optimal string alignment, three rows.
+ */
 export function editDistance(a: string, b: string): number {
+  let before: number[] = []
   let previous = Array.from({ length: b.length + 1 }, (_, i) => i)
   for (let i = 1; i <= a.length; i++) {
     const current = [i]
     for (let j = 1; j <= b.length; j++) {
       const cost = a[i - 1] === b[j - 1] ? 0 : 1
-      current[j] = Math.min((previous[j] ?? 0) + 1, (current[j - 1] ?? 0) + 1, (previous[j - 1] ?? 0) + cost)
+      let d = Math.min((previous[j] ?? 0) + 1, (current[j - 1] ?? 0) + 1, (previous[j - 1] ?? 0) + cost)
+      if (i > 1 && j > 1 && a[i - 1] === b[j - 2] && a[i - 2] === b[j - 1]) d = Math.min(d, (before[j - 2] ?? 0) + 1)
+      current[j] = d
     }
+    before = previous
     previous = current
   }
   return previous[b.length] ?? 0

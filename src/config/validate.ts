@@ -23,11 +23,8 @@ export function describeValue(value: unknown): string {
   return String(value)
 }
 
-const letters = (word: string) => [...word.toLowerCase()].sort().join('')
-
 function unknownKeyMessage(key: string, known: string[]): string {
-  // Edit distance counts a swap of two letters as two edits; typing "hots" for "host" is one slip.
-  const guess = didYouMean(key, known) ?? known.find((k) => letters(k) === letters(key))
+  const guess = didYouMean(key, known)
   if (guess) return `unknown key "${key}"; did you mean "${guess}"?`
   return known.length <= 12 ? `unknown key "${key}"; expected one of: ${known.join(', ')}` : `unknown key "${key}"`
 }
