@@ -196,6 +196,35 @@ export const OrchConfigSchema = v.strictObject(
         enabled: v.optional(bool('Activate the circuit breaker'), true),
         failure_threshold: v.optional(int('Consecutive failures that open the circuit'), 5),
         reset_timeout_ms: v.optional(int('Milliseconds the circuit stays open before a trial request'), 30000),
+        wait_for_close: v.optional(
+          bool('true: a request for an open circuit waits (within pool_queue_timeout) for it to close instead of failing at once'),
+          false,
+        ),
+      }),
+      {},
+    ),
+    tasks: v.optional(
+      section('The durable task queue (state.db)', {
+        max_attempts: v.optional(int('Attempts of a task before it fails (retryable errors only)'), 3),
+        max_stalled: v.optional(nonNegativeInt('Times a task may lose its runner (lease expired) before it fails as stalled'), 1),
+        lease_ms: v.optional(int('Milliseconds a claim lasts unless renewed; a runner renews at a third of it'), 30000),
+        retry_base_ms: v.optional(int('First retry delay in milliseconds; doubles per attempt, with jitter'), 1000),
+        retry_max_ms: v.optional(int('Longest retry delay in milliseconds'), 60000),
+        priority_aging_ms: v.optional(int('A waiting task gains one priority level per this many milliseconds'), 10000),
+        retention_hours: v.optional(num('Finished tasks and their results are pruned after this many hours', { min: 0 }), 168),
+        synchronous: v.optional(
+          oneOf(['FULL', 'NORMAL'], 'FULL: every commit reaches the disk; NORMAL: faster, may lose the last commits on power loss'),
+          'FULL',
+        ),
+      }),
+      {},
+    ),
+    backend_timeouts: v.optional(
+      section('Timeouts of every call to a model backend, in milliseconds', {
+        connect_ms: v.optional(int('Until the backend answers with response headers'), 5000),
+        first_token_ms: v.optional(int('Until the first streamed chunk (includes model load time)'), 120000),
+        idle_ms: v.optional(int('Longest gap between two streamed chunks'), 30000),
+        total_ms: v.optional(int('Whole call, first byte to last'), 600000),
       }),
       {},
     ),

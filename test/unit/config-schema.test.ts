@@ -53,7 +53,18 @@ describe('defaults', () => {
       dependent: true,
     })
     expect(config.crash_barrier).toEqual({ enabled: true, max_restarts: 5, window_seconds: 60 })
-    expect(config.circuit_breaker).toEqual({ enabled: true, failure_threshold: 5, reset_timeout_ms: 30000 })
+    expect(config.circuit_breaker).toEqual({ enabled: true, failure_threshold: 5, reset_timeout_ms: 30000, wait_for_close: false })
+    expect(config.tasks).toEqual({
+      max_attempts: 3,
+      max_stalled: 1,
+      lease_ms: 30000,
+      retry_base_ms: 1000,
+      retry_max_ms: 60000,
+      priority_aging_ms: 10000,
+      retention_hours: 168,
+      synchronous: 'FULL',
+    })
+    expect(config.backend_timeouts).toEqual({ connect_ms: 5000, first_token_ms: 120000, idle_ms: 30000, total_ms: 600000 })
     expect([
       config.pool_startup_timeout,
       config.pool_queue_timeout,

@@ -1,0 +1,163 @@
+/**
+ * The one interface every model backend implements. Requests and chunks use Ollama's wire shapes as
+ * orch's canonical form (orch is Ollama-first; the OpenAI-compatible backend converts both ways). Chat and
+ * generate always stream from the backend: a caller that wants one answer collects the chunks, and the
+ * first-token and idle timeouts work the same for both.
+ */
+import { OrchError, type OrchErrorOptions } from '../errors.ts'
+
+export type BackendType = 'ollama' | 'openai'
+
+/** Sampling and runtime options, Ollama names (`num_ctx`, `num_predict`); unknown keys pass through. */
+export interface ModelOptions {
+  temperature?: number
+  seed?: number
+  top_p?: number
+  top_k?: number
+  num_ctx?: number
+  num_predict?: number
+  stop?: string[]
+  [key: string]: unknown
+}
+
+export interface ChatMessage {
+  role: 'system' | 'user' | 'assistant' | 'tool'
+  content: string
+  images?: string[]
+  tool_calls?: unknown[]
+  [key: string]: unknown
+}
+
+export interface ChatRequest {
+  model: string
+  messages: ChatMessage[]
+  options?: ModelOptions
+  format?: 'json' | Record<string, unknown>
+  tools?: unknown[]
+  keep_alive?: string | number
+  think?: boolean
+}
+
+export interface GenerateRequest {
+  model: string
+  prompt: string
+  system?: string
+  suffix?: string
+  images?: string[]
+  raw?: boolean
+  options?: ModelOptions
+  format?: 'json' | Record<string, unknown>
+  keep_alive?: string | number
+}
+
+export interface EmbedRequest {
+  model: string
+  input: string | string[]
+  truncate?: boolean
+  options?: ModelOptions
+  keep_alive?: string | number
+}
+
+/** Timing and token counts Ollama reports on the final chunk (nanoseconds, token counts). */
+export interface GenerationStats {
+  done_reason?: string
+  total_duration?: number
+  load_duration?: number
+  prompt_eval_count?: number
+  prompt_eval_duration?: number
+  eval_count?: number
+  eval_duration?: number
+}
+
+export interface ChatChunk extends GenerationStats {
+  model: string
+  created_at: string
+  message: { role: 'assistant'; content: string; thinking?: string; tool_calls?: unknown[] }
+  done: boolean
+}
+
+export interface GenerateChunk extends GenerationStats {
+  model: string
+  created_at: string
+  response: string
+  thinking?: string
+  context?: number[]
+  done: boolean
+}
+
+export interface EmbedResponse {
+  model: string
+  embeddings: number[][]
+  total_duration?: number
+  load_duration?: number
+  prompt_eval_count?: number
+}
+
+export interface ModelInfo {
+  name: string
+  model: string
+  size?: number
+  digest?: string
+  modified_at?: string
+  details?: Record<string, unknown>
+}
+
+export interface LoadedModel extends ModelInfo {
+  size_vram?: number
+  expires_at?: string
+}
+
+export interface HealthStatus {
+  ok: boolean
+  latency_ms: number
+  version?: string
+  error?: string
+}
+
+export interface CallOptions {
+  /** Aborts the HTTP request to the backend at once (client gone, task cancelled, timeout). */
+  signal?: AbortSignal
+}
+
+export interface Backend {
+  readonly name: string
+  readonly type: BackendType
+  readonly url: string
+  chat(request: ChatRequest, options?: CallOptions): AsyncIterable<ChatChunk>
+  generate(request: GenerateRequest, options?: CallOptions): AsyncIterable<GenerateChunk>
+  embed(request: EmbedRequest, options?: CallOptions): Promise<EmbedResponse>
+  listModels(options?: CallOptions): Promise<ModelInfo[]>
+  loadedModels(options?: CallOptions): Promise<LoadedModel[]>
+  health(options?: CallOptions): Promise<HealthStatus>
+}
+
+export type BackendErrorKind = 'connect' | 'timeout' | 'http' | 'protocol' | 'aborted'
+
+/**
+ * A failed backend call. `retryable` says whether another attempt could succeed: connection failures,
+ * timeouts, 5xx and 429 can; other 4xx (bad request, unknown model) and protocol errors cannot.
+ */
+export class BackendError extends OrchError {
+  readonly kind: BackendErrorKind
+  readonly status: number | undefined
+  readonly retryable: boolean
+  readonly backend: string
+
+  constructor(
+    message: string,
+    init: { kind: BackendErrorKind; backend: string; status?: number; retryable?: boolean } & Omit<OrchErrorOptions, 'exitCode'>,
+  ) {
+    super(message, { code: `E_BACKEND_${init.kind.toUpperCase()}`, ...init })
+    this.name = 'BackendError'
+    this.kind = init.kind
+    this.status = init.status
+    this.backend = init.backend
+    this.retryable = init.retryable ?? isRetryable(init.kind, init.status)
+  }
+}
+
+export function isRetryable(kind: BackendErrorKind, status?: number): boolean {
+  if (kind === 'connect' || kind === 'timeout') return true
+  if (kind === 'http' && status !== undefined) return status >= 500 || status === 429 || status === 408
+  return false
+}
