@@ -21,6 +21,7 @@ const COMMANDS: Record<string, CommandEntry> = {
     load: () => import('./capacity.ts'),
   },
   config: { description: 'Show, validate and create the configuration', load: () => import('./config.ts') },
+  cache: { description: 'Inspect and empty the LLM response cache', load: () => import('./cache.ts') },
 }
 
 const ROOT_HELP = `orch ${pkg.version} — run LLM agent workloads on one machine, and scale out when one is not enough

@@ -1,0 +1,170 @@
+/**
+ * `orch cache`: look into and empty the sqlite response cache (`caching.cache_path`). These run as a second
+ * process beside a running `orch serve`: the file is shared (WAL), and serve adds its counters to it every
+ * second. A memory cache lives inside the serve process and has no file to read.
+ */
+import { existsSync, statSync } from 'node:fs'
+import { displayPath } from '../src/config/load.ts'
+import { ExitCode, OrchError, UsageError } from '../src/errors.ts'
+import { type CacheStats, type CachingConfig, redisCacheUnavailable, resolveCachePath, sqliteCache } from '../src/store/cache.ts'
+import { defineOrchCommand, type GlobalArgValues, globalArgs, printJson, printText } from './_args.ts'
+import { loadConfig } from './_config.ts'
+
+const MEMORY_NOTE = 'cache_backend is memory: a memory cache lives inside a running `orch serve` and has no file to read or clear'
+
+interface Target {
+  caching: CachingConfig
+  /** Absolute path of the sqlite file; undefined for the memory backend. */
+  path: string | undefined
+  shown: string | undefined
+}
+
+function target(args: GlobalArgValues): Target {
+  const caching = loadConfig(args).config.infrastructure_system.llm_orchestration.caching
+  if (caching.cache_backend === 'redis') throw redisCacheUnavailable()
+  if (caching.cache_backend === 'memory') return { caching, path: undefined, shown: undefined }
+  const path = resolveCachePath(caching.cache_path)
+  return { caching, path, shown: displayPath(path, process.cwd()) }
+}
+
+/** Read the file's figures; a cache that was never written reads as empty (and is not created). */
+function readStats(path: string): CacheStats {
+  if (path !== ':memory:' && !existsSync(path)) {
+    return {
+      backend: 'sqlite',
+      entries: 0,
+      bytes: 0,
+      hits: 0,
+      misses: 0,
+      sets: 0,
+      evictions: 0,
+      expired: 0,
+      oldest_at: null,
+      newest_at: null,
+      path,
+    }
+  }
+  const cache = sqliteCache(path, 1)
+  try {
+    return cache.stats()
+  } finally {
+    cache.close()
+  }
+}
+
+function fileBytes(path: string): number {
+  return [path, `${path}-wal`].reduce((sum, file) => sum + (existsSync(file) ? statSync(file).size : 0), 0)
+}
+
+const iso = (ms: number | null) => (ms === null ? null : new Date(ms).toISOString())
+
+export function formatBytes(n: number): string {
+  if (n < 1024) return `${n} B`
+  const units = ['KiB', 'MiB', 'GiB', 'TiB']
+  let value = n / 1024
+  let unit = 0
+  while (value >= 1024 && unit < units.length - 1) {
+    value /= 1024
+    unit++
+  }
+  return `${value < 10 ? value.toFixed(1) : Math.round(value)} ${units[unit]}`
+}
+
+function statsJson(t: Target & { path: string }, stats: CacheStats) {
+  const lookups = stats.hits + stats.misses
+  return {
+    backend: 'sqlite',
+    enabled: t.caching.enabled,
+    mode: t.caching.mode,
+    ttl_seconds: t.caching.cache_ttl_seconds,
+    path: t.path,
+    exists: t.path === ':memory:' || existsSync(t.path),
+    entries: stats.entries,
+    bytes: stats.bytes,
+    file_bytes: fileBytes(t.path),
+    hits: stats.hits,
+    misses: stats.misses,
+    hit_rate: lookups === 0 ? null : stats.hits / lookups,
+    sets: stats.sets,
+    evictions: stats.evictions,
+    expired: stats.expired,
+    oldest_at: iso(stats.oldest_at),
+    newest_at: iso(stats.newest_at),
+  }
+}
+
+function statsText(shown: string, s: ReturnType<typeof statsJson>): string {
+  const rate = s.hit_rate === null ? 'no lookups yet' : `hit rate ${(s.hit_rate * 100).toFixed(1)}%`
+  const lines = [
+    `Response cache ${shown} (sqlite, mode ${s.mode}, ttl ${s.ttl_seconds}s${s.enabled ? '' : ', caching disabled in the config'})`,
+  ]
+  if (!s.exists) lines.push('  no cache file yet: it is created when the first answer is cached')
+  lines.push(
+    `  entries    ${s.entries} (${formatBytes(s.bytes)} of responses, file ${formatBytes(s.file_bytes)})`,
+    `  lookups    ${s.hits} hits, ${s.misses} misses, ${rate}`,
+    `  writes     ${s.sets} sets, ${s.expired} expired, ${s.evictions} evicted`,
+  )
+  if (s.oldest_at !== null) lines.push(`  oldest     ${s.oldest_at}`, `  newest     ${s.newest_at}`)
+  return lines.join('\n')
+}
+
+const stats = defineOrchCommand({
+  meta: { name: 'stats', description: 'Entries, size, hit and miss counters, hit rate, oldest and newest entry of the response cache' },
+  args: { ...globalArgs },
+  examples: ['orch cache stats', 'orch cache stats --json', 'orch cache stats --config orch.prod.yaml'],
+  run({ args }) {
+    const t = target(args)
+    if (t.path === undefined || t.shown === undefined) {
+      if (args.json) printJson({ backend: 'memory', enabled: t.caching.enabled, path: null, note: MEMORY_NOTE })
+      else printText(`${MEMORY_NOTE}; its hits and misses are in that server's metrics`)
+      return
+    }
+    const report = statsJson({ ...t, path: t.path }, readStats(t.path))
+    if (args.json) printJson(report)
+    else printText(statsText(t.shown, report))
+  },
+})
+
+const clear = defineOrchCommand({
+  meta: { name: 'clear', description: 'Remove entries from the response cache: all, only expired ones, or one model’s' },
+  args: {
+    ...globalArgs,
+    expired: { type: 'boolean', description: 'Only entries past their time-to-live (cache_ttl_seconds when they were stored)' },
+    model: { type: 'string', valueHint: 'NAME', description: 'Only entries of this model (llama3.2 and llama3.2:latest are one)' },
+  },
+  examples: ['orch cache clear', 'orch cache clear --expired', 'orch cache clear --model llama3.2 --json'],
+  run({ args }) {
+    if (args.model !== undefined && args.model.trim() === '') {
+      throw new UsageError('--model needs a model name', { hint: 'orch cache clear --model llama3.2' })
+    }
+    const t = target(args)
+    if (t.path === undefined || t.shown === undefined) {
+      throw new OrchError(MEMORY_NOTE, {
+        code: 'E_CACHE_MEMORY',
+        exitCode: ExitCode.usage,
+        hint: 'restarting orch serve empties a memory cache',
+      })
+    }
+    let removed = 0
+    if (t.path === ':memory:' || existsSync(t.path)) {
+      const cache = sqliteCache(t.path, t.caching.cache_ttl_seconds)
+      try {
+        removed = cache.clear({ expiredOnly: args.expired === true, model: args.model })
+      } finally {
+        cache.close()
+      }
+    }
+    if (args.json) {
+      printJson({ path: t.path, removed, expired_only: args.expired === true, model: args.model ?? null })
+      return
+    }
+    const which = [args.expired ? 'expired' : '', args.model ? `${args.model}` : ''].filter(Boolean).join(' ')
+    printText(`removed ${removed} ${which ? `${which} ` : ''}entr${removed === 1 ? 'y' : 'ies'} from ${t.shown}`)
+  },
+})
+
+export default defineOrchCommand({
+  meta: { name: 'cache', description: 'Inspect and empty the LLM response cache' },
+  subCommands: { stats, clear },
+  examples: ['orch cache stats', 'orch cache clear --expired', 'orch cache clear --model llama3.2'],
+})
