@@ -1,0 +1,187 @@
+/**
+ * The SQL of the durable task queue and the mapping between rows and `Task` values. Every statement is a
+ * constant with bound parameters; lists (claim filters, dead owners) travel as one JSON array read with
+ * json_each, so the statement text never varies and stays in the Store's statement cache.
+ */
+import { ExitCode, OrchError } from '../errors.ts'
+import type { Task, TaskError, TaskState } from './tasks-types.ts'
+
+export interface TaskRow {
+  id: string
+  type: string
+  model: string | null
+  payload: string | null
+  priority: number
+  tenant: string
+  idempotency_key: string | null
+  state: TaskState
+  attempts: number
+  max_attempts: number
+  stalled_count: number
+  lease_owner: string | null
+  lease_expires_at: number | null
+  run_after: number
+  claim_rank: number
+  result: string | null
+  error: string | null
+  fail_reason: Task['fail_reason']
+  created_at: number
+  updated_at: number
+  started_at: number | null
+  finished_at: number | null
+}
+
+export function rowToTask(row: TaskRow): Task {
+  return {
+    id: row.id,
+    type: row.type,
+    model: row.model,
+    payload: parseJson(row.payload),
+    priority: row.priority,
+    tenant: row.tenant,
+    idempotency_key: row.idempotency_key,
+    state: row.state,
+    attempts: row.attempts,
+    max_attempts: row.max_attempts,
+    stalled_count: row.stalled_count,
+    lease_owner: row.lease_owner,
+    lease_expires_at: row.lease_expires_at,
+    run_after: row.run_after,
+    result: parseJson(row.result),
+    error: parseJson(row.error) as TaskError | null,
+    fail_reason: row.fail_reason,
+    created_at: row.created_at,
+    updated_at: row.updated_at,
+    started_at: row.started_at,
+    finished_at: row.finished_at,
+  }
+}
+
+function parseJson(text: string | null): unknown {
+  return text === null ? null : JSON.parse(text)
+}
+
+/** JSON text for a column; `undefined` (no payload, no result) is stored as NULL and read back as null. */
+export function toJson(value: unknown): string | null {
+  return value === undefined ? null : (JSON.stringify(value) ?? null)
+}
+
+let sequence = 0
+
+/**
+ * `t_` + 9 base36 digits of ms + 4 of a per-process sequence + 8 random ones. Fixed width, so ids sort
+ * as their creation time and, within one process and millisecond, in submission order; the random tail
+ * keeps ids from different processes apart.
+ */
+export function newTaskId(now: number): string {
+  sequence = (sequence + 1) % 36 ** 4
+  const random = crypto.getRandomValues(new Uint32Array(2))
+  const tail = ((random[0] ?? 0) % 36 ** 4).toString(36).padStart(4, '0') + ((random[1] ?? 0) % 36 ** 4).toString(36).padStart(4, '0')
+  return `t_${Math.max(0, Math.trunc(now)).toString(36).padStart(9, '0')}${sequence.toString(36).padStart(4, '0')}${tail}`
+}
+
+export const INSERT_TASK = `
+  INSERT INTO tasks (id, type, model, payload, priority, tenant, idempotency_key, state, attempts, max_attempts,
+                     stalled_count, run_after, claim_rank, created_at, updated_at)
+  VALUES (?, ?, ?, ?, ?, ?, ?, 'queued', 0, ?, 0, ?, ?, ?, ?)
+  ON CONFLICT (tenant, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING`
+
+export function insertParams(row: TaskRow): Array<string | number | null> {
+  const { id, type, model, payload, priority, tenant, idempotency_key, max_attempts, run_after, claim_rank, created_at, updated_at } = row
+  return [id, type, model, payload, priority, tenant, idempotency_key, max_attempts, run_after, claim_rank, created_at, updated_at]
+}
+
+export const SELECT_BY_KEY = 'SELECT * FROM tasks WHERE tenant = ? AND idempotency_key = ?'
+export const SELECT_BY_ID = 'SELECT * FROM tasks WHERE id = ?'
+export const SELECT_OWNED = "SELECT * FROM tasks WHERE id = ? AND state = 'running' AND lease_owner = ?"
+
+// INDEXED BY pins the hot statements to their small partial indexes (the planner has no statistics to
+// prefer them): reading tasks_claim in rank order and stopping at LIMIT beats collecting every due task
+// and sorting them. Parameters: owner, lease expiry, now, types, models, limit.
+export const CLAIM = `
+  UPDATE tasks
+     SET state = 'running', attempts = attempts + 1, lease_owner = ?1, lease_expires_at = ?2,
+         started_at = ?3, updated_at = ?3
+   WHERE id IN (
+     SELECT id FROM tasks INDEXED BY tasks_claim
+      WHERE state = 'queued' AND run_after <= ?3
+        AND (?4 IS NULL OR type IN (SELECT value FROM json_each(?4)))
+        AND (?5 IS NULL OR model IN (SELECT value FROM json_each(?5)))
+      ORDER BY claim_rank DESC, created_at, id
+      LIMIT ?6)
+  RETURNING *`
+
+export const RENEW = `
+  UPDATE tasks SET lease_expires_at = ?, updated_at = ?
+   WHERE id = ? AND state = 'running' AND lease_owner = ?`
+
+export const COMPLETE = `
+  UPDATE tasks SET state = 'done', result = ?, lease_expires_at = NULL, updated_at = ?, finished_at = ?
+   WHERE id = ? AND state = 'running' AND lease_owner = ?
+  RETURNING *`
+
+export const RETRY = `
+  UPDATE tasks SET state = 'queued', run_after = ?, error = ?, lease_owner = NULL, lease_expires_at = NULL, updated_at = ?
+   WHERE id = ?
+  RETURNING *`
+
+export const FAIL = `
+  UPDATE tasks SET state = 'failed', fail_reason = ?, error = ?, lease_expires_at = NULL, updated_at = ?, finished_at = ?
+   WHERE id = ?
+  RETURNING *`
+
+// A graceful hand-back (orch shutting down): the interrupted attempt is refunded and no stall is counted.
+export const RELEASE = `
+  UPDATE tasks SET state = 'queued', attempts = MAX(attempts - 1, 0), run_after = ?1, lease_owner = NULL,
+         lease_expires_at = NULL, updated_at = ?1
+   WHERE id = ?2 AND state = 'running' AND lease_owner = ?3
+  RETURNING *`
+
+export const CANCEL = `
+  UPDATE tasks SET state = 'cancelled', fail_reason = 'cancelled', lease_expires_at = NULL, updated_at = ?1, finished_at = ?1
+   WHERE id = ?2 AND state IN ('queued', 'running')
+  RETURNING *`
+
+// A lost lease counts as a stall; past max_stalled (or with no attempt left) the task fails, else it goes
+// back to the queue at once. The attempt it used is not refunded: a task that kills its runner must not
+// get unlimited tries. Parameters: max_stalled, now, stalled error JSON, then the selector's own.
+const RECOVER = `
+  UPDATE tasks
+     SET stalled_count = stalled_count + 1,
+         state = CASE WHEN stalled_count + 1 > ?1 OR attempts >= max_attempts THEN 'failed' ELSE 'queued' END,
+         fail_reason = CASE WHEN stalled_count + 1 > ?1 THEN 'stalled'
+                            WHEN attempts >= max_attempts THEN 'max_attempts' ELSE NULL END,
+         finished_at = CASE WHEN stalled_count + 1 > ?1 OR attempts >= max_attempts THEN ?2 ELSE NULL END,
+         error = ?3, lease_owner = NULL, lease_expires_at = NULL, run_after = ?2, updated_at = ?2
+   WHERE state = 'running' AND`
+
+export const RECOVER_EXPIRED = `${RECOVER.replace('UPDATE tasks', 'UPDATE tasks INDEXED BY tasks_lease')} lease_expires_at < ?2 RETURNING *`
+export const RECOVER_OWNERS = `${RECOVER} lease_owner IN (SELECT value FROM json_each(?4)) RETURNING *`
+export const RUNNING_OWNERS = "SELECT DISTINCT lease_owner AS owner FROM tasks WHERE state = 'running' AND lease_owner IS NOT NULL"
+
+// Keyset pagination, newest first: the cursor is the (created_at, id) of the last row of the previous page,
+// so every page is one range read of tasks_created. Parameters: state, tenant, limit, then the cursor.
+const LIST_FILTER = '(?1 IS NULL OR state = ?1) AND (?2 IS NULL OR tenant = ?2)'
+export const LIST_FIRST = `SELECT * FROM tasks WHERE ${LIST_FILTER} ORDER BY created_at DESC, id DESC LIMIT ?3`
+export const LIST_AFTER = `SELECT * FROM tasks WHERE ${LIST_FILTER} AND (created_at, id) < (?4, ?5) ORDER BY created_at DESC, id DESC LIMIT ?3`
+
+export const COUNTS = 'SELECT state, COUNT(*) AS n FROM tasks GROUP BY state'
+export const NEXT_RUN_AFTER = "SELECT MIN(run_after) AS at FROM tasks INDEXED BY tasks_due WHERE state = 'queued'"
+export const PRUNE = "DELETE FROM tasks WHERE state IN ('done', 'failed', 'cancelled') AND finished_at < ?"
+
+export function encodeCursor(row: TaskRow): string {
+  return `${row.created_at.toString(36)}.${row.id}`
+}
+
+export function decodeCursor(cursor: string): [number, string] {
+  const dot = cursor.indexOf('.')
+  const createdAt = Number.parseInt(cursor.slice(0, dot), 36)
+  if (dot < 1 || !Number.isFinite(createdAt) || dot === cursor.length - 1) {
+    throw new OrchError(`not a task list cursor: ${cursor}`, {
+      code: 'E_TASK_CURSOR',
+      exitCode: ExitCode.usage,
+      hint: 'pass next_cursor from the previous page',
+    })
+  }
+  return [createdAt, cursor.slice(dot + 1)]
+}

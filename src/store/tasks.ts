@@ -1,0 +1,301 @@
+/**
+ * The durable task queue, in state.db. Submissions are group-committed: every `submit` of one event-loop
+ * turn shares one IMMEDIATE transaction (one fsync under synchronous=FULL) and resolves only after it
+ * commits. A claim is a lease: the runner renews it, and only the owner of a running task can finish it,
+ * so a runner that lost its lease (expired, cancelled, requeued and claimed elsewhere) changes nothing.
+ * Every change happens in one statement or one IMMEDIATE transaction, so several processes can share the
+ * file and never claim the same task twice.
+ */
+import { ExitCode, OrchError } from '../errors.ts'
+import { logger } from '../log.ts'
+import { decideRetry } from '../scheduler/retry.ts'
+import type { Store } from './db.ts'
+import * as sql from './tasks-sql.ts'
+import { decodeCursor, encodeCursor, newTaskId, rowToTask, type TaskRow, toJson } from './tasks-sql.ts'
+import type {
+  ClaimFilter,
+  ListQuery,
+  SubmitInput,
+  Task,
+  TaskChange,
+  TaskError,
+  TaskEvent,
+  TaskState,
+  TaskStoreOptions,
+} from './tasks-types.ts'
+
+export { isLocalOwnerAlive, type OwnerParts, ownerId, parseOwner } from './tasks-owner.ts'
+export type * from './tasks-types.ts'
+
+interface Pending {
+  row: TaskRow
+  resolve: (value: { task: Task; created: boolean }) => void
+  reject: (error: unknown) => void
+}
+
+const DEFAULT_RETENTION_MS = 168 * 3_600_000
+const STALLED_ERROR = JSON.stringify({ code: 'E_STALLED', message: 'the runner lost its lease (it died or stopped renewing)' })
+
+export class TaskStore {
+  readonly stats = { commits: 0, submitted: 0 }
+  private readonly store: Store
+  private readonly options: TaskStoreOptions
+  private readonly now: () => number
+  private readonly random: () => number
+  private readonly listeners = new Set<(event: TaskEvent) => void>()
+  private pending: Pending[] = []
+
+  constructor(store: Store, options: TaskStoreOptions) {
+    if (!(options.agingMs > 0) || !Number.isFinite(options.agingMs)) {
+      throw new OrchError(`tasks.priority_aging_ms must be a positive number, got ${options.agingMs}`, { code: 'E_CONFIG' })
+    }
+    this.store = store
+    this.options = options
+    this.now = options.now ?? Date.now
+    this.random = options.random ?? Math.random
+  }
+
+  /** Queue one task; resolves after the transaction holding it commits. A known idempotency key returns its task. */
+  submit(input: SubmitInput): Promise<{ task: Task; created: boolean }> {
+    let row: TaskRow
+    try {
+      row = this.newRow(input)
+    } catch (error) {
+      return Promise.reject(error)
+    }
+    return this.enqueue(row)
+  }
+
+  /** Several tasks in the same group commit, results in input order; one invalid input queues none of them. */
+  submitMany(inputs: SubmitInput[]): Promise<Array<{ task: Task; created: boolean }>> {
+    let rows: TaskRow[]
+    try {
+      rows = inputs.map((input) => this.newRow(input))
+    } catch (error) {
+      return Promise.reject(error)
+    }
+    return Promise.all(rows.map((row) => this.enqueue(row)))
+  }
+
+  /** Lease up to `limit` due tasks, best effective priority first. */
+  claim(owner: string, limit = 1, filter: ClaimFilter = {}): Task[] {
+    if (!(limit >= 1)) return []
+    const now = this.now()
+    const params = [
+      owner,
+      now + this.options.leaseMs,
+      now,
+      filter.types ? JSON.stringify(filter.types) : null,
+      filter.models ? JSON.stringify(filter.models) : null,
+      Math.trunc(limit),
+    ]
+    const rows = this.store.write(() => this.store.all<TaskRow>(sql.CLAIM, params))
+    // RETURNING gives no order; restore the claim order so the caller starts the best task first.
+    rows.sort((a, b) => b.claim_rank - a.claim_rank || a.created_at - b.created_at || (a.id < b.id ? -1 : a.id > b.id ? 1 : 0))
+    return this.emitAll(rows, 'claimed')
+  }
+
+  /** Extend the lease; false when it is lost (not running, another owner, cancelled): the runner must stop. */
+  renew(id: string, owner: string): boolean {
+    const now = this.now()
+    return this.store.run(sql.RENEW, [now + this.options.leaseMs, now, id, owner]).changes > 0
+  }
+
+  /** Finish a running task with its result; false, and nothing changes, unless `owner` holds it. */
+  complete(id: string, owner: string, result: unknown): boolean {
+    const now = this.now()
+    const row = this.store.one<TaskRow>(sql.COMPLETE, [toJson(result), now, now, id, owner])
+    if (!row) return false
+    this.emit(row, 'done')
+    return true
+  }
+
+  /** Record a failed attempt: back to the queue after a backoff, or failed for good. Undefined unless `owner` holds it. */
+  fail(id: string, owner: string, error: TaskError & { retryable: boolean }): Task | undefined {
+    const now = this.now()
+    const errorJson = JSON.stringify({ code: error.code, message: error.message, retryable: error.retryable })
+    const outcome = this.store.write(() => {
+      const task = this.store.one<TaskRow>(sql.SELECT_OWNED, [id, owner])
+      if (!task) return undefined
+      const policy = { ...this.options.retry, maxAttempts: task.max_attempts }
+      const decision = decideRetry(task.attempts, asRetryable(error), policy, this.random)
+      if (decision.retry) return { row: this.store.one<TaskRow>(sql.RETRY, [now + decision.delayMs, errorJson, now, id]), retry: true }
+      return { row: this.store.one<TaskRow>(sql.FAIL, [decision.reason, errorJson, now, now, id]), retry: false }
+    })
+    if (!outcome?.row) return undefined
+    return this.emit(outcome.row, outcome.retry ? 'retrying' : 'failed')
+  }
+
+  /** Hand a running task back to the queue untouched (graceful shutdown); false unless `owner` holds it. */
+  release(id: string, owner: string): boolean {
+    const row = this.store.one<TaskRow>(sql.RELEASE, [this.now(), id, owner])
+    if (row) this.emit(row, 'requeued')
+    return row !== undefined
+  }
+
+  /** Cancel a queued or running task; a finished one is returned unchanged; undefined if unknown. */
+  cancel(id: string): Task | undefined {
+    const row = this.store.one<TaskRow>(sql.CANCEL, [this.now(), id])
+    if (row) return this.emit(row, 'cancelled')
+    return this.get(id)
+  }
+
+  /** Running tasks whose lease ran out: requeued, or failed once they stalled more than maxStalled times. */
+  recoverExpired(): Task[] {
+    const params = [this.options.maxStalled, this.now(), STALLED_ERROR]
+    return this.emitRecovered(this.store.write(() => this.store.all<TaskRow>(sql.RECOVER_EXPIRED, params)))
+  }
+
+  /** At start-up: running tasks whose owner process is gone are handled as if their lease expired now. */
+  recoverAbandoned(isOwnerAlive: (owner: string) => boolean): Task[] {
+    const owners = this.store.all<{ owner: string }>(sql.RUNNING_OWNERS).map((r) => r.owner)
+    const dead = owners.filter((owner) => !isOwnerAlive(owner))
+    if (dead.length === 0) return []
+    const params = [this.options.maxStalled, this.now(), STALLED_ERROR, JSON.stringify(dead)]
+    return this.emitRecovered(this.store.write(() => this.store.all<TaskRow>(sql.RECOVER_OWNERS, params)))
+  }
+
+  get(id: string): Task | undefined {
+    const row = this.store.one<TaskRow>(sql.SELECT_BY_ID, [id])
+    return row ? rowToTask(row) : undefined
+  }
+
+  /** Newest first, `limit` (default 50, at most 1000) at a time; pass `next_cursor` back for the next page. */
+  list(q: ListQuery = {}): { tasks: Task[]; next_cursor: string | null } {
+    const limit = Math.min(1000, Math.max(1, Math.trunc(q.limit ?? 50)))
+    const base = [q.state ?? null, q.tenant ?? null, limit]
+    const rows = q.cursor
+      ? this.store.all<TaskRow>(sql.LIST_AFTER, [...base, ...decodeCursor(q.cursor)])
+      : this.store.all<TaskRow>(sql.LIST_FIRST, base)
+    const last = rows.at(-1)
+    const next_cursor = rows.length === limit && last ? encodeCursor(last) : null
+    return { tasks: rows.map(rowToTask), next_cursor }
+  }
+
+  counts(): Record<TaskState, number> {
+    const counts: Record<TaskState, number> = { queued: 0, running: 0, done: 0, failed: 0, cancelled: 0 }
+    for (const { state, n } of this.store.all<{ state: TaskState; n: number }>(sql.COUNTS)) counts[state] = n
+    return counts
+  }
+
+  /** The earliest run_after among queued tasks, so an idle runner can sleep until then. */
+  nextRunAfter(): number | undefined {
+    return this.store.one<{ at: number | null }>(sql.NEXT_RUN_AFTER)?.at ?? undefined
+  }
+
+  /** Delete finished tasks that finished more than `olderThanMs` ago; returns how many. */
+  prune(olderThanMs = this.options.retentionMs ?? DEFAULT_RETENTION_MS): number {
+    return this.store.run(sql.PRUNE, [this.now() - olderThanMs]).changes
+  }
+
+  onEvent(listener: (event: TaskEvent) => void): () => void {
+    this.listeners.add(listener)
+    return () => this.listeners.delete(listener)
+  }
+
+  private enqueue(row: TaskRow): Promise<{ task: Task; created: boolean }> {
+    return new Promise((resolve, reject) => {
+      this.pending.push({ row, resolve, reject })
+      // The first submission of this turn schedules the one flush that commits them all.
+      if (this.pending.length === 1) setImmediate(() => this.flush())
+    })
+  }
+
+  private newRow(input: SubmitInput): TaskRow {
+    const now = this.now()
+    const priority = input.priority ?? 0
+    const maxAttempts = input.max_attempts ?? this.options.retry.maxAttempts
+    if (typeof input.type !== 'string' || input.type === '') throw invalid('type must be a non-empty string')
+    if (!Number.isFinite(priority)) throw invalid(`priority must be a finite number, got ${priority}`)
+    if (!Number.isInteger(maxAttempts) || maxAttempts < 1) throw invalid(`max_attempts must be a positive integer, got ${maxAttempts}`)
+    return {
+      id: newTaskId(now),
+      type: input.type,
+      model: input.model ?? null,
+      payload: toJson(input.payload),
+      priority,
+      tenant: input.tenant ?? 'default',
+      idempotency_key: input.idempotency_key ?? null,
+      state: 'queued',
+      attempts: 0,
+      max_attempts: maxAttempts,
+      stalled_count: 0,
+      lease_owner: null,
+      lease_expires_at: null,
+      run_after: now,
+      claim_rank: priority * this.options.agingMs - now,
+      result: null,
+      error: null,
+      fail_reason: null,
+      created_at: now,
+      updated_at: now,
+      started_at: null,
+      finished_at: null,
+    }
+  }
+
+  /** One transaction for the whole batch; every promise settles after it commits or fails. */
+  private flush(): void {
+    const batch = this.pending
+    this.pending = []
+    let results: Array<{ row: TaskRow; created: boolean }>
+    try {
+      results = this.store.write(() => batch.map(({ row }) => this.insert(row)))
+    } catch (error) {
+      for (const item of batch) item.reject(error)
+      return
+    }
+    this.stats.commits++
+    results.forEach((result, i) => {
+      const task = rowToTask(result.row)
+      if (result.created) {
+        this.stats.submitted++
+        this.notify({ type: 'task', task, change: 'submitted' })
+      }
+      batch[i]?.resolve({ task, created: result.created })
+    })
+  }
+
+  private insert(row: TaskRow): { row: TaskRow; created: boolean } {
+    const { changes } = this.store.run(sql.INSERT_TASK, sql.insertParams(row))
+    if (changes > 0) return { row, created: true }
+    // The key is taken, by an earlier commit or earlier in this same batch: that task is the answer.
+    const existing = this.store.one<TaskRow>(sql.SELECT_BY_KEY, [row.tenant, row.idempotency_key])
+    if (!existing) throw new OrchError(`task ${row.id} was not inserted`, { code: 'E_TASK_INSERT' })
+    return { row: existing, created: false }
+  }
+
+  private emitRecovered(rows: TaskRow[]): Task[] {
+    return rows.map((row) => this.emit(row, row.state === 'queued' ? 'requeued' : 'failed'))
+  }
+
+  private emitAll(rows: TaskRow[], change: TaskChange): Task[] {
+    return rows.map((row) => this.emit(row, change))
+  }
+
+  private emit(row: TaskRow, change: TaskChange): Task {
+    const task = rowToTask(row)
+    this.notify({ type: 'task', task, change })
+    return task
+  }
+
+  private notify(event: TaskEvent): void {
+    for (const listener of this.listeners) {
+      try {
+        listener(event)
+      } catch (error) {
+        // The change is committed; a failing listener must not make the caller believe otherwise.
+        logger('store').warn(`task event listener failed: ${(error as Error).message}`)
+      }
+    }
+  }
+}
+
+/** decideRetry judges errors by class; a plain TaskError carries its verdict in `retryable`. */
+function asRetryable(error: TaskError & { retryable: boolean }): OrchError {
+  return new OrchError(error.message, { code: error.code, details: { retryable: error.retryable } })
+}
+
+function invalid(message: string): OrchError {
+  return new OrchError(`invalid task: ${message}`, { code: 'E_TASK_INVALID', exitCode: ExitCode.usage })
+}
