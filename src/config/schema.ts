@@ -221,7 +221,12 @@ export const OrchConfigSchema = v.strictObject(
     ),
     backend_timeouts: v.optional(
       section('Timeouts of every call to a model backend, in milliseconds', {
-        connect_ms: v.optional(int('Until the backend answers with response headers'), 5000),
+        connect_ms: v.optional(
+          int(
+            'Until response headers arrive, for health and model-list calls (model calls are bounded by first_token_ms, as Ollama sends headers only with the first token)',
+          ),
+          5000,
+        ),
         first_token_ms: v.optional(int('Until the first streamed chunk (includes model load time)'), 120000),
         idle_ms: v.optional(int('Longest gap between two streamed chunks'), 30000),
         total_ms: v.optional(int('Whole call, first byte to last'), 600000),

@@ -1,0 +1,233 @@
+/**
+ * Deadlines and cancellation for one backend call. A call owns one AbortController: the caller's signal,
+ * every timeout and the end of the call all abort it, so the HTTP request is closed in every case, and the
+ * abort reason (a BackendError) is what the caller sees, whatever the fetch or the client made of it.
+ *
+ * Why the header deadline is not always `connect_ms`: Ollama (and llama.cpp's server) send the response
+ * headers with the first chunk, after loading the model. For calls that may load a model (chat, generate,
+ * embed) the wait for headers is part of the first-token wait; `connect_ms` bounds the calls that don't
+ * (tags, ps, version, health).
+ */
+import { BackendError, type HealthStatus } from './types.ts'
+
+export interface BackendTimeouts {
+  connect_ms: number
+  first_token_ms: number
+  idle_ms: number
+  total_ms: number
+}
+
+export type TimeoutName = keyof BackendTimeouts
+
+export interface CallGuardOptions {
+  backend: string
+  timeouts: BackendTimeouts
+  signal?: AbortSignal | undefined
+  /** 'model': headers and the first chunk are bounded by first_token_ms; 'meta': headers by connect_ms. */
+  phase: 'model' | 'meta'
+}
+
+export interface CallGuard {
+  /** Aborted when the caller aborts, a deadline passes, or the call ends. */
+  readonly signal: AbortSignal
+  /** fetch bound to this call: the call's signal, and the header deadline of the phase. */
+  readonly fetch: typeof fetch
+  /** Wraps a chunk stream: first_token_ms until the first chunk, idle_ms while waiting for each next one. */
+  stream<T>(source: AsyncIterable<T>): AsyncGenerator<T>
+  /** Settles with `promise`, or rejects at once with the abort reason when the call is aborted. */
+  guard<T>(promise: Promise<T>): Promise<T>
+  /** The BackendError for whatever was thrown; an abort or timeout reason wins over the symptom. */
+  error(thrown: unknown): BackendError
+  /** Clears every timer; `completed: false` also aborts the request (consumer stopped early, or failure). */
+  end(completed: boolean): void
+}
+
+/** Thrown by a stream source when the backend reported an error or stopped early, after the headers. */
+export class StreamFailure extends Error {
+  override readonly name = 'StreamFailure'
+}
+
+export function timeoutError(backend: string, which: TimeoutName, ms: number): BackendError {
+  const what = { connect_ms: 'response headers', first_token_ms: 'the first token', idle_ms: 'the next chunk', total_ms: 'the whole call' }
+  return new BackendError(`${backend}: timed out waiting for ${what[which]} (${which} ${ms} ms)`, {
+    kind: 'timeout',
+    backend,
+    hint: `raise backend_timeouts.${which} if the backend is just slow`,
+    details: { timeout: which, timeout_ms: ms },
+  })
+}
+
+export function abortedError(backend: string, reason?: unknown): BackendError {
+  return new BackendError(`${backend}: request aborted by the caller`, { kind: 'aborted', backend, cause: reason })
+}
+
+// Node-style codes and the ones Bun's fetch uses.
+const LOST_CODES = new Set(['ECONNRESET', 'EPIPE', 'ConnectionClosed', 'ConnectionReset'])
+const CONNECT_CODES = new Set([
+  ...LOST_CODES,
+  'ECONNREFUSED',
+  'ENOTFOUND',
+  'EHOSTUNREACH',
+  'ENETUNREACH',
+  'ETIMEDOUT',
+  'ConnectionRefused',
+  'FailedToOpenSocket',
+])
+
+/** Maps what fetch, a body read or a client library threw to a BackendError (without abort context). */
+export function toBackendError(backend: string, thrown: unknown): BackendError {
+  if (thrown instanceof BackendError) return thrown
+  const e = thrown as { name?: string; message?: string; code?: string; status_code?: unknown; error?: unknown }
+  const message = typeof e?.message === 'string' ? e.message : String(thrown)
+  if (e?.name === 'ResponseError' && typeof e.status_code === 'number') {
+    const status = e.status_code
+    return new BackendError(`${backend}: HTTP ${status}: ${message}`, { kind: 'http', backend, status, cause: thrown })
+  }
+  if (thrown instanceof StreamFailure) {
+    // The backend broke off after answering 200 (runner crash, connection cut): another attempt may work.
+    return new BackendError(`${backend}: stream failed: ${message}`, { kind: 'protocol', backend, retryable: true, cause: thrown })
+  }
+  const code = typeof e?.code === 'string' ? e.code : ''
+  if (CONNECT_CODES.has(code) || (thrown instanceof TypeError && /fetch|connect|socket/i.test(message))) {
+    // A connection cut after it was made (reset, closed) is the same kind: another attempt may work.
+    const lost = LOST_CODES.has(code)
+    return new BackendError(`${backend}: ${lost ? 'connection lost' : 'cannot connect'}: ${message}`, {
+      kind: 'connect',
+      backend,
+      cause: thrown,
+      hint: lost
+        ? 'the backend closed the connection; is it restarting or out of memory?'
+        : 'is the backend running at its configured url?',
+    })
+  }
+  return new BackendError(`${backend}: unexpected answer: ${message}`, { kind: 'protocol', backend, cause: thrown })
+}
+
+export function startCall(o: CallGuardOptions): CallGuard {
+  const { backend, timeouts } = o
+  const controller = new AbortController()
+  const signal = controller.signal
+  // Rejecters of the guarded promises in flight; aborting rejects them at once (cheaper than listeners).
+  const pending = new Set<(reason: unknown) => void>()
+  const abort = (reason: BackendError) => {
+    if (signal.aborted) return
+    controller.abort(reason)
+    for (const reject of pending) reject(reason)
+  }
+  const caller = o.signal
+  const onCallerAbort = () => abort(abortedError(backend, caller?.reason))
+  if (caller?.aborted) onCallerAbort()
+  else caller?.addEventListener('abort', onCallerAbort, { once: true })
+
+  const expire = (which: TimeoutName) => abort(timeoutError(backend, which, timeouts[which]))
+  const total = setTimeout(expire, timeouts.total_ms, 'total_ms')
+  // first_token_ms runs from the start for model calls: it covers the headers and the first chunk.
+  let firstToken = o.phase === 'model' ? setTimeout(expire, timeouts.first_token_ms, 'first_token_ms') : undefined
+  // One idle timer per call, not per chunk: when it fires early (chunks kept coming) it re-arms for the rest.
+  let idle: ReturnType<typeof setTimeout> | undefined
+  let waitingSince = 0
+  const checkIdle = () => {
+    idle = undefined
+    if (waitingSince === 0) return
+    const left = waitingSince + timeouts.idle_ms - performance.now()
+    if (left <= 0) expire('idle_ms')
+    else idle = setTimeout(checkIdle, left)
+  }
+  let ended = false
+  // The reason end() aborts with: not a failure of the call, so error() never reports it.
+  let endReason: BackendError | undefined
+
+  const end = (completed: boolean) => {
+    if (ended) return
+    ended = true
+    clearTimeout(total)
+    clearTimeout(firstToken)
+    clearTimeout(idle)
+    caller?.removeEventListener('abort', onCallerAbort)
+    if (completed || signal.aborted) return
+    endReason = new BackendError(`${backend}: call ended`, { kind: 'aborted', backend })
+    abort(endReason)
+  }
+
+  const guard = <T>(promise: Promise<T>): Promise<T> => {
+    if (signal.aborted) {
+      promise.catch(() => {})
+      return Promise.reject(signal.reason)
+    }
+    return new Promise<T>((resolve, reject) => {
+      pending.add(reject)
+      promise.then(
+        (value) => {
+          pending.delete(reject)
+          resolve(value)
+        },
+        (err) => {
+          pending.delete(reject)
+          reject(err)
+        },
+      )
+    })
+  }
+
+  // The ollama client passes a signal of its own, which only its abort() uses: orch never calls that.
+  const boundFetch = (async (input: string | URL | Request, init?: RequestInit) => {
+    const headers = o.phase === 'meta' ? setTimeout(expire, timeouts.connect_ms, 'connect_ms') : undefined
+    try {
+      return await guard(fetch(input, { ...init, signal }))
+    } finally {
+      clearTimeout(headers)
+    }
+  }) as typeof fetch
+
+  async function* stream<T>(source: AsyncIterable<T>): AsyncGenerator<T> {
+    const it = source[Symbol.asyncIterator]()
+    let first = true
+    let finished = false
+    try {
+      while (true) {
+        if (!first) {
+          waitingSince = performance.now()
+          idle ??= setTimeout(checkIdle, timeouts.idle_ms)
+        }
+        const step = await guard(it.next())
+        waitingSince = 0
+        if (first) {
+          clearTimeout(firstToken)
+          firstToken = undefined
+          first = false
+        }
+        if (step.done) {
+          finished = true
+          return
+        }
+        yield step.value
+      }
+    } finally {
+      waitingSince = 0
+      clearTimeout(idle)
+      idle = undefined
+      // Not awaited: a source stuck in a read settles once the request is aborted by end().
+      if (!finished) it.return?.()?.catch(() => {})
+    }
+  }
+
+  const error = (thrown: unknown): BackendError =>
+    signal.aborted && signal.reason instanceof BackendError && signal.reason !== endReason ? signal.reason : toBackendError(backend, thrown)
+
+  return { signal, fetch: boundFetch, stream, guard, error, end }
+}
+
+/** A health check: latency of `check`; a failure is reported as unhealthy, a caller's abort is thrown. */
+export async function probe(check: () => Promise<unknown>): Promise<HealthStatus> {
+  const started = performance.now()
+  const latency = () => Math.round((performance.now() - started) * 1000) / 1000
+  try {
+    const answer = (await check()) as { version?: unknown } | undefined
+    const version = typeof answer?.version === 'string' ? answer.version : undefined
+    return { ok: true, latency_ms: latency(), ...(version ? { version } : {}) }
+  } catch (thrown) {
+    const error = thrown as { kind?: string; message?: string }
+    if (error.kind === 'aborted') throw thrown
+    return { ok: false, latency_ms: latency(), error: error.message ?? String(thrown) }
+  }
+}
