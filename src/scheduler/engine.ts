@@ -1,0 +1,267 @@
+/**
+ * The engine: one object that `serve`, `batch` and the task runner call to talk to models. Every call goes
+ * the same way: response cache (a hit answers at once) → scheduler slot (queue, limits, router, breaker)
+ * → backend call with the caller's AbortSignal → outcome to the breaker → slot released → cache filled.
+ * Embeddings are coalesced by the batcher when batching is on.
+ */
+import { createBackends } from '../backends/registry.ts'
+import type { Backend, ChatChunk, ChatRequest, EmbedRequest, EmbedResponse, GenerateChunk, GenerateRequest } from '../backends/types.ts'
+import { BackendError } from '../backends/types.ts'
+import type { OrchConfig } from '../config/schema.ts'
+import { type CacheKind, cacheKey, createCache, isCacheable, type ResponseCache } from '../store/cache.ts'
+import { EmbedBatcher } from './batcher.ts'
+import { HealthMonitor } from './health.ts'
+import { normalizeModel } from './router.ts'
+import { type Outcome, Scheduler, type SchedulerOptions, type Slot } from './scheduler.ts'
+
+export interface RequestOptions {
+  priority?: number
+  tenant?: string
+  signal?: AbortSignal
+  /** false: skip the cache for this request (neither read nor written). */
+  cache?: boolean
+}
+
+export interface EngineOptions {
+  config: OrchConfig
+  /** Defaults to the configured backends. */
+  backends?: Backend[]
+  /** Defaults to the configured cache; null for none. */
+  cache?: ResponseCache | null
+  now?: () => number
+  /** Health checks every this many ms (0: never; default 5000). */
+  healthIntervalMs?: number
+}
+
+export interface EngineCounters {
+  cache_hits: number
+  cache_misses: number
+  calls: number
+  call_errors: number
+}
+
+export class Engine {
+  readonly scheduler: Scheduler
+  readonly cache: ResponseCache | undefined
+  readonly batcher: EmbedBatcher | undefined
+  readonly health: HealthMonitor
+  readonly counters: EngineCounters = { cache_hits: 0, cache_misses: 0, calls: 0, call_errors: 0 }
+  private readonly cacheMode: 'deterministic' | 'always'
+
+  constructor(options: EngineOptions) {
+    const { config } = options
+    const backends = options.backends ?? createBackends(config)
+    this.scheduler = new Scheduler(schedulerOptions(config, backends, options.now))
+    const caching = config.infrastructure_system.llm_orchestration.caching
+    this.cache = options.cache === null ? undefined : (options.cache ?? createCache(caching))
+    this.cacheMode = caching.mode
+    const batching = config.infrastructure_system.llm_orchestration.batching
+    // enabled: false on infrastructure_system is plain single-process execution: no coalescing.
+    if (config.infrastructure_system.enabled && batching.enabled) {
+      this.batcher = new EmbedBatcher({
+        batchSize: batching.batch_size,
+        intervalMs: batching.batch_interval_seconds * 1000,
+        maxConcurrentBatches: batching.max_concurrent_batches,
+        execute: (key, inputs, context) =>
+          this.embedCall({ ...(JSON.parse(key.variant) as object), model: key.model, input: inputs }, context),
+      })
+    }
+    this.health = new HealthMonitor(this.scheduler, options.healthIntervalMs ?? 5000)
+  }
+
+  /** Start health checks (and model discovery); resolves after the first round. */
+  async start(): Promise<void> {
+    await this.health.start()
+  }
+
+  async close(): Promise<void> {
+    this.health.stop()
+    this.scheduler.drain(new Error('orch is shutting down'))
+    this.cache?.close()
+  }
+
+  chat(request: ChatRequest, options: RequestOptions = {}): AsyncIterable<ChatChunk> {
+    return this.streamed('chat', request, options, (backend, signal) => backend.chat(request, { signal }), joinChat)
+  }
+
+  generate(request: GenerateRequest, options: RequestOptions = {}): AsyncIterable<GenerateChunk> {
+    return this.streamed('generate', request, options, (backend, signal) => backend.generate(request, { signal }), joinGenerate)
+  }
+
+  /** One answer: the chunks joined into the final one. */
+  async chatOnce(request: ChatRequest, options: RequestOptions = {}): Promise<ChatChunk> {
+    return collect(this.chat(request, options), joinChat)
+  }
+
+  async generateOnce(request: GenerateRequest, options: RequestOptions = {}): Promise<GenerateChunk> {
+    return collect(this.generate(request, options), joinGenerate)
+  }
+
+  async embed(request: EmbedRequest, options: RequestOptions = {}): Promise<EmbedResponse> {
+    const key = this.cacheKeyFor('embed', request, options)
+    const hit = key ? this.cacheGet<EmbedResponse>(key) : undefined
+    if (hit) return hit
+    const inputs = typeof request.input === 'string' ? [request.input] : request.input
+    const { model, input: _input, ...rest } = request
+    const embeddings = this.batcher
+      ? await this.batcher.add({ model, variant: JSON.stringify(rest) }, inputs, options)
+      : await this.embedCall(request, { signal: options.signal, priority: options.priority ?? 0, tenant: options.tenant ?? 'default' })
+    const response: EmbedResponse = { model, embeddings }
+    if (key) this.cache?.set(key, { kind: 'embed', model, value: response })
+    return response
+  }
+
+  /** A durable task's work: `chat`, `generate` or `embed` with the task's payload as the request. */
+  async run(type: string, payload: unknown, options: RequestOptions = {}): Promise<unknown> {
+    if (type === 'chat') return this.chatOnce(payload as ChatRequest, options)
+    if (type === 'generate') return this.generateOnce(payload as GenerateRequest, options)
+    if (type === 'embed') return this.embed(payload as EmbedRequest, options)
+    throw new BackendError(`unknown task type "${type}" (expected chat, generate or embed)`, {
+      kind: 'protocol',
+      backend: '-',
+      retryable: false,
+    })
+  }
+
+  private async embedCall(request: EmbedRequest, context: { signal?: AbortSignal; priority: number; tenant: string }): Promise<number[][]> {
+    const slot = await this.scheduler.acquire({
+      model: request.model,
+      priority: context.priority,
+      tenant: context.tenant,
+      signal: context.signal,
+    })
+    let outcome: Outcome = 'failure'
+    try {
+      this.counters.calls++
+      const response = await slot.backend.embed(request, { signal: context.signal })
+      outcome = 'success'
+      return response.embeddings
+    } catch (error) {
+      outcome = outcomeOf(error)
+      this.counters.call_errors++
+      throw error
+    } finally {
+      slot.release(outcome)
+    }
+  }
+
+  private cacheKeyFor(kind: CacheKind, request: ChatRequest | GenerateRequest | EmbedRequest, options: RequestOptions): string | undefined {
+    if (!this.cache || options.cache === false || !isCacheable(request, this.cacheMode, kind)) return undefined
+    return cacheKey(kind, request)
+  }
+
+  private cacheGet<T>(key: string): T | undefined {
+    const hit = this.cache?.get(key)
+    if (hit) this.counters.cache_hits++
+    else this.counters.cache_misses++
+    return hit?.value as T | undefined
+  }
+
+  private async *streamed<T extends ChatChunk | GenerateChunk>(
+    kind: 'chat' | 'generate',
+    request: ChatRequest | GenerateRequest,
+    options: RequestOptions,
+    call: (backend: Backend, signal: AbortSignal) => AsyncIterable<T>,
+    join: (chunks: T[]) => T,
+  ): AsyncGenerator<T> {
+    const key = this.cacheKeyFor(kind, request, options)
+    const hit = key ? this.cacheGet<T>(key) : undefined
+    if (hit) {
+      yield hit
+      return
+    }
+    const slot: Slot = await this.scheduler.acquire({
+      model: request.model,
+      priority: options.priority,
+      tenant: options.tenant,
+      signal: options.signal,
+    })
+    const controller = new AbortController()
+    const onAbort = () => controller.abort(options.signal?.reason)
+    options.signal?.addEventListener('abort', onAbort, { once: true })
+    const chunks: T[] = []
+    // A consumer that stops early (client gone, `break`) ends the call without blaming the backend.
+    let outcome: Outcome = 'neutral'
+    let finished = false
+    try {
+      this.counters.calls++
+      for await (const chunk of call(slot.backend, controller.signal)) {
+        if (key) chunks.push(chunk)
+        yield chunk
+      }
+      finished = true
+      outcome = 'success'
+      if (key && chunks.at(-1)?.done) this.cache?.set(key, { kind, model: request.model, value: join(chunks) })
+    } catch (error) {
+      outcome = outcomeOf(error)
+      this.counters.call_errors++
+      throw error
+    } finally {
+      options.signal?.removeEventListener('abort', onAbort)
+      if (!finished) controller.abort()
+      slot.release(outcome)
+    }
+  }
+}
+
+/** What a failed call says about the backend: its own fault (breaker) or the request's / caller's (neutral). */
+function outcomeOf(error: unknown): Outcome {
+  if (error instanceof BackendError) return error.retryable ? 'failure' : 'neutral'
+  return 'failure'
+}
+
+async function collect<T>(iterable: AsyncIterable<T>, join: (chunks: T[]) => T): Promise<T> {
+  const chunks: T[] = []
+  for await (const chunk of iterable) chunks.push(chunk)
+  if (chunks.length === 0) throw new BackendError('the backend answered with no chunks', { kind: 'protocol', backend: '-' })
+  return join(chunks)
+}
+
+/** The final chunk carries the stats; the content is every chunk's content in order. */
+export function joinChat(chunks: ChatChunk[]): ChatChunk {
+  const last = chunks[chunks.length - 1] as ChatChunk
+  if (chunks.length === 1) return last
+  const content = chunks.map((c) => c.message.content).join('')
+  const thinking = chunks.map((c) => c.message.thinking ?? '').join('')
+  const toolCalls = chunks.flatMap((c) => c.message.tool_calls ?? [])
+  return {
+    ...last,
+    message: { ...last.message, content, ...(thinking ? { thinking } : {}), ...(toolCalls.length > 0 ? { tool_calls: toolCalls } : {}) },
+  }
+}
+
+export function joinGenerate(chunks: GenerateChunk[]): GenerateChunk {
+  const last = chunks[chunks.length - 1] as GenerateChunk
+  if (chunks.length === 1) return last
+  return { ...last, response: chunks.map((c) => c.response).join('') }
+}
+
+export function schedulerOptions(config: OrchConfig, backends: Backend[], now?: () => number): SchedulerOptions {
+  const configured = new Map(config.backends.map((b) => [b.name, b]))
+  const serialModels = new Set<string>()
+  for (const models of Object.values(config.models)) {
+    for (const [name, settings] of Object.entries(models)) if (!settings.parallel) serialModels.add(normalizeModel(name))
+  }
+  return {
+    backends: backends.map((backend) => {
+      const cfg = configured.get(backend.name)
+      return { backend, concurrency: cfg?.concurrency ?? 4, ...(cfg?.models ? { configuredModels: cfg.models } : {}) }
+    }),
+    providerLimits: Object.fromEntries(Object.entries(config.runtime).map(([provider, r]) => [provider, r.concurrency])),
+    serialModels,
+    // infrastructure_system.enabled: false → plain single-process execution, no runner-level cap.
+    globalLimit: config.infrastructure_system.enabled
+      ? config.infrastructure_system.distributed_simulation.agent_runner_concurrency
+      : Number.POSITIVE_INFINITY,
+    maxQueue: config.pool_max_queue_size,
+    queueTimeoutMs: config.pool_queue_timeout,
+    agingMs: config.tasks.priority_aging_ms,
+    breaker: {
+      enabled: config.circuit_breaker.enabled,
+      failureThreshold: config.circuit_breaker.failure_threshold,
+      resetTimeoutMs: config.circuit_breaker.reset_timeout_ms,
+      waitForClose: config.circuit_breaker.wait_for_close,
+    },
+    ...(now ? { now } : {}),
+  }
+}

@@ -1,0 +1,69 @@
+/**
+ * Why the scheduler could not give a request a backend slot. Each carries the HTTP status the server
+ * answers with, whether retrying later can help, and when (`retry_after_s`, for the Retry-After header).
+ */
+import { OrchError } from '../errors.ts'
+
+function schedulerError(code: string, message: string, hint: string, details: Record<string, unknown>): OrchError {
+  return new OrchError(message, { code, hint, details })
+}
+
+export function queueFullError(limit: number, retryAfterS: number): OrchError {
+  return schedulerError(
+    'E_QUEUE_FULL',
+    `the queue is full (${limit} requests waiting, pool_max_queue_size)`,
+    `retry in ${retryAfterS} s, or raise pool_max_queue_size`,
+    { status: 429, retryable: true, retry_after_s: retryAfterS },
+  )
+}
+
+export function queueTimeoutError(waitedMs: number, model: string): OrchError {
+  return schedulerError(
+    'E_QUEUE_TIMEOUT',
+    `queue_timeout: waited ${waitedMs} ms for a free slot on a backend serving "${model}" (pool_queue_timeout)`,
+    'all backend slots stayed busy; add capacity (backends, concurrency) or raise pool_queue_timeout',
+    { status: 503, retryable: true, retry_after_s: 1, reason: 'queue_timeout' },
+  )
+}
+
+export function noBackendError(model: string, backends: string[]): OrchError {
+  const where = backends.length > 0 ? `none of ${backends.join(', ')} answers` : 'no backend is configured'
+  return schedulerError(
+    'E_NO_BACKEND',
+    `no healthy backend serves "${model}": ${where}`,
+    'start a model server (e.g. `ollama serve`), or add one under `backends:` in orch.yaml (orch config init shows the shape)',
+    { status: 503, retryable: true, retry_after_s: 5 },
+  )
+}
+
+export function modelNotFoundError(model: string, known: string[]): OrchError {
+  return schedulerError(
+    'E_MODEL_NOT_FOUND',
+    `model "${model}" is not served by any backend (known: ${known.slice(0, 10).join(', ') || 'none'})`,
+    `pull it (e.g. \`ollama pull ${model}\`) or list it under a backend's models`,
+    { status: 404, retryable: false },
+  )
+}
+
+export function breakerOpenError(backends: string[], retryAfterS: number): OrchError {
+  return schedulerError(
+    'E_BREAKER_OPEN',
+    `circuit open for ${backends.join(', ')}: recent calls kept failing, so requests fail fast`,
+    `a trial call is let through in ${retryAfterS} s; check the backend (orch doctor, its logs)`,
+    { status: 503, retryable: true, retry_after_s: retryAfterS },
+  )
+}
+
+export function cancelledError(): OrchError {
+  return schedulerError('E_CANCELLED', 'cancelled by the caller', 'the client went away or the task was cancelled', {
+    status: 499,
+    retryable: false,
+  })
+}
+
+/** The HTTP status a scheduler or backend error maps to (500 when nothing says otherwise). */
+export function statusOf(error: unknown): number {
+  if (error instanceof OrchError && typeof error.details?.status === 'number') return error.details.status
+  if (error instanceof OrchError && 'status' in error && typeof error.status === 'number') return error.status
+  return 500
+}

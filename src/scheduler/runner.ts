@@ -1,0 +1,163 @@
+/**
+ * Runs durable tasks: claims queued tasks from the task store (as many as there are free slots, plus a
+ * little prefetch), runs each through the engine under a lease it renews, and records the outcome.
+ * A task whose lease is lost (cancelled, or taken over after this runner stalled) is aborted at once and
+ * its outcome discarded: a finished task is never finished twice. With no healthy backend, nothing is
+ * claimed, so work waits in the queue, durable, until one answers.
+ */
+import { BackendError } from '../backends/types.ts'
+import { logger } from '../log.ts'
+import { isLocalOwnerAlive, type Task, type TaskStore } from '../store/tasks.ts'
+import type { Engine } from './engine.ts'
+import { isRetryableError } from './retry.ts'
+
+export interface RunnerOptions {
+  tasks: TaskStore
+  engine: Engine
+  owner: string
+  leaseMs: number
+  /** Claims ahead of free slots, so a slot never waits on a claim round-trip. */
+  prefetch?: number
+  /** Poll for work submitted by other processes this often (ms). */
+  pollMs?: number
+  /** Most tasks this runner holds at once (default: total backend slots). */
+  maxActive?: number
+}
+
+interface Active {
+  task: Task
+  controller: AbortController
+  settled: Promise<void>
+}
+
+export class TaskRunner {
+  private readonly active = new Map<string, Active>()
+  private running = false
+  private wake: (() => void) | undefined
+  private loop: Promise<void> | undefined
+  private timers: Array<ReturnType<typeof setInterval>> = []
+  private unsubscribe: (() => void) | undefined
+  private readonly log = logger('scheduler')
+  readonly stats = { completed: 0, failed: 0, retried: 0, lost: 0 }
+
+  constructor(private readonly options: RunnerOptions) {}
+
+  start(): void {
+    if (this.running) return
+    this.running = true
+    const { tasks, leaseMs } = this.options
+    const recovered = tasks.recoverAbandoned(isLocalOwnerAlive)
+    if (recovered.length > 0) this.log.info(`recovered ${recovered.length} task(s) left running by a process that is gone`)
+    this.unsubscribe = tasks.onEvent((event) => {
+      if (event.change === 'submitted' || event.change === 'retrying' || event.change === 'requeued') this.poke()
+      if (event.change === 'cancelled') this.active.get(event.task.id)?.controller.abort()
+    })
+    this.timers = [
+      setInterval(() => this.renewAll(), Math.max(50, Math.floor(leaseMs / 3))),
+      setInterval(
+        () => {
+          if (tasks.recoverExpired().length > 0) this.poke()
+        },
+        Math.max(50, Math.floor(leaseMs / 2)),
+      ),
+    ]
+    this.loop = this.run()
+  }
+
+  /** Stop claiming; wait up to `graceMs` for running tasks, then abort them and hand them back to the queue. */
+  async stop(graceMs = 0): Promise<void> {
+    this.running = false
+    this.poke()
+    for (const timer of this.timers) clearInterval(timer)
+    this.unsubscribe?.()
+    const deadline = Date.now() + graceMs
+    while (this.active.size > 0 && Date.now() < deadline) await Bun.sleep(10)
+    const settling = [...this.active.values()].map(({ controller, settled }) => {
+      controller.abort()
+      return settled
+    })
+    await Promise.all(settling)
+    await this.loop
+  }
+
+  get activeCount(): number {
+    return this.active.size
+  }
+
+  private poke(): void {
+    this.wake?.()
+  }
+
+  private capacity(): number {
+    if (this.options.maxActive !== undefined) return this.options.maxActive
+    let slots = 0
+    for (const state of this.options.engine.scheduler.states.values()) if (state.usable) slots += state.concurrency
+    // No backend answers: claim nothing, so the work waits in the queue (durable) until one does.
+    return slots === 0 ? 0 : slots + (this.options.prefetch ?? 2)
+  }
+
+  private async run(): Promise<void> {
+    const { tasks, owner } = this.options
+    while (this.running) {
+      const room = this.capacity() - this.active.size
+      const claimed = room > 0 ? tasks.claim(owner, room) : []
+      for (const task of claimed) this.execute(task)
+      if (claimed.length === 0 || room - claimed.length <= 0) await this.idle(tasks.nextRunAfter())
+    }
+  }
+
+  /** Sleep until poked, a retry comes due, or the poll interval passes. */
+  private idle(nextRunAfter: number | undefined): Promise<void> {
+    const poll = this.options.pollMs ?? 1000
+    const until = nextRunAfter === undefined ? poll : Math.max(1, Math.min(poll, nextRunAfter - Date.now()))
+    return new Promise((resolve) => {
+      const timer = setTimeout(done, until)
+      function done() {
+        clearTimeout(timer)
+        resolve()
+      }
+      this.wake = done
+    })
+  }
+
+  private execute(task: Task): void {
+    const controller = new AbortController()
+    const { engine, tasks, owner } = this.options
+    const settled = engine
+      .run(task.type, task.payload, { priority: task.priority, tenant: task.tenant, signal: controller.signal })
+      .then(
+        (result) => {
+          if (tasks.complete(task.id, owner, result)) this.stats.completed++
+          else this.stats.lost++
+        },
+        (error: unknown) => {
+          // Shutting down: hand the task back untouched, for the next start.
+          if (controller.signal.aborted && !this.running) {
+            tasks.release(task.id, owner)
+            return
+          }
+          const failed = tasks.fail(task.id, owner, toTaskError(error))
+          if (!failed) this.stats.lost++
+          else if (failed.state === 'queued') this.stats.retried++
+          else this.stats.failed++
+        },
+      )
+      .finally(() => {
+        this.active.delete(task.id)
+        this.poke()
+      })
+    this.active.set(task.id, { task, controller, settled })
+  }
+
+  private renewAll(): void {
+    for (const [id, { controller }] of this.active) {
+      if (!this.options.tasks.renew(id, this.options.owner)) controller.abort()
+    }
+  }
+}
+
+function toTaskError(error: unknown): { code: string; message: string; retryable: boolean } {
+  const code =
+    error instanceof BackendError || (error instanceof Error && 'code' in error) ? String((error as { code: unknown }).code) : 'E_TASK'
+  return { code, message: error instanceof Error ? error.message : String(error), retryable: isRetryableError(error) }
+}

@@ -1,0 +1,363 @@
+/**
+ * The dispatch loop: admission control and routing for every backend call, durable task or proxied
+ * request alike. A caller asks for a slot (`acquire`), makes its backend call, and releases the slot with
+ * the outcome, which feeds the backend's circuit breaker.
+ *
+ * Order: tenants take turns (round-robin), and within a tenant the highest effective priority goes first,
+ * where a request gains one priority level per `agingMs` waited, so nothing starves. Limits: per backend
+ * (`concurrency`), per provider (`runtime.<provider>.concurrency`), per model (`parallel: false` → one at a
+ * time on a backend), and overall (`agent_runner_concurrency`).
+ */
+import type { BreakerOptions } from './breaker.ts'
+import { breakerOpenError, cancelledError, modelNotFoundError, noBackendError, queueFullError, queueTimeoutError } from './errors.ts'
+import { type BackendEntry, BackendState, type Capacity, normalizeModel, route } from './router.ts'
+
+export interface SchedulerOptions {
+  backends: BackendEntry[]
+  /** Most calls in flight per provider (backend type), e.g. `{ ollama: 2 }`. */
+  providerLimits: Record<string, number>
+  /** Models (normalised `name:tag`) that must not run two calls at once on one backend. */
+  serialModels: Set<string>
+  /** Most calls in flight overall. */
+  globalLimit: number
+  maxQueue: number
+  queueTimeoutMs: number
+  agingMs: number
+  breaker: BreakerOptions & { waitForClose: boolean }
+  now?: () => number
+}
+
+export interface AcquireOptions {
+  model: string
+  priority?: number
+  tenant?: string
+  signal?: AbortSignal
+  /** Overrides `queueTimeoutMs` for this request. */
+  queueTimeoutMs?: number
+}
+
+export type Outcome = 'success' | 'failure' | 'neutral'
+
+export interface Slot {
+  readonly backend: BackendState['backend']
+  readonly waitedMs: number
+  /** Give the slot back; `failure` counts against the backend's breaker, `neutral` (cancel, 4xx) does not. */
+  release(outcome: Outcome): void
+}
+
+interface Job {
+  model: string
+  priority: number
+  tenant: string
+  enqueuedAt: number
+  signal: AbortSignal | undefined
+  resolve: (slot: Slot) => void
+  reject: (error: unknown) => void
+  timer: ReturnType<typeof setTimeout> | undefined
+  onAbort: (() => void) | undefined
+}
+
+export interface SchedulerStats {
+  requests: number
+  queued: number
+  inflight: number
+  errors: number
+  queue_timeouts: number
+  pool_saturated: number
+  rejected: number
+  workers: number
+  available: number
+  busy: number
+}
+
+export class Scheduler {
+  readonly states = new Map<string, BackendState>()
+  private readonly queues = new Map<string, Job[]>()
+  private tenantOrder: string[] = []
+  private nextTenant = 0
+  private queuedCount = 0
+  private inflight = 0
+  private readonly providerInflight = new Map<string, number>()
+  private breakerTimer: ReturnType<typeof setTimeout> | undefined
+  private readonly now: () => number
+  private readonly counters = { requests: 0, errors: 0, queue_timeouts: 0, pool_saturated: 0, rejected: 0 }
+  private readonly capacity: Capacity
+  /** Set when health or a breaker changed: waiting requests may have become unservable. */
+  private recheck = false
+
+  constructor(private readonly options: SchedulerOptions) {
+    this.now = options.now ?? Date.now
+    for (const entry of options.backends) this.addBackend(entry)
+    this.capacity = { hasRoom: (state, model) => this.hasRoom(state, model) }
+  }
+
+  addBackend(entry: BackendEntry): BackendState {
+    const state = new BackendState(entry, this.options.breaker, this.now)
+    this.states.set(state.name, state)
+    this.pump()
+    return state
+  }
+
+  /** Stop routing to a backend; calls in flight finish. */
+  removeBackend(name: string): void {
+    const state = this.states.get(name)
+    if (state) state.draining = true
+    this.states.delete(name)
+    this.recheck = true
+    this.pump()
+  }
+
+  /** Health, discovered and loaded models change what is routable: re-run dispatch. */
+  update(name: string, change: { healthy?: boolean; models?: string[]; loaded?: string[] }): void {
+    const state = this.states.get(name)
+    if (!state) return
+    if (change.healthy !== undefined) state.healthy = change.healthy
+    if (change.models) state.discoveredModels = new Set(change.models.map(normalizeModel))
+    if (change.loaded) state.loadedModels = new Set(change.loaded.map(normalizeModel))
+    this.recheck = true
+    this.pump()
+  }
+
+  acquire(options: AcquireOptions): Promise<Slot> {
+    this.counters.requests++
+    if (options.signal?.aborted) return this.refuse(cancelledError())
+    const refusal = this.refusalFor(options.model)
+    if (refusal) return this.refuse(refusal)
+    if (this.queuedCount >= this.options.maxQueue) {
+      this.counters.pool_saturated++
+      const retryAfter = Math.max(1, Math.ceil(this.options.queueTimeoutMs / 1000))
+      return this.refuse(queueFullError(this.options.maxQueue, retryAfter))
+    }
+    return new Promise<Slot>((resolve, reject) => {
+      const job: Job = {
+        model: options.model,
+        priority: options.priority ?? 0,
+        tenant: options.tenant ?? 'default',
+        enqueuedAt: this.now(),
+        signal: options.signal,
+        resolve,
+        reject,
+        timer: undefined,
+        onAbort: undefined,
+      }
+      // Fast path: nothing waiting ahead of it and a slot is free.
+      if (this.queuedCount === 0 && this.tryDispatch(job)) return
+      this.enqueue(job, options.queueTimeoutMs ?? this.options.queueTimeoutMs)
+    })
+  }
+
+  stats(): SchedulerStats {
+    let available = 0
+    let busy = 0
+    for (const state of this.states.values()) {
+      if (!state.usable) continue
+      if (state.inflight > 0) busy++
+      if (state.inflight < state.concurrency) available++
+    }
+    return { ...this.counters, queued: this.queuedCount, inflight: this.inflight, workers: this.states.size, available, busy }
+  }
+
+  /** Reject everything still waiting (shutdown). */
+  drain(error: unknown): void {
+    for (const jobs of this.queues.values()) for (const job of jobs.splice(0)) this.settle(job, error)
+    this.queuedCount = 0
+    if (this.breakerTimer) clearTimeout(this.breakerTimer)
+  }
+
+  private refuse(error: unknown): Promise<never> {
+    this.counters.rejected++
+    return Promise.reject(error)
+  }
+
+  /** A request nobody can serve is refused at once instead of waiting out its queue timeout. */
+  private refusalFor(model: string): unknown {
+    const states = [...this.states.values()]
+    const usable = states.filter((s) => s.usable)
+    const serving = usable.filter((s) => s.serves(model))
+    if (serving.length === 0) {
+      if (usable.length > 0 && usable.every((s) => s.knowsModels)) {
+        return modelNotFoundError(model, [...new Set(usable.flatMap((s) => s.modelNames()))])
+      }
+      return noBackendError(
+        model,
+        states.map((s) => s.name),
+      )
+    }
+    if (!this.options.breaker.waitForClose && serving.every((s) => !s.breaker.canPass())) {
+      const retryAfterMs = Math.min(...serving.map((s) => s.breaker.retryAfterMs()))
+      return breakerOpenError(
+        serving.map((s) => s.name),
+        Math.max(1, Math.ceil(retryAfterMs / 1000)),
+      )
+    }
+    return undefined
+  }
+
+  private hasRoom(state: BackendState, model: string): boolean {
+    if (this.inflight >= this.options.globalLimit) return false
+    if (state.inflight >= state.concurrency) return false
+    const providerLimit = this.options.providerLimits[state.provider]
+    if (providerLimit !== undefined && (this.providerInflight.get(state.provider) ?? 0) >= providerLimit) return false
+    const m = normalizeModel(model)
+    return !this.options.serialModels.has(m) || (state.perModel.get(m) ?? 0) === 0
+  }
+
+  private enqueue(job: Job, timeoutMs: number): void {
+    let queue = this.queues.get(job.tenant)
+    if (!queue) {
+      queue = []
+      this.queues.set(job.tenant, queue)
+      this.tenantOrder.push(job.tenant)
+    }
+    queue.push(job)
+    this.queuedCount++
+    job.timer = setTimeout(() => {
+      if (!this.remove(job)) return
+      this.counters.queue_timeouts++
+      this.settle(job, queueTimeoutError(this.now() - job.enqueuedAt, job.model))
+    }, timeoutMs)
+    if (job.signal) {
+      job.onAbort = () => {
+        if (this.remove(job)) this.settle(job, cancelledError())
+      }
+      job.signal.addEventListener('abort', job.onAbort, { once: true })
+    }
+    this.armBreakerTimer(job.model)
+  }
+
+  /** With wait_for_close, a request held back by open circuits needs a dispatch pass when one half-opens. */
+  private armBreakerTimer(model: string): void {
+    if (this.breakerTimer) return
+    let soonest = Number.POSITIVE_INFINITY
+    for (const state of this.states.values()) {
+      if (state.serves(model) && !state.breaker.canPass()) soonest = Math.min(soonest, state.breaker.retryAfterMs())
+    }
+    if (!Number.isFinite(soonest)) return
+    this.breakerTimer = setTimeout(() => {
+      this.breakerTimer = undefined
+      this.recheck = true
+      this.pump()
+    }, soonest + 1)
+  }
+
+  private remove(job: Job): boolean {
+    const queue = this.queues.get(job.tenant)
+    const index = queue?.indexOf(job) ?? -1
+    if (!queue || index < 0) return false
+    queue.splice(index, 1)
+    this.queuedCount--
+    if (queue.length === 0) {
+      this.queues.delete(job.tenant)
+      const at = this.tenantOrder.indexOf(job.tenant)
+      this.tenantOrder.splice(at, 1)
+      if (at < this.nextTenant) this.nextTenant--
+    }
+    return true
+  }
+
+  private settle(job: Job, error: unknown): void {
+    this.cleanup(job)
+    this.counters.errors++
+    job.reject(error)
+  }
+
+  private cleanup(job: Job): void {
+    if (job.timer) clearTimeout(job.timer)
+    if (job.onAbort) job.signal?.removeEventListener('abort', job.onAbort)
+  }
+
+  private tryDispatch(job: Job): boolean {
+    const state = route(this.states.values(), job.model, this.capacity)
+    if (!state) return false
+    this.cleanup(job)
+    job.resolve(this.grant(state, job))
+    return true
+  }
+
+  private grant(state: BackendState, job: Job): Slot {
+    const m = normalizeModel(job.model)
+    const isTrial = state.breaker.onStart()
+    state.inflight++
+    state.perModel.set(m, (state.perModel.get(m) ?? 0) + 1)
+    this.inflight++
+    this.providerInflight.set(state.provider, (this.providerInflight.get(state.provider) ?? 0) + 1)
+    let released = false
+    return {
+      backend: state.backend,
+      waitedMs: this.now() - job.enqueuedAt,
+      release: (outcome) => {
+        if (released) return
+        released = true
+        state.inflight--
+        state.perModel.set(m, (state.perModel.get(m) ?? 1) - 1)
+        state.served++
+        this.inflight--
+        this.providerInflight.set(state.provider, (this.providerInflight.get(state.provider) ?? 1) - 1)
+        if (outcome === 'success') state.breaker.onSuccess()
+        else if (outcome === 'failure') {
+          state.breaker.onFailure()
+          this.recheck = true
+        } else state.breaker.onNeutral(isTrial)
+        this.pump()
+      },
+    }
+  }
+
+  /** Dispatch as many waiting requests as the limits allow, tenants in turn. */
+  private pump(): void {
+    while (this.queuedCount > 0 && this.inflight < this.options.globalLimit) {
+      if (!this.dispatchOne()) break
+    }
+  }
+
+  private dispatchOne(): boolean {
+    const now = this.now()
+    const tenants = this.tenantOrder.length
+    for (let k = 0; k < tenants; k++) {
+      const index = (this.nextTenant + k) % tenants
+      const tenant = this.tenantOrder[index] as string
+      const job = this.bestRoutable(this.queues.get(tenant) ?? [], now)
+      if (!job) continue
+      const after = this.tenantOrder[(index + 1) % tenants] as string
+      this.remove(job)
+      const at = this.tenantOrder.indexOf(after)
+      this.nextTenant = at >= 0 ? at : 0
+      if (!this.tryDispatch(job)) throw new Error('routable job could not be dispatched')
+      return true
+    }
+    if (this.recheck) this.failUnservable()
+    return false
+  }
+
+  /** The waiting job with the highest effective priority that some backend can take now. */
+  private bestRoutable(jobs: Job[], now: number): Job | undefined {
+    const aging = this.options.agingMs
+    const ranked = jobs.length === 1 ? jobs : [...jobs].sort((a, b) => effective(b, now, aging) - effective(a, now, aging))
+    const tried = new Set<string>()
+    for (const job of ranked) {
+      if (tried.has(job.model)) continue
+      tried.add(job.model)
+      if (route(this.states.values(), job.model, this.capacity)) return job
+    }
+    return undefined
+  }
+
+  /**
+   * Waiting requests whose model lost every backend fail now rather than at their timeout; with
+   * wait_for_close, requests held back by open breakers get a dispatch pass when the first one half-opens.
+   */
+  private failUnservable(): void {
+    this.recheck = false
+    for (const jobs of [...this.queues.values()]) {
+      for (const job of [...jobs]) {
+        const refusal = this.refusalFor(job.model)
+        if (refusal && this.remove(job)) this.settle(job, refusal)
+        else this.armBreakerTimer(job.model)
+      }
+    }
+  }
+}
+
+function effective(job: Job, now: number, agingMs: number): number {
+  return job.priority + (now - job.enqueuedAt) / agingMs
+}

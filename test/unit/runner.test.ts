@@ -1,0 +1,136 @@
+import { afterEach, describe, expect, test } from 'bun:test'
+import { BackendError } from '../../src/backends/types.ts'
+import { defaultConfig } from '../../src/config/schema.ts'
+import { Engine } from '../../src/scheduler/engine.ts'
+import { TaskRunner } from '../../src/scheduler/runner.ts'
+import { openStore, type Store } from '../../src/store/db.ts'
+import { type TaskState, TaskStore } from '../../src/store/tasks.ts'
+import { tempDir } from '../helpers/cli.ts'
+import { type StubBackend, serverError, stubBackend } from '../helpers/stub-backend.ts'
+
+const cleanups: Array<() => Promise<void> | void> = []
+afterEach(async () => {
+  for (const cleanup of cleanups.splice(0).reverse()) await cleanup()
+})
+
+function setup(backend: StubBackend, leaseMs = 2000) {
+  const dir = tempDir('orch-runner-')
+  const store: Store = openStore(dir.path, { synchronous: 'NORMAL' })
+  const tasks = new TaskStore(store, { retry: { maxAttempts: 3, baseMs: 5, maxMs: 20 }, maxStalled: 1, leaseMs, agingMs: 10_000 })
+  const config = defaultConfig()
+  config.backends = [{ name: backend.name, type: 'ollama', url: backend.url, concurrency: 4 }]
+  const engine = new Engine({ config, backends: [backend], cache: null, healthIntervalMs: 0 })
+  const runners: TaskRunner[] = []
+  const runner = (owner = 'host:1:run') => {
+    const r = new TaskRunner({ tasks, engine, owner, leaseMs, pollMs: 20 })
+    runners.push(r)
+    r.start()
+    return r
+  }
+  cleanups.push(() => dir.cleanup())
+  cleanups.push(() => store.close())
+  cleanups.push(() => engine.close())
+  cleanups.push(async () => {
+    for (const r of runners) await r.stop()
+  })
+  return { tasks, engine, runner }
+}
+
+async function until(check: () => boolean, timeoutMs = 5000): Promise<void> {
+  const deadline = Date.now() + timeoutMs
+  while (!check()) {
+    if (Date.now() > deadline) throw new Error('condition not met in time')
+    await Bun.sleep(5)
+  }
+}
+
+const chatTask = (i: number) => ({ type: 'chat', model: 'm', payload: { model: 'm', messages: [{ role: 'user', content: `q${i}` }] } })
+
+describe('TaskRunner', () => {
+  test('runs every submitted task to done, within the backend limits, with its result stored', async () => {
+    const backend = stubBackend('a', { autoMs: 2 })
+    const { tasks, runner } = setup(backend)
+    runner()
+    const submitted = await tasks.submitMany(Array.from({ length: 40 }, (_, i) => chatTask(i)))
+    await until(() => tasks.counts().done === 40)
+    expect(backend.maxInflight).toBeLessThanOrEqual(2) // runtime.ollama.concurrency default
+    const task = tasks.get(submitted[0]?.task.id as string)
+    expect((task?.result as { message: { content: string } } | undefined)?.message.content).toBe('hello from a')
+  })
+
+  test('retries a retryable failure with backoff, fails a non-retryable one at once', async () => {
+    const backend = stubBackend('a', { autoMs: 1 })
+    let failures = 0
+    backend.failWith = (call) => {
+      if (call.model === 'flaky' && failures < 2) {
+        failures++
+        return serverError('a')
+      }
+      if (call.model === 'bad') return new BackendError('model "bad" not found', { kind: 'http', status: 404, backend: 'a' })
+      return undefined
+    }
+    const { tasks, runner } = setup(backend)
+    runner()
+    const [flaky, bad] = await tasks.submitMany([
+      { type: 'generate', model: 'flaky', payload: { model: 'flaky', prompt: 'p' } },
+      { type: 'generate', model: 'bad', payload: { model: 'bad', prompt: 'p' } },
+    ])
+    await until(() => tasks.counts().done === 1 && tasks.counts().failed === 1)
+    expect(tasks.get(flaky?.task.id as string)).toMatchObject({ state: 'done', attempts: 3 })
+    expect(tasks.get(bad?.task.id as string)).toMatchObject({ state: 'failed', attempts: 1, fail_reason: 'not_retryable' })
+  })
+
+  test('cancelling a running task aborts its backend call and frees the slot', async () => {
+    const backend = stubBackend('a') // calls never finish by themselves
+    const { tasks, engine, runner } = setup(backend)
+    runner()
+    const { task } = await tasks.submit(chatTask(1))
+    await until(() => backend.calls.length === 1)
+    tasks.cancel(task.id)
+    await until(() => engine.scheduler.stats().inflight === 0)
+    expect(backend.calls[0]?.signal?.aborted).toBe(true)
+    expect(tasks.get(task.id)?.state).toBe('cancelled')
+  })
+
+  test('with no healthy backend nothing is claimed; work waits and runs once one answers', async () => {
+    const backend = stubBackend('a', { autoMs: 1 })
+    const { tasks, engine, runner } = setup(backend)
+    engine.scheduler.update('a', { healthy: false })
+    runner()
+    await tasks.submitMany([chatTask(1), chatTask(2)])
+    await Bun.sleep(100)
+    expect(tasks.counts().queued).toBe(2)
+    expect(backend.calls).toHaveLength(0)
+    engine.scheduler.update('a', { healthy: true })
+    await until(() => tasks.counts().done === 2)
+  })
+
+  test('a graceful stop hands running tasks back untouched; the next runner finishes them', async () => {
+    const backend = stubBackend('a')
+    const { tasks, runner } = setup(backend)
+    const first = runner('host:1:first')
+    await tasks.submitMany([chatTask(1), chatTask(2)])
+    await until(() => backend.calls.length === 2)
+    await first.stop(0)
+    const states = tasks.list({}).tasks.map((t) => [t.state, t.attempts, t.stalled_count])
+    expect(states).toEqual([
+      ['queued', 0, 0],
+      ['queued', 0, 0],
+    ])
+    backend.autoMs = 1
+    runner('host:1:second')
+    await until(() => tasks.counts().done === 2)
+  })
+
+  test("a dead runner's task returns to the queue when its lease expires and another runner finishes it", async () => {
+    const backend = stubBackend('a', { autoMs: 1 })
+    const { tasks, runner } = setup(backend, 150)
+    await tasks.submit(chatTask(1))
+    const [claimed] = tasks.claim('ghost:999999:dead', 1) // claimed by a runner that then dies silently
+    expect(claimed?.state).toBe('running' as TaskState)
+    runner('host:1:alive')
+    await until(() => tasks.counts().done === 1)
+    const task = tasks.get(claimed?.id as string)
+    expect(task).toMatchObject({ state: 'done', stalled_count: 1, attempts: 2 })
+  })
+})

@@ -1,0 +1,266 @@
+import { describe, expect, test } from 'bun:test'
+import { OrchError } from '../../src/errors.ts'
+import { CircuitBreaker } from '../../src/scheduler/breaker.ts'
+import { statusOf } from '../../src/scheduler/errors.ts'
+import { Scheduler, type SchedulerOptions, type Slot } from '../../src/scheduler/scheduler.ts'
+import { type StubBackend, stubBackend } from '../helpers/stub-backend.ts'
+
+function scheduler(
+  backends: Array<{ backend: StubBackend; concurrency: number; configuredModels?: string[] }>,
+  extra: Partial<SchedulerOptions> = {},
+) {
+  return new Scheduler({
+    backends,
+    providerLimits: {},
+    serialModels: new Set(),
+    globalLimit: Number.POSITIVE_INFINITY,
+    maxQueue: 1000,
+    queueTimeoutMs: 5000,
+    agingMs: 10_000,
+    breaker: { enabled: true, failureThreshold: 3, resetTimeoutMs: 200, waitForClose: false },
+    ...extra,
+  })
+}
+
+const codeOf = (error: unknown) => (error instanceof OrchError ? error.code : String(error))
+
+describe('limits', () => {
+  test('per-backend concurrency is never exceeded, and queued requests run as slots free', async () => {
+    const a = stubBackend('a')
+    const s = scheduler([{ backend: a, concurrency: 2 }])
+    const granted: Slot[] = []
+    const pending = Array.from({ length: 5 }, () => s.acquire({ model: 'm' }).then((slot) => granted.push(slot)))
+    await Bun.sleep(5)
+    expect(granted).toHaveLength(2)
+    expect(s.stats().queued).toBe(3)
+    granted[0]?.release('success')
+    await Bun.sleep(1)
+    expect(granted).toHaveLength(3)
+    for (const slot of granted.slice(1)) slot.release('success')
+    await Bun.sleep(1)
+    for (const slot of granted.slice(3)) slot.release('success')
+    await Promise.all(pending)
+    expect(granted).toHaveLength(5)
+    expect(s.stats().inflight).toBe(0)
+  })
+
+  test('provider, global and serial-model limits hold across backends', async () => {
+    const a = stubBackend('a')
+    const b = stubBackend('b')
+    const provider = scheduler(
+      [
+        { backend: a, concurrency: 4 },
+        { backend: b, concurrency: 4 },
+      ],
+      { providerLimits: { ollama: 3 } },
+    )
+    const slots = await Promise.all([1, 2, 3].map(() => provider.acquire({ model: 'm' })))
+    const fourth = provider.acquire({ model: 'm' })
+    await Bun.sleep(5)
+    expect(provider.stats().inflight).toBe(3)
+    slots[0]?.release('success')
+    ;(await fourth).release('success')
+
+    const serial = scheduler([{ backend: a, concurrency: 4 }], { serialModels: new Set(['m:latest']) })
+    const first = await serial.acquire({ model: 'm' })
+    const other = await serial.acquire({ model: 'other' }) // another model is not held back
+    let second = false
+    const waiting = serial.acquire({ model: 'm:latest' }).then((slot) => {
+      second = true
+      return slot
+    })
+    await Bun.sleep(5)
+    expect(second).toBe(false)
+    first.release('success')
+    ;(await waiting).release('success')
+    other.release('success')
+
+    const global = scheduler([{ backend: a, concurrency: 10 }], { globalLimit: 1 })
+    const only = await global.acquire({ model: 'm' })
+    let more = false
+    global.acquire({ model: 'm' }).then((slot) => {
+      more = true
+      slot.release('success')
+    })
+    await Bun.sleep(5)
+    expect(more).toBe(false)
+    only.release('success')
+    await Bun.sleep(1)
+    expect(more).toBe(true)
+  })
+
+  test('a full queue rejects at once with 429 and when to retry', async () => {
+    const s = scheduler([{ backend: stubBackend('a'), concurrency: 1 }], { maxQueue: 2, queueTimeoutMs: 3000 })
+    const held = await s.acquire({ model: 'm' })
+    const waiting = [s.acquire({ model: 'm' }), s.acquire({ model: 'm' })].map((p) => p.then((slot) => slot.release('success')))
+    const started = performance.now()
+    const error = await s.acquire({ model: 'm' }).catch((e: unknown) => e)
+    expect(performance.now() - started).toBeLessThan(10)
+    expect(codeOf(error)).toBe('E_QUEUE_FULL')
+    expect(statusOf(error)).toBe(429)
+    expect((error as OrchError).details?.retry_after_s).toBe(3)
+    expect((error as OrchError).message).toContain('queue is full')
+    expect(s.stats().pool_saturated).toBe(1)
+    held.release('success')
+    await Promise.all(waiting)
+  })
+
+  test('a request that waits longer than the queue timeout fails with queue_timeout', async () => {
+    const s = scheduler([{ backend: stubBackend('a'), concurrency: 1 }], { queueTimeoutMs: 50 })
+    const held = await s.acquire({ model: 'm' })
+    const started = performance.now()
+    const error = await s.acquire({ model: 'm' }).catch((e: unknown) => e)
+    const waited = performance.now() - started
+    expect(codeOf(error)).toBe('E_QUEUE_TIMEOUT')
+    expect((error as OrchError).message).toContain('queue_timeout')
+    expect(waited).toBeGreaterThanOrEqual(45)
+    expect(waited).toBeLessThan(1000)
+    expect(s.stats()).toMatchObject({ queue_timeouts: 1, queued: 0 })
+    held.release('success')
+  })
+
+  test('an aborted signal removes a waiting request at once', async () => {
+    const s = scheduler([{ backend: stubBackend('a'), concurrency: 1 }])
+    const held = await s.acquire({ model: 'm' })
+    const controller = new AbortController()
+    const waiting = s.acquire({ model: 'm', signal: controller.signal }).catch((e: unknown) => e)
+    controller.abort()
+    expect(codeOf(await waiting)).toBe('E_CANCELLED')
+    expect(s.stats().queued).toBe(0)
+    held.release('neutral')
+  })
+})
+
+describe('order', () => {
+  test('tenants take turns: one busy tenant cannot monopolise the slot', async () => {
+    const s = scheduler([{ backend: stubBackend('a'), concurrency: 1 }])
+    const held = await s.acquire({ model: 'm' })
+    const order: string[] = []
+    const requests = [...Array.from({ length: 4 }, (_, i) => ['big', i] as const), ['small', 0] as const, ['other', 0] as const].map(
+      ([tenant, i]) =>
+        s.acquire({ model: 'm', tenant }).then((slot) => {
+          order.push(`${tenant}${i}`)
+          setTimeout(() => slot.release('success'), 1)
+        }),
+    )
+    held.release('success')
+    await Promise.all(requests)
+    expect(order.slice(0, 3).sort()).toEqual(['big0', 'other0', 'small0'])
+    expect(order.slice(3)).toEqual(['big1', 'big2', 'big3'])
+  })
+
+  test('higher priority first; a long wait ages a low priority past newer high ones', async () => {
+    let now = 0
+    const s = scheduler([{ backend: stubBackend('a'), concurrency: 1 }], { agingMs: 1000, now: () => now, queueTimeoutMs: 1e9 })
+    const held = await s.acquire({ model: 'm' })
+    const order: string[] = []
+    const take = (name: string, priority: number) =>
+      s.acquire({ model: 'm', priority }).then((slot) => {
+        order.push(name)
+        setTimeout(() => slot.release('success'), 1)
+      })
+    const old = take('old-low', 0)
+    now = 5000 // old-low has waited 5 s: effective priority 5
+    const fresh = [take('new-p3', 3), take('new-p9', 9)]
+    held.release('success')
+    await Promise.all([old, ...fresh])
+    expect(order).toEqual(['new-p9', 'old-low', 'new-p3'])
+  })
+})
+
+describe('router', () => {
+  test('prefers the backend where the model is loaded, then the least busy', async () => {
+    const cold = stubBackend('cold')
+    const warm = stubBackend('warm')
+    const s = scheduler([
+      { backend: cold, concurrency: 4 },
+      { backend: warm, concurrency: 4 },
+    ])
+    s.update('warm', { loaded: ['m'] })
+    const first = await s.acquire({ model: 'm' })
+    expect(first.backend.name).toBe('warm')
+    s.update('warm', { loaded: [] })
+    const second = await s.acquire({ model: 'm' })
+    expect(second.backend.name).toBe('cold') // warm is busier now
+    first.release('success')
+    second.release('success')
+  })
+
+  test('routes only to healthy backends serving the model; unknown model → 404; none healthy → 503', async () => {
+    const a = stubBackend('a')
+    const b = stubBackend('b')
+    const s = scheduler([
+      { backend: a, concurrency: 1, configuredModels: ['llama3.2'] },
+      { backend: b, concurrency: 1, configuredModels: ['qwen'] },
+    ])
+    const slot = await s.acquire({ model: 'qwen:latest' })
+    expect(slot.backend.name).toBe('b')
+    slot.release('success')
+    const missing = await s.acquire({ model: 'mistral' }).catch((e: unknown) => e)
+    expect(codeOf(missing)).toBe('E_MODEL_NOT_FOUND')
+    expect(statusOf(missing)).toBe(404)
+    s.update('a', { healthy: false })
+    s.update('b', { healthy: false })
+    const down = await s.acquire({ model: 'qwen' }).catch((e: unknown) => e)
+    expect(codeOf(down)).toBe('E_NO_BACKEND')
+    expect(statusOf(down)).toBe(503)
+    expect((down as OrchError).hint).toContain('backends:')
+  })
+
+  test('requests waiting for a backend that goes down fail then, not at their timeout', async () => {
+    const s = scheduler([{ backend: stubBackend('a'), concurrency: 1 }], { queueTimeoutMs: 60_000 })
+    const held = await s.acquire({ model: 'm' })
+    const waiting = s.acquire({ model: 'm' }).catch((e: unknown) => e)
+    s.update('a', { healthy: false })
+    expect(codeOf(await waiting)).toBe('E_NO_BACKEND')
+    held.release('failure')
+  })
+})
+
+describe('circuit breaker', () => {
+  test('opens after the threshold, fails fast (< 10 ms), half-opens for one trial, closes on success', async () => {
+    const s = scheduler([{ backend: stubBackend('a'), concurrency: 4 }])
+    for (let i = 0; i < 3; i++) (await s.acquire({ model: 'm' })).release('failure')
+    const started = performance.now()
+    const error = await s.acquire({ model: 'm' }).catch((e: unknown) => e)
+    expect(performance.now() - started).toBeLessThan(10)
+    expect(codeOf(error)).toBe('E_BREAKER_OPEN')
+    expect(statusOf(error)).toBe(503)
+    await Bun.sleep(220)
+    const trial = await s.acquire({ model: 'm' })
+    // Only one trial at a time while half-open.
+    const second = await s.acquire({ model: 'm' }).catch((e: unknown) => e)
+    expect(codeOf(second)).toBe('E_BREAKER_OPEN')
+    trial.release('success')
+    const after = await s.acquire({ model: 'm' })
+    after.release('success')
+  })
+
+  test('a failed trial opens the circuit again; neutral outcomes do not count', () => {
+    let now = 0
+    const breaker = new CircuitBreaker({ enabled: true, failureThreshold: 2, resetTimeoutMs: 100 }, () => now)
+    breaker.onFailure()
+    breaker.onNeutral(false)
+    expect(breaker.state).toBe('closed')
+    breaker.onFailure()
+    expect(breaker.state).toBe('open')
+    now = 100
+    expect(breaker.state).toBe('half_open')
+    expect(breaker.onStart()).toBe(true)
+    expect(breaker.canPass()).toBe(false)
+    breaker.onFailure()
+    expect(breaker.state).toBe('open')
+    expect(breaker.retryAfterMs()).toBe(100)
+  })
+
+  test('with wait_for_close a request waits for the circuit to half-open instead of failing', async () => {
+    const s = scheduler([{ backend: stubBackend('a'), concurrency: 4 }], {
+      breaker: { enabled: true, failureThreshold: 1, resetTimeoutMs: 80, waitForClose: true },
+    })
+    ;(await s.acquire({ model: 'm' })).release('failure')
+    const started = performance.now()
+    const slot = await s.acquire({ model: 'm' })
+    expect(performance.now() - started).toBeGreaterThanOrEqual(70)
+    slot.release('success')
+  })
+})
