@@ -6,8 +6,9 @@
  * claimed, so work waits in the queue, durable, until one answers.
  */
 import { BackendError } from '../backends/types.ts'
+import type { OrchConfig } from '../config/schema.ts'
 import { logger } from '../log.ts'
-import { isLocalOwnerAlive, type Task, type TaskStore } from '../store/tasks.ts'
+import { isLocalOwnerAlive, type Task, type TaskStore, type TaskStoreOptions } from '../store/tasks.ts'
 import type { Engine } from './engine.ts'
 import { isRetryableError } from './retry.ts'
 
@@ -23,6 +24,20 @@ export interface RunnerOptions {
   /** Most tasks this runner holds at once (default: total backend slots). */
   maxActive?: number
 }
+
+/** The `tasks` config section as TaskStore options. */
+export function taskStoreOptions(config: OrchConfig): TaskStoreOptions {
+  const t = config.tasks
+  return {
+    retry: { maxAttempts: t.max_attempts, baseMs: t.retry_base_ms, maxMs: t.retry_max_ms },
+    maxStalled: t.max_stalled,
+    leaseMs: t.lease_ms,
+    agingMs: t.priority_aging_ms,
+    retentionMs: t.retention_hours * 3_600_000,
+  }
+}
+
+const PRUNE_EVERY_MS = 10 * 60_000
 
 interface Active {
   task: Task
@@ -52,7 +67,11 @@ export class TaskRunner {
       if (event.change === 'submitted' || event.change === 'retrying' || event.change === 'requeued') this.poke()
       if (event.change === 'cancelled') this.active.get(event.task.id)?.controller.abort()
     })
+    this.prune()
+    const pruner = setInterval(() => this.prune(), PRUNE_EVERY_MS)
+    pruner.unref?.()
     this.timers = [
+      pruner,
       setInterval(() => this.renewAll(), Math.max(50, Math.floor(leaseMs / 3))),
       setInterval(
         () => {
@@ -147,6 +166,12 @@ export class TaskRunner {
         this.poke()
       })
     this.active.set(task.id, { task, controller, settled })
+  }
+
+  /** Retention: finished tasks older than tasks.retention_hours go. */
+  private prune(): void {
+    const removed = this.options.tasks.prune()
+    if (removed > 0) this.log.debug(`pruned ${removed} finished task(s) past retention`)
   }
 
   private renewAll(): void {

@@ -13,10 +13,16 @@ afterEach(async () => {
   for (const cleanup of cleanups.splice(0).reverse()) await cleanup()
 })
 
-function setup(backend: StubBackend, leaseMs = 2000) {
+function setup(backend: StubBackend, leaseMs = 2000, retentionMs?: number) {
   const dir = tempDir('orch-runner-')
   const store: Store = openStore(dir.path, { synchronous: 'NORMAL' })
-  const tasks = new TaskStore(store, { retry: { maxAttempts: 3, baseMs: 5, maxMs: 20 }, maxStalled: 1, leaseMs, agingMs: 10_000 })
+  const tasks = new TaskStore(store, {
+    retry: { maxAttempts: 3, baseMs: 5, maxMs: 20 },
+    maxStalled: 1,
+    leaseMs,
+    agingMs: 10_000,
+    ...(retentionMs === undefined ? {} : { retentionMs }),
+  })
   const config = defaultConfig()
   config.backends = [{ name: backend.name, type: 'ollama', url: backend.url, concurrency: 4 }]
   const engine = new Engine({ config, backends: [backend], cache: null, healthIntervalMs: 0 })
@@ -132,5 +138,18 @@ describe('TaskRunner', () => {
     await until(() => tasks.counts().done === 1)
     const task = tasks.get(claimed?.id as string)
     expect(task).toMatchObject({ state: 'done', stalled_count: 1, attempts: 2 })
+  })
+
+  test('finished tasks past retention are pruned when a runner starts', async () => {
+    const backend = stubBackend('a', { autoMs: 1 })
+    const { tasks, runner } = setup(backend, 2000, 30)
+    const first = runner('host:1:one')
+    await tasks.submit(chatTask(1))
+    await until(() => tasks.counts().done === 1)
+    await first.stop()
+    await tasks.submit(chatTask(2)) // still queued: never pruned
+    await Bun.sleep(40)
+    runner('host:1:two')
+    await until(() => tasks.counts().done === 1 && tasks.list({}).tasks.length === 1)
   })
 })
