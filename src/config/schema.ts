@@ -162,6 +162,12 @@ const server = section('HTTP server of orch serve', {
   port: v.optional(port('Listen port'), 9097),
   token: v.optional(str('Bearer token clients must send (Authorization: Bearer TOKEN)', { example: 'change-me' })),
   body_limit_bytes: v.optional(int('Largest request body accepted, in bytes'), 1048576),
+  allowed_hosts: v.optional(
+    stringList('Extra host names accepted in Host and Origin headers (loopback names and server.host always are)', {
+      example: ['orch.internal'],
+    }),
+    [],
+  ),
 })
 
 const batch = section('orch batch: one folder under inputs_root is one batch', {
