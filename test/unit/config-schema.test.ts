@@ -72,7 +72,7 @@ describe('defaults', () => {
       config.graceful_shutdown_timeout_ms,
     ]).toEqual([10000, 5000, 1000, 6000])
     expect(config.logging).toEqual({ level: 'info', categories: {} })
-    expect(config.server).toEqual({ host: '127.0.0.1', port: 9097, body_limit_bytes: 1048576 })
+    expect(config.server).toEqual({ host: '127.0.0.1', port: 9097, body_limit_bytes: 1048576, allowed_hosts: [] })
     expect(config.backends).toEqual([{ name: 'ollama', type: 'ollama', url: 'http://127.0.0.1:11434', concurrency: 4 }])
     expect(config.batch).toEqual({
       inputs_root: 'Data/Inputs',
