@@ -16,6 +16,10 @@ interface CommandEntry {
 
 /** Only what works is registered; later commands join this map. */
 const COMMANDS: Record<string, CommandEntry> = {
+  serve: {
+    description: 'Run the HTTP control plane: task queue, scheduler, Ollama/OpenAI-compatible API',
+    load: () => import('./serve.ts'),
+  },
   capacity: {
     description: 'How many instances a workload needs (formula, headroom, Erlang C queueing)',
     load: () => import('./capacity.ts'),

@@ -2,6 +2,7 @@
  * Why the scheduler could not give a request a backend slot. Each carries the HTTP status the server
  * answers with, whether retrying later can help, and when (`retry_after_s`, for the Retry-After header).
  */
+import { BackendError } from '../backends/types.ts'
 import { OrchError } from '../errors.ts'
 
 function schedulerError(code: string, message: string, hint: string, details: Record<string, unknown>): OrchError {
@@ -61,9 +62,17 @@ export function cancelledError(): OrchError {
   })
 }
 
-/** The HTTP status a scheduler or backend error maps to (500 when nothing says otherwise). */
+/**
+ * The HTTP status an error maps to: scheduler and HTTP errors carry their own; a backend's 4xx passes
+ * through (unknown model stays 404), its 5xx and broken answers are 502, its timeouts 504.
+ */
 export function statusOf(error: unknown): number {
+  if (error instanceof BackendError) {
+    if (error.kind === 'timeout') return 504
+    if (error.kind === 'aborted') return 499
+    if (error.kind === 'http' && error.status !== undefined && error.status < 500) return error.status
+    return 502
+  }
   if (error instanceof OrchError && typeof error.details?.status === 'number') return error.details.status
-  if (error instanceof OrchError && 'status' in error && typeof error.status === 'number') return error.status
   return 500
 }

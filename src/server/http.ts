@@ -1,0 +1,125 @@
+/**
+ * What every route shares: the dependencies, the route type, JSON responses, body reading with a size cap
+ * and valibot validation (400 naming the field), and errors mapped to a status in one of three dialects —
+ * orch's own, Ollama's (`{"error": "..."}`) and OpenAI's (`{"error": {"message", "type", "code"}}`).
+ */
+import * as v from 'valibot'
+import type { LocalBus } from '../bus/local.ts'
+import type { OrchConfig } from '../config/schema.ts'
+import { OrchError } from '../errors.ts'
+import type { Engine } from '../scheduler/engine.ts'
+import { statusOf } from '../scheduler/errors.ts'
+import type { TaskStore } from '../store/tasks.ts'
+
+export interface AppDeps {
+  config: OrchConfig
+  engine: Engine
+  tasks: TaskStore
+  bus: LocalBus
+  version: string
+  /** `instance` label of metrics: host name, or ORCH instance id. */
+  instance: string
+  startedAt: number
+  /** Services of later route groups (workflows, metrics), by name. */
+  services: Record<string, unknown>
+}
+
+export interface RouteContext {
+  request: Request
+  url: URL
+  params: Record<string, string>
+  deps: AppDeps
+}
+
+export type Handler = (ctx: RouteContext) => Response | Promise<Response>
+
+export interface Route {
+  method: 'GET' | 'POST' | 'PUT' | 'DELETE'
+  /** `/tasks/:id/wait`: segments starting with `:` bind params. */
+  path: string
+  handler: Handler
+  /** Answers without a token (liveness probes). */
+  public?: boolean
+  /** The error dialect of this route. */
+  dialect?: Dialect
+}
+
+export type Dialect = 'orch' | 'ollama' | 'openai'
+
+export function json(data: unknown, status = 200, headers: Record<string, string> = {}): Response {
+  return new Response(JSON.stringify(data), { status, headers: { 'content-type': 'application/json; charset=utf-8', ...headers } })
+}
+
+/** A client error with the HTTP status it maps to. */
+export function httpError(status: number, message: string, code = `E_HTTP_${status}`, details: Record<string, unknown> = {}): OrchError {
+  return new OrchError(message, { code, details: { status, retryable: false, ...details } })
+}
+
+export function errorResponse(error: unknown, dialect: Dialect = 'orch'): Response {
+  const status = statusOf(error)
+  const known = error instanceof OrchError
+  const message = known || error instanceof Error ? (error as Error).message : String(error)
+  const headers: Record<string, string> = {}
+  const retryAfter = known ? error.details?.retry_after_s : undefined
+  if (typeof retryAfter === 'number') headers['retry-after'] = String(retryAfter)
+  const code = known ? error.code : 'E_INTERNAL'
+  if (dialect === 'ollama') return json({ error: message }, status, headers)
+  if (dialect === 'openai') {
+    const type = status === 429 ? 'rate_limit_error' : status >= 500 ? 'server_error' : 'invalid_request_error'
+    return json({ error: { message, type, code, param: known ? (error.details?.field ?? null) : null } }, status, headers)
+  }
+  return json({ error: { code, message, ...(known && error.hint ? { hint: error.hint } : {}), ...fieldOf(error) } }, status, headers)
+}
+
+function fieldOf(error: unknown): Record<string, unknown> {
+  return error instanceof OrchError && typeof error.details?.field === 'string' ? { field: error.details.field } : {}
+}
+
+/**
+ * The request body as JSON, validated. Bodies over the limit are refused with 413 before they are read in
+ * full (by Content-Length, and by counting bytes for chunked bodies).
+ */
+export async function readJson<S extends v.GenericSchema>(ctx: RouteContext, schema: S): Promise<v.InferOutput<S>> {
+  const text = await readBody(ctx.request, ctx.deps.config.server.body_limit_bytes)
+  let data: unknown
+  try {
+    data = text === '' ? undefined : JSON.parse(text)
+  } catch (error) {
+    throw httpError(400, `the body is not valid JSON: ${(error as Error).message}`, 'E_BAD_JSON')
+  }
+  return validate(schema, data)
+}
+
+export function validate<S extends v.GenericSchema>(schema: S, data: unknown): v.InferOutput<S> {
+  const result = v.safeParse(schema, data, { abortEarly: true })
+  if (result.success) return result.output
+  const issue = result.issues[0] as v.BaseIssue<unknown>
+  const field = v.getDotPath(issue) ?? ''
+  const got = issue.input === undefined ? 'nothing' : JSON.stringify(issue.input)?.slice(0, 60)
+  const message = field ? `${field}: ${issue.message}, got ${got}` : `the body: ${issue.message}, got ${got}`
+  throw httpError(400, message, 'E_VALIDATION', { field })
+}
+
+export async function readBody(request: Request, limit: number): Promise<string> {
+  const declared = Number(request.headers.get('content-length') ?? Number.NaN)
+  if (declared > limit) throw tooLarge(limit)
+  if (!request.body) return ''
+  const reader = request.body.getReader()
+  const parts: Uint8Array[] = []
+  let size = 0
+  for (;;) {
+    const { done, value } = await reader.read()
+    if (done) break
+    size += value.byteLength
+    if (size > limit) {
+      await reader.cancel()
+      throw tooLarge(limit)
+    }
+    parts.push(value)
+  }
+  return new TextDecoder().decode(Buffer.concat(parts))
+}
+
+function tooLarge(limit: number): OrchError {
+  return httpError(413, `the request body is larger than ${limit} bytes (server.body_limit_bytes)`, 'E_BODY_TOO_LARGE')
+}

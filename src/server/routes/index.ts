@@ -1,0 +1,21 @@
+/** Every route group of `orch serve`, in match order. */
+import type { AppDeps, Route } from '../http.ts'
+import { adminRoutes } from './admin.ts'
+import { eventRoutes } from './events.ts'
+import { metricsRoutes } from './metrics.ts'
+import { ollamaRoutes } from './ollama.ts'
+import { openaiRoutes } from './openai.ts'
+import { taskRoutes } from './tasks.ts'
+import { workflowRoutes } from './workflows.ts'
+
+export function defaultRoutes(deps: AppDeps): Route[] {
+  return [
+    ...adminRoutes(),
+    ...metricsRoutes(deps),
+    ...taskRoutes(deps),
+    ...eventRoutes(deps),
+    ...workflowRoutes(deps),
+    ...ollamaRoutes(deps),
+    ...openaiRoutes(deps),
+  ]
+}

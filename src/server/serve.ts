@@ -1,0 +1,158 @@
+/**
+ * `orch serve` as a library: open the state store, start the engine (health checks, model discovery), the
+ * durable task runner and the HTTP server; stop them in the reverse order. Tests start it on port 0.
+ */
+import { hostname } from 'node:os'
+import type { Backend } from '../backends/types.ts'
+import { LocalBus } from '../bus/local.ts'
+import type { OrchConfig } from '../config/schema.ts'
+import { ConfigError, OrchError } from '../errors.ts'
+import { logger } from '../log.ts'
+import { metricsExtension } from '../metrics/extension.ts'
+import { Engine } from '../scheduler/engine.ts'
+import { TaskRunner, taskStoreOptions } from '../scheduler/runner.ts'
+import { openStore, type Store } from '../store/db.ts'
+import { ownerId, TaskStore } from '../store/tasks.ts'
+import { workflowsExtension } from '../workflows/extension.ts'
+import { type App, type AppOptions, createApp, type RequestRecord } from './app.ts'
+import type { Extension, RunningExtension } from './extensions.ts'
+import type { AppDeps } from './http.ts'
+import { defaultRoutes } from './routes/index.ts'
+
+/** Started in this order after the dependencies exist, stopped in reverse. */
+const EXTENSIONS: Extension[] = [metricsExtension, workflowsExtension]
+
+export interface ServeOptions {
+  config: OrchConfig
+  home: string
+  version: string
+  /** Override server.host / server.port (flags); port 0 picks a free one. */
+  host?: string
+  port?: number
+  /** Instead of the configured backends (tests). */
+  backends?: Backend[]
+  healthIntervalMs?: number
+  appOptions?: AppOptions
+}
+
+export interface RunningServer {
+  url: string
+  host: string
+  port: number
+  app: App
+  deps: AppDeps
+  store: Store
+  runner: TaskRunner
+  /** Stop accepting, let running work finish within `graceMs`, hand the rest back to the queue, close. */
+  stop(graceMs?: number): Promise<void>
+}
+
+const LOOPBACK = /^(127\.\d+\.\d+\.\d+|localhost|::1|\[::1\])$/
+
+/** Binding beyond loopback without a token would expose the models to the network: refuse, with the reason. */
+export function checkBind(host: string, token: string | undefined): void {
+  if (LOOPBACK.test(host) || token) return
+  throw new ConfigError([{ path: 'server.token', message: `required to bind to ${host}: any host on the network could use your models` }], {
+    hint: 'set server.token (or ORCH_SERVER_TOKEN), or bind to 127.0.0.1',
+  })
+}
+
+export async function startServe(options: ServeOptions): Promise<RunningServer> {
+  const { config } = options
+  const host = options.host ?? config.server.host
+  const port = options.port ?? config.server.port
+  checkBind(host, config.server.token)
+  const log = logger('http')
+  const store = openStore(options.home, { synchronous: config.tasks.synchronous })
+  const tasks = new TaskStore(store, taskStoreOptions(config))
+  const bus = new LocalBus(10_000, Date.now())
+  tasks.onEvent(({ task, change }) =>
+    bus.publish('task', {
+      id: task.id,
+      change,
+      state: task.state,
+      type: task.type,
+      model: task.model,
+      tenant: task.tenant,
+      attempts: task.attempts,
+    }),
+  )
+  const engine = new Engine({
+    config,
+    ...(options.backends ? { backends: options.backends } : {}),
+    healthIntervalMs: options.healthIntervalMs ?? 5000,
+  })
+  await engine.start()
+  reportBackends(engine)
+  const runId = crypto.randomUUID().slice(0, 8)
+  const runner = new TaskRunner({ tasks, engine, owner: ownerId(runId), leaseMs: config.tasks.lease_ms })
+  runner.start()
+  const deps: AppDeps = { config, engine, tasks, bus, version: options.version, instance: hostname(), startedAt: Date.now(), services: {} }
+  const extensions: RunningExtension[] = []
+  for (const extension of EXTENSIONS) extensions.push(await extension.start(deps))
+  const onRequest = (record: RequestRecord) => {
+    for (const extension of extensions) extension.onRequest?.(record)
+    options.appOptions?.onRequest?.(record)
+  }
+  const app = createApp(deps, defaultRoutes(deps), { onRequest })
+  let server: ReturnType<typeof Bun.serve>
+  try {
+    server = Bun.serve({
+      hostname: host,
+      port,
+      fetch: app.fetch,
+      maxRequestBodySize: config.server.body_limit_bytes + 1,
+      // Streams and SSE can be quiet for long: Bun's default 10 s idle timeout would cut them.
+      idleTimeout: 0,
+    })
+  } catch (cause) {
+    for (const extension of extensions.reverse()) await extension.stop()
+    await runner.stop()
+    await engine.close()
+    store.close()
+    throw new OrchError(`cannot listen on ${host}:${port}: ${(cause as Error).message}`, {
+      code: 'E_LISTEN',
+      hint: 'another process (another orch serve?) holds the port; pick one with --port, or stop it (orch stop)',
+      cause,
+    })
+  }
+  const url = `http://${host.includes(':') ? `[${host}]` : host}:${server.port}`
+  log.info(`orch serve listening on ${url} (state ${options.home})`)
+  let stopped = false
+  return {
+    url,
+    host,
+    port: server.port as number,
+    app,
+    deps,
+    store,
+    runner,
+    async stop(graceMs = config.graceful_shutdown_timeout_ms) {
+      if (stopped) return
+      stopped = true
+      const closing = server.stop(false)
+      await runner.stop(graceMs)
+      await Promise.race([closing, Bun.sleep(graceMs)])
+      await server.stop(true)
+      for (const extension of extensions.reverse()) await extension.stop()
+      await engine.close()
+      store.close()
+    },
+  }
+}
+
+function reportBackends(engine: Engine): void {
+  const log = logger('scheduler')
+  const states = [...engine.scheduler.states.values()]
+  const healthy = states.filter((s) => s.healthy === true)
+  if (healthy.length > 0) {
+    log.info(`backends: ${states.map((s) => `${s.name} ${s.healthy ? 'ok' : 'down'} (${s.backend.url})`).join(', ')}`)
+    return
+  }
+  const where = states.map((s) => s.backend.url).join(', ') || 'none configured'
+  log.warn(
+    `no model backend answers (${where}). orch serve runs anyway and queues work until one does.\n` +
+      '  start one:  ollama serve\n' +
+      '  or add one: backends: [{ name: gpu1, type: ollama, url: http://10.0.0.5:11434 }] in orch.yaml (orch config init)',
+  )
+}
