@@ -20,6 +20,11 @@ const COMMANDS: Record<string, CommandEntry> = {
     description: 'Run the HTTP control plane: task queue, scheduler, Ollama/OpenAI-compatible API',
     load: () => import('./serve.ts'),
   },
+  stop: { description: 'Stop the background orch serve (serve --detach)', load: () => import('./stop.ts') },
+  status: { description: 'Is orch serve running? Its URL, uptime, queue and backends', load: () => import('./status.ts') },
+  logs: { description: 'Show (and follow) the logs of orch serve and its workers', load: () => import('./logs.ts') },
+  tasks: { description: 'Submit, inspect, cancel and watch durable tasks of a running orch serve', load: () => import('./tasks.ts') },
+  workflows: { description: 'Create, run and schedule workflows (DAGs of tasks, cron)', load: () => import('./workflows.ts') },
   capacity: {
     description: 'How many instances a workload needs (formula, headroom, Erlang C queueing)',
     load: () => import('./capacity.ts'),

@@ -132,7 +132,10 @@ export async function startServe(options: ServeOptions): Promise<RunningServer> 
       stopped = true
       const closing = server.stop(false)
       await runner.stop(graceMs)
-      await Promise.race([closing, Bun.sleep(graceMs)])
+      // A timer, not Bun.sleep: the losing side of the race must not keep the process alive for graceMs.
+      let timer: ReturnType<typeof setTimeout> | undefined
+      await Promise.race([closing, new Promise((resolve) => (timer = setTimeout(resolve, graceMs)))])
+      clearTimeout(timer)
       await server.stop(true)
       for (const extension of extensions.reverse()) await extension.stop()
       await engine.close()

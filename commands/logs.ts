@@ -1,0 +1,71 @@
+/** `orch logs`: the tail of a service's log under $ORCH_HOME/logs, and with --follow what is appended to it. */
+import { existsSync } from 'node:fs'
+import { followFile, listServices, readTail, SERVE_SERVICE, serviceLogPath } from '../src/daemon/logfile.ts'
+import { OrchError, UsageError } from '../src/errors.ts'
+import { defineOrchCommand, globalArgs, printJson, printText } from './_args.ts'
+import { loadConfig } from './_config.ts'
+
+const DEFAULT_TAIL = 100
+
+function parseTail(text: string | undefined): number {
+  if (text === undefined) return DEFAULT_TAIL
+  if (text === 'all') return Number.MAX_SAFE_INTEGER
+  const n = Number(text)
+  if (!/^\d+$/.test(text.trim()) || !Number.isSafeInteger(n))
+    throw new UsageError(`--tail: expected a number of lines or "all", got "${text}"`)
+  return n
+}
+
+export default defineOrchCommand({
+  meta: { name: 'logs', description: 'Show (and follow) the logs of orch serve and its pool workers' },
+  args: {
+    ...globalArgs,
+    follow: { type: 'boolean', alias: 'f', description: 'Keep printing lines as they are appended, until Ctrl-C' },
+    tail: { type: 'string', valueHint: 'N', description: `Lines to show from the end, or "all" (default ${DEFAULT_TAIL})` },
+    service: {
+      type: 'string',
+      valueHint: 'NAME',
+      description: 'Whose log: serve (default; the background orch serve) or POOL/WORKER (a pool worker)',
+    },
+  },
+  examples: ['orch logs', 'orch logs -f --tail 20', 'orch logs --service gpu/worker-0 --tail all', 'orch logs --json | jq -r .lines[]'],
+  async run({ args }) {
+    const count = parseTail(args.tail)
+    const { home } = loadConfig(args)
+    const service = args.service ?? SERVE_SERVICE
+    const available = listServices(home)
+    const file = serviceLogPath(home, service)
+    if (!file || (service !== SERVE_SERVICE && !available.includes(service))) {
+      throw new UsageError(`--service: no log named "${service}" under ${home}/logs`, {
+        code: 'E_NO_SERVICE',
+        hint: available.length > 0 ? `available: ${available.join(', ')}` : 'no logs yet: `orch serve --detach` writes logs/serve.log',
+        details: { available },
+      })
+    }
+    const exists = existsSync(file)
+    if (!exists && !args.follow) {
+      throw new OrchError(`no log yet at ${file}`, {
+        code: 'E_NO_LOG',
+        hint: '`orch serve --detach` writes it; a foreground `orch serve` logs to the terminal',
+      })
+    }
+    const tail = exists ? readTail(file, count) : { lines: [], end: 0 }
+    if (args.json && !args.follow) {
+      printJson({ service, file, lines: tail.lines })
+      return 0
+    }
+    const print = (lines: string[]) => {
+      if (lines.length === 0) return
+      printText(args.json ? lines.map((line) => JSON.stringify({ service, line })).join('\n') : lines.join('\n'))
+    }
+    print(tail.lines)
+    if (!args.follow) return 0
+    // Ctrl-C is how following ends: a normal exit (0), not an interruption.
+    const stop = new AbortController()
+    process.removeAllListeners('SIGINT')
+    process.once('SIGINT', () => stop.abort())
+    process.once('SIGTERM', () => stop.abort())
+    await followFile(file, { from: tail.end, signal: stop.signal, onLines: print })
+    return 0
+  },
+})

@@ -1,0 +1,131 @@
+/** `orch status`: is the background `orch serve` running; its pid, URL, uptime and, live, its queue and backends. */
+
+import { serveLogPath } from '../src/daemon/logfile.ts'
+import { daemonState } from '../src/daemon/pidfile.ts'
+import { defineOrchCommand, globalArgs, printJson, printText } from './_args.ts'
+import { loadConfig } from './_config.ts'
+
+interface Backend {
+  name: string
+  url: string
+  healthy: boolean | null
+}
+
+interface Live {
+  answering: boolean
+  ready?: boolean
+  backends?: Backend[]
+  stats?: Record<string, unknown>
+  /** Why a figure is missing (the server did not answer, or refused the token). */
+  error?: string
+}
+
+const FETCH_TIMEOUT_MS = 3000
+
+async function fetchJson(url: string, token: string | undefined): Promise<{ status: number; body: any }> {
+  const headers: Record<string, string> = token ? { authorization: `Bearer ${token}` } : {}
+  const res = await fetch(url, { headers, signal: AbortSignal.timeout(FETCH_TIMEOUT_MS) })
+  return { status: res.status, body: await res.json().catch(() => undefined) }
+}
+
+/** /ready (public) and /stats (token from config); a server that does not answer is still reported as running. */
+async function live(url: string, token: string | undefined): Promise<Live> {
+  try {
+    const [ready, stats] = await Promise.all([fetchJson(`${url}/ready`, token), fetchJson(`${url}/stats`, token)])
+    const out: Live = { answering: true, ready: ready.body?.ready === true, backends: ready.body?.backends ?? [] }
+    if (stats.status === 200) out.stats = stats.body
+    else if (stats.status === 401) out.error = '/stats refused the token: set server.token (or ORCH_SERVER_TOKEN) as the server has it'
+    else out.error = `/stats answered ${stats.status}`
+    return out
+  } catch (error) {
+    return { answering: false, error: `no answer from ${url}: ${(error as Error).message}` }
+  }
+}
+
+function formatUptime(seconds: number): string {
+  const s = Math.max(0, Math.floor(seconds))
+  const d = Math.floor(s / 86_400)
+  const h = Math.floor((s % 86_400) / 3600)
+  const m = Math.floor((s % 3600) / 60)
+  const parts = d > 0 ? [`${d}d`, `${h}h`, `${m}m`] : h > 0 ? [`${h}h`, `${m}m`] : []
+  return [...parts, `${s % 60}s`].slice(0, 3).join(' ')
+}
+
+function table(rows: Array<[string, string | number | undefined]>): string {
+  const shown = rows.filter((row): row is [string, string | number] => row[1] !== undefined)
+  const width = Math.max(...shown.map(([key]) => key.length)) + 2
+  return shown.map(([key, value]) => `${key.padEnd(width)}${value}`).join('\n')
+}
+
+function liveRows(l: Live): Array<[string, string | number | undefined]> {
+  if (!l.answering) return [['answering', `no (${l.error})`]]
+  const backends = l.backends ?? []
+  const healthy = backends.filter((b) => b.healthy === true).length
+  const s = (l.stats ?? {}) as Record<string, any>
+  const tasks = s.tasks ? Object.entries(s.tasks as Record<string, number>).map(([k, v]) => `${k} ${v}`) : []
+  return [
+    ['ready', `${l.ready ? 'yes' : 'no'} (${healthy} of ${backends.length} backends healthy)`],
+    ...backends.map((b, i): [string, string] => [i === 0 ? 'backends' : '', `${b.name} ${b.healthy ? 'ok' : 'down'}  ${b.url}`]),
+    ['requests', s.requests],
+    ['queued', s.queued],
+    ['inflight', s.inflight],
+    ['errors', s.errors],
+    ['workers', s.workers === undefined ? undefined : `${s.workers} (available ${s.available}, busy ${s.busy})`],
+    ['tasks', tasks.length > 0 ? tasks.join(', ') : undefined],
+    ['cache', s.cache ? `hits ${s.cache.hits}, misses ${s.cache.misses}` : undefined],
+    ['note', l.error],
+  ]
+}
+
+export default defineOrchCommand({
+  meta: { name: 'status', description: 'Is the background orch serve running? Its pid, URL, uptime, queue and backends' },
+  args: { ...globalArgs },
+  examples: ['orch status', 'orch status --json | jq .stats.queued', 'orch status --home /srv/orch'],
+  async run({ args }) {
+    const { config, home } = loadConfig(args)
+    const state = daemonState(home)
+    const logFile = serveLogPath(home)
+    if (!state.running) {
+      const stale = state.stale ? { stale_pid_removed: state.stale.pid } : {}
+      if (args.json) printJson({ running: false, home, pid_file: state.pidFile, log_file: logFile, ...stale })
+      else {
+        const note = state.stale ? ` (removed a stale pid file: pid ${state.stale.pid} is gone)` : ''
+        printText(`orch serve is not running for ${home}${note}\nstart it with: orch serve --detach`)
+      }
+      return 0
+    }
+    const { info } = state
+    const started = Date.parse(info.started_at)
+    const uptime = Number.isNaN(started) ? undefined : Math.round((Date.now() - started) / 1000)
+    const figures = await live(info.url, config.server.token)
+    if (args.json) {
+      printJson({
+        running: true,
+        pid: info.pid,
+        url: info.url,
+        started_at: info.started_at,
+        uptime_s: uptime,
+        version: info.version,
+        home,
+        pid_file: state.pidFile,
+        log_file: logFile,
+        argv: info.argv,
+        ...figures,
+      })
+      return 0
+    }
+    printText(
+      table([
+        ['orch serve', 'running'],
+        ['pid', info.pid],
+        ['url', info.url],
+        ['uptime', uptime === undefined ? undefined : formatUptime(uptime)],
+        ['version', info.version],
+        ['home', home],
+        ['log', logFile],
+        ...liveRows(figures),
+      ]),
+    )
+    return 0
+  },
+})
