@@ -87,7 +87,7 @@ describe('orch config show', () => {
     const r = await run(['config', 'show', '--json'])
     expect(r.code).toBe(0)
     const config = r.json()
-    expect(config.server).toEqual({ host: '127.0.0.1', port: 8181, body_limit_bytes: 1048576 })
+    expect(config.server).toEqual({ host: '127.0.0.1', port: 8181, body_limit_bytes: 1048576, allowed_hosts: [] })
     expect(config.infrastructure_system.distributed_simulation.event_bus_type).toBe('local_memory')
   })
 

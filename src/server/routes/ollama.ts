@@ -1,6 +1,200 @@
-/** Placeholder: replaced by its route group. */
-import type { AppDeps, Route } from '../http.ts'
+/**
+ * Ollama's API, so Ollama clients work by changing only their host: chat, generate, embed (and the legacy
+ * embeddings), tags, ps, version. Every model call goes through the engine (queue, limits, cache,
+ * batching, breaker). Chat and generate stream NDJSON unless `stream: false`, as Ollama does; an error
+ * after the first line is a last `{"error": "..."}` line.
+ */
+import * as v from 'valibot'
+import type { ChatMessage, ChatRequest, EmbedRequest, GenerateRequest, LoadedModel, ModelInfo, ModelOptions } from '../../backends/types.ts'
+import { type AppDeps, json, type Route, readJson } from '../http.ts'
+import { defined, listLoaded, listModels, object, type StreamFormat, startCall, streamResponse } from './compat.ts'
 
-export function ollamaRoutes(_deps: AppDeps): Route[] {
-  return []
+const model = v.pipe(v.string('a model name is required'), v.nonEmpty('a model name is required'))
+const options = v.optional(
+  object({
+    temperature: v.optional(v.number()),
+    top_p: v.optional(v.number()),
+    top_k: v.optional(v.number()),
+    seed: v.optional(v.number()),
+    num_ctx: v.optional(v.number()),
+    num_predict: v.optional(v.number()),
+    stop: v.optional(v.array(v.string())),
+  }),
+)
+const format = v.optional(v.union([v.picklist(['json', '']), v.record(v.string(), v.unknown())], 'expected "json" or a JSON schema'))
+const keepAlive = v.optional(v.union([v.string(), v.number()], 'expected a duration ("5m") or seconds'))
+const images = v.optional(v.array(v.string('expected base64 image data')))
+
+const Message = object({
+  role: v.picklist(['system', 'user', 'assistant', 'tool'], 'expected system, user, assistant or tool'),
+  content: v.optional(v.string(), ''),
+  images,
+  tool_calls: v.optional(v.array(v.unknown())),
+})
+
+export const ChatBody = object({
+  model,
+  messages: v.optional(v.array(Message), []),
+  stream: v.optional(v.boolean(), true),
+  options,
+  format,
+  tools: v.optional(v.array(v.unknown())),
+  keep_alive: keepAlive,
+  think: v.optional(v.boolean()),
+})
+
+export const GenerateBody = object({
+  model,
+  prompt: v.optional(v.string(), ''),
+  system: v.optional(v.string()),
+  suffix: v.optional(v.string()),
+  images,
+  raw: v.optional(v.boolean()),
+  stream: v.optional(v.boolean(), true),
+  options,
+  format,
+  keep_alive: keepAlive,
+})
+
+const EmbedBody = object({
+  model,
+  input: v.union([v.string(), v.array(v.string())], 'expected a string or an array of strings'),
+  truncate: v.optional(v.boolean()),
+  options,
+  keep_alive: keepAlive,
+})
+
+const EmbeddingsBody = object({ model, prompt: v.optional(v.string(), ''), options, keep_alive: keepAlive })
+
+const formatOf = (f: v.InferOutput<typeof format>) => (f === '' ? undefined : (f as ChatRequest['format']))
+
+export function chatRequest(body: v.InferOutput<typeof ChatBody>): ChatRequest {
+  return defined({
+    model: body.model,
+    messages: body.messages as ChatMessage[],
+    options: body.options as ModelOptions | undefined,
+    format: formatOf(body.format),
+    tools: body.tools,
+    keep_alive: body.keep_alive,
+    think: body.think,
+  })
+}
+
+export function generateRequest(body: v.InferOutput<typeof GenerateBody>): GenerateRequest {
+  return defined({
+    model: body.model,
+    prompt: body.prompt,
+    system: body.system,
+    suffix: body.suffix,
+    images: body.images,
+    raw: body.raw,
+    options: body.options as ModelOptions | undefined,
+    format: formatOf(body.format),
+    keep_alive: body.keep_alive,
+  })
+}
+
+export const ndjson: StreamFormat<unknown> = {
+  contentType: 'application/x-ndjson',
+  dialect: 'ollama',
+  item: (chunk) => `${JSON.stringify(chunk)}\n`,
+  end: () => '',
+  fail: (body) => `${body}\n`,
+}
+
+export function ollamaRoutes(deps: AppDeps): Route[] {
+  const { engine } = deps
+  return [
+    // Clients probe the root to see whether "Ollama" is up.
+    {
+      method: 'GET',
+      path: '/',
+      public: true,
+      handler: () => new Response('Ollama is running', { headers: { 'content-type': 'text/plain' } }),
+    },
+    {
+      method: 'POST',
+      path: '/api/chat',
+      handler: async (ctx) => {
+        const call = startCall(ctx)
+        const body = await readJson(ctx, ChatBody)
+        const request = chatRequest(body)
+        if (!body.stream) return json(await engine.chatOnce(request, call.options))
+        return streamResponse(engine.chat(request, call.options), ndjson, call)
+      },
+    },
+    {
+      method: 'POST',
+      path: '/api/generate',
+      handler: async (ctx) => {
+        const call = startCall(ctx)
+        const body = await readJson(ctx, GenerateBody)
+        const request = generateRequest(body)
+        if (!body.stream) return json(await engine.generateOnce(request, call.options))
+        return streamResponse(engine.generate(request, call.options), ndjson, call)
+      },
+    },
+    {
+      method: 'POST',
+      path: '/api/embed',
+      handler: async (ctx) => {
+        const call = startCall(ctx)
+        const body = await readJson(ctx, EmbedBody)
+        const request: EmbedRequest = defined({
+          model: body.model,
+          input: body.input,
+          truncate: body.truncate,
+          options: body.options as ModelOptions | undefined,
+          keep_alive: body.keep_alive,
+        })
+        return json(await engine.embed(request, call.options))
+      },
+    },
+    {
+      method: 'POST',
+      path: '/api/embeddings',
+      handler: async (ctx) => {
+        const call = startCall(ctx)
+        const body = await readJson(ctx, EmbeddingsBody)
+        // Ollama answers an empty prompt with an empty vector, without running the model.
+        if (body.prompt === '') return json({ embedding: [] })
+        const request: EmbedRequest = defined({
+          model: body.model,
+          input: body.prompt,
+          options: body.options as ModelOptions | undefined,
+          keep_alive: body.keep_alive,
+        })
+        const response = await engine.embed(request, call.options)
+        return json({ embedding: response.embeddings[0] ?? [] })
+      },
+    },
+    {
+      method: 'GET',
+      path: '/api/tags',
+      handler: async (ctx) => json({ models: (await listModels(ctx)).map((m) => tagEntry(m, deps.startedAt)) }),
+    },
+    {
+      method: 'GET',
+      path: '/api/ps',
+      handler: async (ctx) => json({ models: (await listLoaded(ctx)).map((m) => psEntry(m, deps.startedAt)) }),
+    },
+    { method: 'GET', path: '/api/version', handler: () => json({ version: deps.version }) },
+  ]
+}
+
+/** Ollama's list entry; fields a non-Ollama backend does not report get Ollama's empty values. */
+function tagEntry(m: ModelInfo, startedAt: number) {
+  return {
+    name: m.name,
+    model: m.model ?? m.name,
+    modified_at: m.modified_at ?? new Date(startedAt).toISOString(),
+    size: m.size ?? 0,
+    digest: m.digest ?? '',
+    details: m.details ?? { parent_model: '', format: '', family: '', families: null, parameter_size: '', quantization_level: '' },
+  }
+}
+
+function psEntry(m: LoadedModel, startedAt: number) {
+  const { modified_at: _modified, ...entry } = tagEntry(m, startedAt)
+  return { ...entry, expires_at: m.expires_at ?? new Date(Date.now() + 5 * 60_000).toISOString(), size_vram: m.size_vram ?? 0 }
 }
