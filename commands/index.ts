@@ -53,9 +53,11 @@ Global flags (accepted by every command, before or after its name):
   -v, --version       Print the version
 
 Examples:
+  orch serve                               # 127.0.0.1:9097 in front of Ollama at 127.0.0.1:11434
+  orch serve --detach && orch status       # in the background; orch logs -f, orch stop
+  orch tasks submit --type generate --model llama3.2 --prompt "hi" --wait
   orch capacity --tasks 100 --duration 6m --concurrency 2
   orch config init && orch config validate
-  orch config show --sources
 
 Exit codes: 0 ok, 1 runtime failure, 2 usage or config error, 130 interrupted.
 `

@@ -33,6 +33,24 @@ export interface EngineOptions {
   healthIntervalMs?: number
 }
 
+/** One backend call, as the metrics see it. Cache hits make no call and are not reported. */
+export interface CallEvent {
+  backend: string
+  model: string
+  kind: 'chat' | 'generate' | 'embed'
+  /** Waiting for a slot; then from the slot to the end, and to the first chunk (chat, generate). */
+  waitedMs: number
+  durationMs: number
+  ttftMs?: number | undefined
+  /** The final chunk's generated tokens and generation time, as the backend reports them. */
+  evalCount?: number | undefined
+  evalDurationNs?: number | undefined
+  /** `cancelled`: the consumer stopped reading before the end (client gone). */
+  outcome: 'success' | 'error' | 'cancelled'
+}
+
+export type CallObserver = (event: CallEvent) => void
+
 export interface EngineCounters {
   cache_hits: number
   cache_misses: number
@@ -47,6 +65,7 @@ export class Engine {
   readonly health: HealthMonitor
   readonly counters: EngineCounters = { cache_hits: 0, cache_misses: 0, calls: 0, call_errors: 0 }
   private readonly cacheMode: 'deterministic' | 'always'
+  private readonly observers: CallObserver[] = []
 
   constructor(options: EngineOptions) {
     const { config } = options
@@ -67,6 +86,25 @@ export class Engine {
       })
     }
     this.health = new HealthMonitor(this.scheduler, options.healthIntervalMs ?? 5000)
+  }
+
+  /** Be told about every backend call when it ends (metrics); returns the unsubscribe. */
+  onCall(observer: CallObserver): () => void {
+    this.observers.push(observer)
+    return () => {
+      const at = this.observers.indexOf(observer)
+      if (at >= 0) this.observers.splice(at, 1)
+    }
+  }
+
+  private report(event: CallEvent): void {
+    for (const observer of this.observers) {
+      try {
+        observer(event)
+      } catch {
+        // A failing observer must not fail the call.
+      }
+    }
   }
 
   /** Start health checks (and model discovery); resolves after the first round. */
@@ -131,6 +169,7 @@ export class Engine {
       signal: context.signal,
     })
     let outcome: Outcome = 'failure'
+    const started = performance.now()
     try {
       this.counters.calls++
       const response = await slot.backend.embed(request, { signal: context.signal })
@@ -142,6 +181,14 @@ export class Engine {
       throw error
     } finally {
       slot.release(outcome)
+      this.report({
+        backend: slot.backend.name,
+        model: request.model,
+        kind: 'embed',
+        waitedMs: slot.waitedMs,
+        durationMs: performance.now() - started,
+        outcome: outcome === 'success' ? 'success' : 'error',
+      })
     }
   }
 
@@ -183,9 +230,15 @@ export class Engine {
     // A consumer that stops early (client gone, `break`) ends the call without blaming the backend.
     let outcome: Outcome = 'neutral'
     let finished = false
+    let failed = false
+    const started = performance.now()
+    let firstAt: number | undefined
+    let last: T | undefined
     try {
       this.counters.calls++
       for await (const chunk of call(slot.backend, controller.signal)) {
+        firstAt ??= performance.now()
+        last = chunk
         if (key) chunks.push(chunk)
         yield chunk
       }
@@ -194,12 +247,24 @@ export class Engine {
       if (key && chunks.at(-1)?.done) this.cache?.set(key, { kind, model: request.model, value: join(chunks) })
     } catch (error) {
       outcome = outcomeOf(error)
+      failed = true
       this.counters.call_errors++
       throw error
     } finally {
       options.signal?.removeEventListener('abort', onAbort)
       if (!finished) controller.abort()
       slot.release(outcome)
+      this.report({
+        backend: slot.backend.name,
+        model: request.model,
+        kind,
+        waitedMs: slot.waitedMs,
+        durationMs: performance.now() - started,
+        ttftMs: firstAt === undefined ? undefined : firstAt - started,
+        evalCount: last?.eval_count,
+        evalDurationNs: last?.eval_duration,
+        outcome: finished ? 'success' : failed ? 'error' : 'cancelled',
+      })
     }
   }
 }

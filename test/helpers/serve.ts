@@ -34,6 +34,8 @@ export async function startTestServe(
   config.infrastructure_system.llm_orchestration.caching.cache_backend = 'memory'
   config.infrastructure_system.llm_orchestration.batching.batch_interval_seconds = 0.01
   config.tasks.synchronous = 'NORMAL'
+  // Samples go to the temp home, never into the working tree.
+  config.infrastructure_system.performance_monitoring.export_path = `${dir.path}/performance_logs`
   config.graceful_shutdown_timeout_ms = 500
   options.tweak?.(config)
   const server = await startServe({ config, home: dir.path, version: '0.0.0-test', port: 0, healthIntervalMs: 0 })

@@ -1,0 +1,224 @@
+/**
+ * What `orch serve` exposes on /metrics: seed 002's names (orchestrator_*, env_*, gpu_wait_seconds) and
+ * orch_* series for HTTP, backend calls, cache, breakers and tasks. Every series carries `instance`.
+ * Counts kept elsewhere (scheduler, engine, task store) are copied at scrape time; per-request and per-call
+ * values are recorded into series looked up without building label strings.
+ */
+
+import type { CallEvent } from '../scheduler/engine.ts'
+import type { RequestRecord } from '../server/app.ts'
+import type { AppDeps } from '../server/http.ts'
+import { CALL_BUCKETS, type CounterChild, type HistogramChild, HTTP_BUCKETS, RATE_BUCKETS, Registry, WAIT_BUCKETS } from './registry.ts'
+
+/** Distinct model label values kept; later ones are recorded as `other` (models are named by clients). */
+export const MAX_MODELS = 50
+
+const BREAKER_VALUE = { closed: 0, half_open: 1, open: 2 } as const
+/** Methods a client can make up are recorded as `other`: the label must stay bounded. */
+const METHODS = new Set(['GET', 'HEAD', 'POST', 'PUT', 'DELETE', 'PATCH', 'OPTIONS'])
+
+/** Model requests (slots asked of the scheduler) and how many failed, by reason. */
+export interface ModelCounts {
+  requests: number
+  backend: number
+  queue_timeout: number
+  refused: number
+  dropped: number
+}
+
+export function modelCounts(deps: Pick<AppDeps, 'engine'>): ModelCounts {
+  const s = deps.engine.scheduler.stats()
+  return {
+    requests: s.requests,
+    backend: deps.engine.counters.call_errors,
+    queue_timeout: s.queue_timeouts,
+    refused: s.rejected,
+    dropped: Math.max(0, s.errors - s.queue_timeouts),
+  }
+}
+
+export function errorsOf(c: ModelCounts): number {
+  return c.backend + c.queue_timeout + c.refused + c.dropped
+}
+
+interface CallSeries {
+  duration: HistogramChild
+  wait: HistogramChild
+  /** Made on the first observation: embeddings have neither. */
+  ttft: HistogramChild | undefined
+  rate: HistogramChild | undefined
+}
+
+export interface OrchMetrics {
+  registry: Registry
+  /** HTTP requests answered and those answered with a 5xx, since start. */
+  readonly http: { requests: number; errors: number }
+  onRequest(record: RequestRecord): void
+  onCall(event: CallEvent): void
+  render(): string
+}
+
+export interface OrchMetricsOptions {
+  /** env_error_rate: errors / requests over the last sampling interval (the monitor keeps it). */
+  errorRate: () => number
+}
+
+export function createOrchMetrics(deps: AppDeps, options: OrchMetricsOptions): OrchMetrics {
+  const r = new Registry({ constLabels: { instance: deps.instance } })
+  const concurrency = r.gauge('orchestrator_concurrency_limit', 'Calls a backend may run at once (its concurrency)', ['backend'])
+  const inflight = r.gauge('orchestrator_inflight_tasks', 'Backend calls in flight', ['backend'])
+  const taskErrors = r.counter(
+    'orchestrator_task_errors_total',
+    'Model requests that failed: backend (the call failed), queue_timeout, refused (queue full, no backend, breaker open, unknown model), dropped (cancelled or unservable while queued)',
+    ['reason'],
+  )
+  const queueDepth = r.gauge('env_queue_depth', 'Requests waiting for a slot plus durable tasks queued')
+  const gpuWait = r.histogram('gpu_wait_seconds', 'Time a backend call waited for a slot', ['backend', 'model'], WAIT_BUCKETS)
+  const errorRate = r.gauge('env_error_rate', 'Failed model requests / model requests over the last sampling interval')
+  const httpDuration = r.histogram(
+    'orch_http_request_duration_seconds',
+    'Time to answer an HTTP request (to the response headers for streams)',
+    ['method', 'route', 'status'],
+    HTTP_BUCKETS,
+  )
+  const callDuration = r.histogram(
+    'orch_backend_request_duration_seconds',
+    'Duration of a backend call, from its slot to its last byte',
+    ['backend', 'model', 'kind'],
+    CALL_BUCKETS,
+  )
+  const calls = r.counter('orch_backend_calls_total', 'Backend calls by outcome (success, error, cancelled)', [
+    'backend',
+    'kind',
+    'outcome',
+  ])
+  const ttft = r.histogram(
+    'orch_time_to_first_token_seconds',
+    'From a call getting its slot to its first chunk',
+    ['backend', 'model'],
+    CALL_BUCKETS,
+  )
+  const tokensPerSecond = r.histogram(
+    'orch_tokens_per_second',
+    'Generation speed of a call (eval tokens / eval time)',
+    ['backend', 'model'],
+    RATE_BUCKETS,
+  )
+  const cacheHits = r.counter('orch_cache_hits_total', 'Response cache hits').labels()
+  const cacheMisses = r.counter('orch_cache_misses_total', 'Response cache misses').labels()
+  const breaker = r.gauge('orch_breaker_state', 'Circuit breaker of a backend: 0 closed, 1 half-open, 2 open', ['backend'])
+  const up = r.gauge('orch_backend_up', 'Whether the backend passed its last health check (1) or not (0)', ['backend'])
+  const requests = r.counter('orch_scheduler_requests_total', 'Model requests asked of the scheduler (slots), cache hits excluded').labels()
+  const tasks = r.gauge('orch_tasks', 'Durable tasks by state', ['state'])
+  r.gauge('orch_build_info', 'The running orch version', ['version']).labels(deps.version).set(1)
+  const rss = r.gauge('process_resident_memory_bytes', 'Resident memory of the orch process').labels()
+  const cpu = r.counter('process_cpu_seconds_total', 'User and system CPU time of the orch process').labels()
+  r.gauge('process_start_time_seconds', 'Start of the orch process, Unix seconds')
+    .labels()
+    .set(Math.round(performance.timeOrigin / 1000))
+
+  r.onCollect(() => {
+    const s = deps.engine.scheduler
+    for (const family of [concurrency, inflight, breaker, up]) family.reset()
+    for (const state of s.states.values()) {
+      concurrency.labels(state.name).set(state.concurrency)
+      inflight.labels(state.name).set(state.inflight)
+      breaker.labels(state.name).set(BREAKER_VALUE[state.breaker.state])
+      up.labels(state.name).set(state.healthy === true ? 1 : 0)
+    }
+    const counts = deps.tasks.counts()
+    for (const [state, n] of Object.entries(counts)) tasks.labels(state).set(n)
+    queueDepth.labels().set(s.stats().queued + counts.queued)
+    const m = modelCounts(deps)
+    requests.set(m.requests)
+    for (const reason of ['backend', 'queue_timeout', 'refused', 'dropped'] as const) taskErrors.labels(reason).set(m[reason])
+    errorRate.labels().set(options.errorRate())
+    cacheHits.set(deps.engine.counters.cache_hits)
+    cacheMisses.set(deps.engine.counters.cache_misses)
+    rss.set(process.memoryUsage.rss())
+    const usage = process.cpuUsage()
+    cpu.set((usage.user + usage.system) / 1e6)
+  })
+
+  // route → method → status → series: a request records without formatting any label text.
+  const httpSeries = new Map<string, Map<string, Map<number, HistogramChild>>>()
+  const http = { requests: 0, errors: 0 }
+  const models = new Set<string>()
+  const callSeries = new Map<string, CallSeries>()
+  const outcomes = new Map<string, CounterChild>()
+
+  function modelLabel(model: string): string {
+    if (models.has(model)) return model
+    if (models.size >= MAX_MODELS) return 'other'
+    models.add(model)
+    return model
+  }
+
+  return {
+    registry: r,
+    http,
+    onRequest(record) {
+      http.requests++
+      if (record.status >= 500) http.errors++
+      let byMethod = httpSeries.get(record.route)
+      if (!byMethod) {
+        byMethod = new Map()
+        httpSeries.set(record.route, byMethod)
+      }
+      const method = METHODS.has(record.method) ? record.method : 'other'
+      let byStatus = byMethod.get(method)
+      if (!byStatus) {
+        byStatus = new Map()
+        byMethod.set(method, byStatus)
+      }
+      let series = byStatus.get(record.status)
+      if (!series) {
+        series = httpDuration.labels(method, record.route, String(record.status))
+        byStatus.set(record.status, series)
+      }
+      series.observe(record.ms / 1000)
+    },
+    onCall(event) {
+      const model = modelLabel(event.model)
+      const key = `${event.backend}\u0000${model}\u0000${event.kind}`
+      let series = callSeries.get(key)
+      if (!series) {
+        series = {
+          duration: callDuration.labels(event.backend, model, event.kind),
+          wait: gpuWait.labels(event.backend, model),
+          ttft: undefined,
+          rate: undefined,
+        }
+        callSeries.set(key, series)
+      }
+      series.duration.observe(event.durationMs / 1000)
+      series.wait.observe(event.waitedMs / 1000)
+      if (event.ttftMs !== undefined && event.outcome === 'success') {
+        series.ttft ??= ttft.labels(event.backend, model)
+        series.ttft.observe(event.ttftMs / 1000)
+      }
+      const speed = tokensPerSecondOf(event)
+      if (speed !== undefined) {
+        series.rate ??= tokensPerSecond.labels(event.backend, model)
+        series.rate.observe(speed)
+      }
+      const outcomeKey = `${event.backend}\u0000${event.kind}\u0000${event.outcome}`
+      let counter = outcomes.get(outcomeKey)
+      if (!counter) {
+        counter = calls.labels(event.backend, event.kind, event.outcome)
+        outcomes.set(outcomeKey, counter)
+      }
+      counter.inc()
+    },
+    render: () => r.render(),
+  }
+}
+
+/** Tokens per second from the backend's own timing, else over the streaming time after the first token. */
+export function tokensPerSecondOf(event: CallEvent): number | undefined {
+  const tokens = event.evalCount
+  if (event.outcome !== 'success' || !tokens || tokens <= 0) return undefined
+  if (event.evalDurationNs && event.evalDurationNs > 0) return tokens / (event.evalDurationNs / 1e9)
+  const ms = event.durationMs - (event.ttftMs ?? 0)
+  return ms > 0 && tokens > 1 ? (tokens - 1) / (ms / 1000) : undefined
+}
