@@ -9,11 +9,14 @@ import type { OrchConfig } from '../config/schema.ts'
 import { OrchError } from '../errors.ts'
 import type { Engine } from '../scheduler/engine.ts'
 import { statusOf } from '../scheduler/errors.ts'
+import type { Store } from '../store/db.ts'
 import type { TaskStore } from '../store/tasks.ts'
 
 export interface AppDeps {
   config: OrchConfig
   engine: Engine
+  /** The state.db connection (one per process, shared: no lock contention with itself). */
+  store: Store
   tasks: TaskStore
   bus: LocalBus
   version: string

@@ -87,7 +87,17 @@ export async function startServe(options: ServeOptions): Promise<RunningServer> 
   const runId = crypto.randomUUID().slice(0, 8)
   const runner = new TaskRunner({ tasks, engine, owner: ownerId(runId), leaseMs: config.tasks.lease_ms })
   runner.start()
-  const deps: AppDeps = { config, engine, tasks, bus, version: options.version, instance: hostname(), startedAt: Date.now(), services: {} }
+  const deps: AppDeps = {
+    config,
+    engine,
+    store,
+    tasks,
+    bus,
+    version: options.version,
+    instance: hostname(),
+    startedAt: Date.now(),
+    services: {},
+  }
   const extensions: RunningExtension[] = []
   for (const extension of EXTENSIONS) extensions.push(await extension.start(deps))
   const onRequest = (record: RequestRecord) => {

@@ -60,4 +60,53 @@ export const MIGRATIONS: readonly Migration[] = [
       CREATE INDEX tasks_created ON tasks (created_at, id);
     `,
   },
+  {
+    version: 3,
+    name: 'workflows',
+    // A run keeps the definition it started with, so editing a workflow never changes a run in flight.
+    // (workflow_id, scheduled_for) is unique: a schedule occurrence becomes one run, whoever fires it.
+    up: `
+      CREATE TABLE workflows (
+        id          TEXT PRIMARY KEY,
+        name        TEXT NOT NULL UNIQUE,
+        definition  TEXT NOT NULL,
+        schedule    TEXT,
+        timezone    TEXT,
+        enabled     INTEGER NOT NULL DEFAULT 1,
+        next_run_at INTEGER,
+        created_at  INTEGER NOT NULL,
+        updated_at  INTEGER NOT NULL
+      );
+      CREATE INDEX workflows_due ON workflows (next_run_at) WHERE enabled = 1 AND next_run_at IS NOT NULL;
+      CREATE TABLE workflow_runs (
+        id            TEXT PRIMARY KEY,
+        workflow_id   TEXT NOT NULL REFERENCES workflows (id) ON DELETE CASCADE,
+        state         TEXT NOT NULL CHECK (state IN ('queued', 'running', 'done', 'failed', 'cancelled')),
+        trigger       TEXT NOT NULL CHECK (trigger IN ('manual', 'schedule')),
+        scheduled_for INTEGER,
+        definition    TEXT NOT NULL,
+        error         TEXT,
+        created_at    INTEGER NOT NULL,
+        started_at    INTEGER,
+        finished_at   INTEGER
+      );
+      CREATE UNIQUE INDEX workflow_runs_occurrence ON workflow_runs (workflow_id, scheduled_for) WHERE scheduled_for IS NOT NULL;
+      CREATE INDEX workflow_runs_recent ON workflow_runs (workflow_id, created_at DESC, id DESC);
+      CREATE INDEX workflow_runs_active ON workflow_runs (created_at) WHERE state IN ('queued', 'running');
+      CREATE TABLE workflow_steps (
+        run_id       TEXT NOT NULL REFERENCES workflow_runs (id) ON DELETE CASCADE,
+        step_id      TEXT NOT NULL,
+        position     INTEGER NOT NULL,
+        type         TEXT NOT NULL,
+        task_id      TEXT,
+        state        TEXT NOT NULL CHECK (state IN ('pending', 'queued', 'running', 'done', 'failed', 'cancelled', 'skipped')),
+        output       TEXT,
+        error        TEXT,
+        submitted_at INTEGER,
+        finished_at  INTEGER,
+        PRIMARY KEY (run_id, step_id)
+      );
+      CREATE INDEX workflow_steps_task ON workflow_steps (task_id) WHERE task_id IS NOT NULL;
+    `,
+  },
 ]

@@ -1,6 +1,94 @@
-/** Placeholder: replaced by its route group. */
-import type { AppDeps, Route } from '../http.ts'
+/**
+ * Workflows (seeds 001 and 002): DAGs of durable tasks, run on demand or on a cron schedule. Workflows are
+ * addressed by id or by name. The work is done by the workflows service (src/workflows/), which
+ * `orch serve` starts as an extension.
+ */
+import * as v from 'valibot'
+import { workflowService } from '../../workflows/extension.ts'
+import { DefinitionEntries } from '../../workflows/schema.ts'
+import { type AppDeps, httpError, json, type Route, type RouteContext, readJson } from '../http.ts'
+
+const CreateSchema = v.strictObject({
+  ...DefinitionEntries,
+  /** Start a run at once. */
+  run: v.optional(v.boolean()),
+  /** A workflow of this name exists: replace its definition (its runs stay) instead of answering 409. */
+  replace: v.optional(v.boolean()),
+})
 
 export function workflowRoutes(_deps: AppDeps): Route[] {
-  return []
+  return [
+    { method: 'POST', path: '/workflows', handler: create },
+    { method: 'GET', path: '/workflows', handler: ({ deps }) => json({ workflows: workflowService(deps).list() }) },
+    {
+      method: 'GET',
+      path: '/workflows/:id',
+      handler: ({ deps, params, url }) => json(workflowService(deps).get(id(params), limit(url, 10))),
+    },
+    { method: 'DELETE', path: '/workflows/:id', handler: remove },
+    { method: 'POST', path: '/workflows/:id/runs', handler: trigger },
+    {
+      method: 'POST',
+      path: '/workflows/:id/enable',
+      handler: ({ deps, params }) => json(workflowService(deps).setEnabled(id(params), true)),
+    },
+    {
+      method: 'POST',
+      path: '/workflows/:id/disable',
+      handler: ({ deps, params }) => json(workflowService(deps).setEnabled(id(params), false)),
+    },
+    {
+      method: 'GET',
+      path: '/workflows/:id/runs',
+      handler: ({ deps, params, url }) => json({ runs: workflowService(deps).runs(id(params), limit(url, 50)) }),
+    },
+    { method: 'GET', path: '/runs/:run_id', handler: ({ deps, params }) => json(workflowService(deps).run(params.run_id ?? '')) },
+    { method: 'DELETE', path: '/runs/:run_id', handler: cancelRun },
+  ]
+}
+
+async function create(ctx: RouteContext): Promise<Response> {
+  const { run, replace, ...def } = await readJson(ctx, CreateSchema)
+  const service = workflowService(ctx.deps)
+  const { workflow, created } = service.create(def, { replace: replace === true })
+  const started = run ? await service.trigger(workflow.id) : undefined
+  const body = {
+    id: workflow.id,
+    name: workflow.name,
+    created,
+    next_run_at: workflow.next_run_at,
+    ...(started ? { run_id: started.id } : {}),
+  }
+  return json(body, created ? 201 : 200, { location: `/workflows/${workflow.id}` })
+}
+
+async function trigger(ctx: RouteContext): Promise<Response> {
+  const run = await workflowService(ctx.deps).trigger(id(ctx.params))
+  return json({ run_id: run.id, workflow_id: run.workflow_id, state: 'queued' }, 202, { location: `/runs/${run.id}` })
+}
+
+async function remove(ctx: RouteContext): Promise<Response> {
+  const result = await workflowService(ctx.deps).remove(id(ctx.params))
+  return json({ ...result, deleted: true })
+}
+
+async function cancelRun(ctx: RouteContext): Promise<Response> {
+  const service = workflowService(ctx.deps)
+  const runId = ctx.params.run_id ?? ''
+  const cancelled = await service.cancelRun(runId)
+  return json({ ...service.run(runId), cancelled })
+}
+
+function id(params: Record<string, string>): string {
+  return params.id ?? ''
+}
+
+function limit(url: URL, fallback: number): number {
+  const raw = url.searchParams.get('limit')
+  if (raw === null) return fallback
+  const n = Number(raw)
+  if (!Number.isInteger(n) || n < 1 || n > 1000) {
+    throw httpError(400, `limit: expected an integer from 1 to 1000, got ${JSON.stringify(raw)}`, 'E_VALIDATION', { field: 'limit' })
+  }
+  return n
 }
