@@ -111,7 +111,9 @@ export async function startServe(options: ServeOptions): Promise<RunningServer> 
       hostname: host,
       port,
       fetch: app.fetch,
-      maxRequestBodySize: config.server.body_limit_bytes + 1,
+      // The app answers bodies over body_limit_bytes with a JSON 413 (by Content-Length, before reading); Bun's
+      // own cap, above it, only stops what the app would otherwise have to count through.
+      maxRequestBodySize: config.server.body_limit_bytes + 1024 * 1024,
       // Streams and SSE can be quiet for long: Bun's default 10 s idle timeout would cut them.
       idleTimeout: 0,
     })

@@ -1,6 +1,163 @@
-/** Placeholder: replaced by its route group. */
-import type { AppDeps, Route } from '../http.ts'
+/**
+ * The durable task API (seed 002): submit one task or many (answered only once committed), read, list in
+ * keyset pages, cancel, and long-poll until a task finishes. Submission is the hot path: the body is read
+ * in one piece when its length is declared, validated once, and handed to the store's group commit.
+ */
+import type { LocalBus, OrchEvent } from '../../bus/local.ts'
+import type { SubmitInput, Task, TaskState } from '../../store/tasks-types.ts'
+import { type AppDeps, httpError, json, type Route, type RouteContext, readBody } from '../http.ts'
+import { parseSubmit } from './task-input.ts'
 
-export function taskRoutes(_deps: AppDeps): Route[] {
-  return []
+const STATES: TaskState[] = ['queued', 'running', 'done', 'failed', 'cancelled']
+const FINISHED = new Set<unknown>(['done', 'failed', 'cancelled'])
+/** Longest a single `wait` holds the connection; clients loop for longer waits. */
+export const MAX_WAIT_MS = 300_000
+const DEFAULT_WAIT_MS = 30_000
+
+export function taskRoutes(deps: AppDeps): Route[] {
+  const waiters = new TaskWaiters(deps.bus)
+  return [
+    { method: 'POST', path: '/queue/submit', handler: submit },
+    { method: 'GET', path: '/tasks', handler: list },
+    { method: 'GET', path: '/tasks/:id', handler: (ctx) => json(found(ctx)) },
+    { method: 'DELETE', path: '/tasks/:id', handler: cancel },
+    { method: 'GET', path: '/tasks/:id/wait', handler: (ctx) => wait(ctx, waiters) },
+  ]
+}
+
+async function submit(ctx: RouteContext): Promise<Response> {
+  const body = await readBodyJson(ctx)
+  const header = ctx.request.headers.get('idempotency-key')
+  if (header !== null && (header === '' || header.length > 256)) {
+    throw httpError(400, 'Idempotency-Key: expected 1 to 256 characters', 'E_VALIDATION', { field: 'Idempotency-Key' })
+  }
+  const { bulk, inputs } = parseSubmit(body, header)
+  const { tasks } = ctx.deps
+  if (!bulk) {
+    const { task, created } = await tasks.submit(inputs[0] as SubmitInput)
+    return json({ id: task.id, state: task.state, created }, created ? 202 : 200, { location: `/tasks/${task.id}` })
+  }
+  const results = await tasks.submitMany(inputs)
+  return json({ tasks: results.map(({ task, created }) => ({ id: task.id, state: task.state, created })) }, 202)
+}
+
+/** One read when the length is declared (the cap checked first); chunked bodies are counted as they come. */
+async function readBodyJson(ctx: RouteContext): Promise<unknown> {
+  const { request } = ctx
+  const limit = ctx.deps.config.server.body_limit_bytes
+  const declared = request.headers.get('content-length')
+  const text = declared !== null && Number(declared) <= limit ? await request.text() : await readBody(request, limit)
+  if (text === '') throw httpError(400, 'the body is empty: expected a task object or an array of tasks', 'E_VALIDATION', { field: '' })
+  try {
+    return JSON.parse(text)
+  } catch (error) {
+    throw httpError(400, `the body is not valid JSON: ${(error as Error).message}`, 'E_BAD_JSON')
+  }
+}
+
+function list(ctx: RouteContext): Response {
+  const q = ctx.url.searchParams
+  const state = q.get('state') ?? undefined
+  if (state !== undefined && !STATES.includes(state as TaskState)) {
+    throw badQuery('state', `expected one of ${STATES.join(', ')}, got "${state}"`)
+  }
+  const limitText = q.get('limit')
+  const limit = limitText === null ? 50 : Number(limitText)
+  if (!Number.isInteger(limit) || limit < 1 || limit > 1000)
+    throw badQuery('limit', `expected an integer from 1 to 1000, got "${limitText}"`)
+  const cursor = q.get('cursor') || undefined
+  const tenant = q.get('tenant') || undefined
+  try {
+    return json(ctx.deps.tasks.list({ state: state as TaskState | undefined, tenant, limit, cursor }))
+  } catch (error) {
+    if ((error as { code?: unknown }).code === 'E_TASK_CURSOR') throw badQuery('cursor', 'not a cursor from an earlier page (next_cursor)')
+    throw error
+  }
+}
+
+function found(ctx: RouteContext): Task {
+  const id = ctx.params.id ?? ''
+  const task = ctx.deps.tasks.get(id)
+  if (!task) throw httpError(404, `no task with id "${id}" (finished tasks are pruned after tasks.retention_hours)`, 'E_TASK_NOT_FOUND')
+  return task
+}
+
+/** Cancels a queued or running task and returns it; a finished one stays as it is: 409 naming its state. */
+function cancel(ctx: RouteContext): Response {
+  const before = found(ctx)
+  const after = FINISHED.has(before.state) ? before : (ctx.deps.tasks.cancel(before.id) ?? before)
+  if (!FINISHED.has(before.state) && after.state === 'cancelled') return json(after)
+  // Finished before the call, or in the meantime (the runner completed it first).
+  const message = `task ${after.id} is already ${after.state}; only queued or running tasks can be cancelled`
+  return json({ error: { code: 'E_TASK_FINISHED', message, state: after.state } }, 409)
+}
+
+async function wait(ctx: RouteContext, waiters: TaskWaiters): Promise<Response> {
+  const timeoutMs = parseDuration(ctx.url.searchParams.get('timeout'))
+  const task = found(ctx)
+  if (FINISHED.has(task.state)) return json({ finished: true, task })
+  // Nothing is awaited between the read above and the subscription: no finishing event can slip between.
+  await waiters.until(task.id, timeoutMs, ctx.request.signal)
+  const now = found(ctx)
+  return json({ finished: FINISHED.has(now.state), task: now })
+}
+
+/** `30s`, `500ms`, `2m`, or a bare number of seconds; capped at MAX_WAIT_MS. */
+export function parseDuration(text: string | null): number {
+  if (text === null || text === '') return DEFAULT_WAIT_MS
+  const match = /^(\d+(?:\.\d+)?)(ms|s|m)?$/.exec(text.trim())
+  if (!match) throw badQuery('timeout', `expected a duration like 30s, 500ms or 2m, got "${text}"`)
+  const unit = match[2] === 'ms' ? 1 : match[2] === 'm' ? 60_000 : 1000
+  return Math.min(MAX_WAIT_MS, Number(match[1]) * unit)
+}
+
+function badQuery(field: string, message: string) {
+  return httpError(400, `${field}: ${message}`, 'E_VALIDATION', { field })
+}
+
+/** Long-polls share one bus subscription, held only while someone waits, and find their task by id. */
+class TaskWaiters {
+  private readonly byId = new Map<string, Set<() => void>>()
+  private unsubscribe: (() => void) | undefined
+
+  constructor(private readonly bus: LocalBus) {}
+
+  /** Resolves when `id` finishes, after `ms`, or when the client goes away. */
+  until(id: string, ms: number, signal: AbortSignal): Promise<void> {
+    return new Promise((resolve) => {
+      const done = () => {
+        clearTimeout(timer)
+        signal.removeEventListener('abort', done)
+        this.remove(id, done)
+        resolve()
+      }
+      const timer = setTimeout(done, ms)
+      if (signal.aborted) return done()
+      signal.addEventListener('abort', done, { once: true })
+      this.add(id, done)
+    })
+  }
+
+  private add(id: string, fn: () => void): void {
+    const set = this.byId.get(id) ?? new Set()
+    if (set.size === 0) this.byId.set(id, set)
+    set.add(fn)
+    this.unsubscribe ??= this.bus.subscribe((event) => this.onEvent(event))
+  }
+
+  private remove(id: string, fn: () => void): void {
+    const set = this.byId.get(id)
+    if (!set?.delete(fn)) return
+    if (set.size === 0) this.byId.delete(id)
+    if (this.byId.size === 0) {
+      this.unsubscribe?.()
+      this.unsubscribe = undefined
+    }
+  }
+
+  private onEvent(event: OrchEvent): void {
+    if (event.type !== 'task' || !FINISHED.has(event.data.state)) return
+    const set = this.byId.get(event.data.id as string)
+    if (set) for (const fn of [...set]) fn()
+  }
 }
