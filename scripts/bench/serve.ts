@@ -5,7 +5,8 @@
  *    Goals: submit_per_s ≥ 30,000 and ≥ 0.5 × echo_per_s.
  *  - proxy_overhead_p50_ms / _p99_ms: POST /api/chat through orch (cache off) minus the same call straight to
  *    the backend (the Ollama test double), one request at a time, interleaved. Goal: p50 < 1 ms.
- * Servers run in child processes; this process is only the load generator.
+ * Tasks submitted are executed meanwhile against the test double, as in real use (BENCH_NO_RUN=1: they only
+ * queue, to see the submission path alone). Servers run in child processes; this process only generates load.
  * Last line: one JSON object. Usage: bun scripts/bench/serve.ts [--seconds 5] [--clients 64]
  */
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
@@ -15,7 +16,11 @@ import { parseArgs } from 'node:util'
 
 const { values } = parseArgs({
   args: process.argv.slice(2),
-  options: { seconds: { type: 'string', default: '5' }, clients: { type: 'string', default: '64' }, requests: { type: 'string', default: '2000' } },
+  options: {
+    seconds: { type: 'string', default: '5' },
+    clients: { type: 'string', default: '64' },
+    requests: { type: 'string', default: '2000' },
+  },
 })
 const SECONDS = Number(values.seconds)
 const CLIENTS = Number(values.clients)
@@ -23,17 +28,28 @@ const ROOT = resolve(import.meta.dir, '../..')
 const children: Array<ReturnType<typeof Bun.spawn>> = []
 
 async function spawnServer(args: string[], cwd = ROOT): Promise<string> {
-  const child = Bun.spawn([process.execPath, '--no-env-file', ...args], { cwd, stdout: 'pipe', stderr: 'inherit', env: { ...process.env, NO_COLOR: '1' } })
+  const child = Bun.spawn([process.execPath, '--no-env-file', ...args], {
+    cwd,
+    stdout: 'pipe',
+    stderr: 'inherit',
+    env: { ...process.env, NO_COLOR: '1' },
+  })
   children.push(child)
   const reader = child.stdout.getReader()
   let text = ''
-  while (!text.includes('\n')) {
+  // The first thing each server prints is one JSON object (maybe over several lines) with its url.
+  for (;;) {
     const { value, done } = await reader.read()
     if (done) throw new Error(`server ${args.join(' ')} exited before printing its url`)
     text += new TextDecoder().decode(value)
+    try {
+      const parsed = JSON.parse(text) as { url: string }
+      reader.releaseLock()
+      return parsed.url
+    } catch {
+      // not complete yet
+    }
   }
-  reader.releaseLock()
-  return (JSON.parse(text.split('\n')[0] as string) as { url: string }).url
 }
 
 const body = JSON.stringify({ type: 'generate', model: 'llama3.2', payload: { model: 'llama3.2', prompt: 'hello' } })
@@ -62,8 +78,13 @@ async function load(url: string): Promise<{ perSecond: number; p50: number; p99:
 
 const q = (sorted: number[], p: number) => sorted[Math.min(sorted.length - 1, Math.floor(p * sorted.length))] as number
 
-async function proxyOverhead(orchUrl: string, fakeUrl: string, requests: number): Promise<{ p50: number; p99: number; direct50: number; orch50: number }> {
-  const chat = (i: number) => JSON.stringify({ model: 'llama3.2', stream: false, messages: [{ role: 'user', content: `q${i}` }], options: { temperature: 0.7 } })
+async function proxyOverhead(
+  orchUrl: string,
+  fakeUrl: string,
+  requests: number,
+): Promise<{ p50: number; p99: number; direct50: number; orch50: number }> {
+  const chat = (i: number) =>
+    JSON.stringify({ model: 'llama3.2', stream: false, messages: [{ role: 'user', content: `q${i}` }], options: { temperature: 0.7 } })
   const once = async (base: string, i: number) => {
     const started = performance.now()
     const response = await fetch(`${base}/api/chat`, { method: 'POST', body: chat(i), headers: { 'content-type': 'application/json' } })
@@ -80,7 +101,12 @@ async function proxyOverhead(orchUrl: string, fakeUrl: string, requests: number)
   }
   direct.sort((a, b) => a - b)
   viaOrch.sort((a, b) => a - b)
-  return { p50: q(viaOrch, 0.5) - q(direct, 0.5), p99: q(viaOrch, 0.99) - q(direct, 0.99), direct50: q(direct, 0.5), orch50: q(viaOrch, 0.5) }
+  return {
+    p50: q(viaOrch, 0.5) - q(direct, 0.5),
+    p99: q(viaOrch, 0.99) - q(direct, 0.99),
+    direct50: q(direct, 0.5),
+    orch50: q(viaOrch, 0.5),
+  }
 }
 
 const home = mkdtempSync(join(tmpdir(), 'orch-bench-serve-'))
@@ -90,7 +116,7 @@ try {
     join(home, 'orch.yaml'),
     [
       'backends:',
-      `  - { name: fake, type: ollama, url: "${fakeUrl}", concurrency: 8 }`,
+      `  - { name: fake, type: ollama, url: "${process.env.BENCH_NO_RUN ? 'http://127.0.0.1:9' : fakeUrl}", concurrency: 8 }`,
       'runtime: { ollama: { concurrency: 8 } }',
       'logging: { level: error }',
       'tasks: { synchronous: FULL }',
@@ -99,16 +125,27 @@ try {
       '',
     ].join('\n'),
   )
-  const orchUrl = await spawnServer([join(ROOT, 'commands/index.ts'), 'serve', '--port', '0', '--json', '--home', join(home, '.orch')], home)
+  const orchUrl = await spawnServer(
+    [join(ROOT, 'commands/index.ts'), 'serve', '--port', '0', '--json', '--home', join(home, '.orch')],
+    home,
+  )
   const echoUrl = await spawnServer([join(ROOT, 'scripts/bench/servers/echo.ts')])
 
+  // Proxy overhead first: afterwards the submitted backlog keeps the server busy running tasks.
+  // BENCH_NO_RUN=1 (diagnosis): orch's backend is a closed port, so submitted tasks only queue; no proxy figures.
+  const proxy = process.env.BENCH_NO_RUN
+    ? { p50: Number.NaN, p99: Number.NaN, direct50: Number.NaN, orch50: Number.NaN }
+    : await proxyOverhead(orchUrl, fakeUrl, Number(values.requests))
+  console.log(
+    `/api/chat direct p50 ${proxy.direct50.toFixed(3)} ms, through orch p50 ${proxy.orch50.toFixed(3)} ms: overhead p50 ${proxy.p50.toFixed(3)} ms, p99 ${proxy.p99.toFixed(3)} ms`,
+  )
   await load(`${echoUrl}/`) // warm-up of the client itself
   const echo = await load(`${echoUrl}/`)
   const submit = await load(`${orchUrl}/queue/submit`)
   console.log(`echo (bare Bun.serve): ${Math.round(echo.perSecond)} req/s, p99 ${echo.p99.toFixed(2)} ms`)
-  console.log(`POST /queue/submit (fsync'd): ${Math.round(submit.perSecond)} req/s (×${(submit.perSecond / echo.perSecond).toFixed(2)} of echo), p50 ${submit.p50.toFixed(2)} ms, p99 ${submit.p99.toFixed(2)} ms`)
-  const proxy = await proxyOverhead(orchUrl, fakeUrl, Number(values.requests))
-  console.log(`/api/chat direct p50 ${proxy.direct50.toFixed(3)} ms, through orch p50 ${proxy.orch50.toFixed(3)} ms: overhead p50 ${proxy.p50.toFixed(3)} ms, p99 ${proxy.p99.toFixed(3)} ms`)
+  console.log(
+    `POST /queue/submit (fsync'd): ${Math.round(submit.perSecond)} req/s (×${(submit.perSecond / echo.perSecond).toFixed(2)} of echo), p50 ${submit.p50.toFixed(2)} ms, p99 ${submit.p99.toFixed(2)} ms`,
+  )
   const r = (n: number, d = 3) => Number(n.toPrecision(d))
   console.log(
     JSON.stringify({

@@ -142,25 +142,27 @@ export class TaskRunner {
   private execute(task: Task): void {
     const controller = new AbortController()
     const { engine, tasks, owner } = this.options
+    // Outcomes are group-committed with everything else of the turn: one fsync for many tasks.
     const settled = engine
       .run(task.type, task.payload, { priority: task.priority, tenant: task.tenant, signal: controller.signal })
       .then(
-        (result) => {
-          if (tasks.complete(task.id, owner, result)) this.stats.completed++
+        async (result) => {
+          if (await tasks.completeLater(task.id, owner, result)) this.stats.completed++
           else this.stats.lost++
         },
-        (error: unknown) => {
+        async (error: unknown) => {
           // Shutting down: hand the task back untouched, for the next start.
           if (controller.signal.aborted && !this.running) {
             tasks.release(task.id, owner)
             return
           }
-          const failed = tasks.fail(task.id, owner, toTaskError(error))
+          const failed = await tasks.failLater(task.id, owner, toTaskError(error))
           if (!failed) this.stats.lost++
           else if (failed.state === 'queued') this.stats.retried++
           else this.stats.failed++
         },
       )
+      .catch((error: unknown) => this.log.error(`recording the outcome of task ${task.id} failed: ${(error as Error).message}`))
       .finally(() => {
         this.active.delete(task.id)
         this.poke()

@@ -56,7 +56,7 @@ export const MIGRATIONS: readonly Migration[] = [
       CREATE INDEX tasks_claim ON tasks (claim_rank DESC, created_at, id) WHERE state = 'queued';
       CREATE INDEX tasks_due ON tasks (run_after) WHERE state = 'queued';
       CREATE INDEX tasks_lease ON tasks (lease_expires_at) WHERE state = 'running';
-      CREATE INDEX tasks_finished ON tasks (finished_at, state);
+      CREATE INDEX tasks_finished ON tasks (finished_at, state) WHERE finished_at IS NOT NULL;
       CREATE INDEX tasks_created ON tasks (created_at, id);
     `,
   },

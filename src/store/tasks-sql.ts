@@ -31,12 +31,13 @@ export interface TaskRow {
   finished_at: number | null
 }
 
-export function rowToTask(row: TaskRow): Task {
+/** `payload`: the submitted value itself, when known, saves parsing back what was just serialised. */
+export function rowToTask(row: TaskRow, payload?: unknown): Task {
   return {
     id: row.id,
     type: row.type,
     model: row.model,
-    payload: parseJson(row.payload),
+    payload: payload === undefined ? parseJson(row.payload) : payload,
     priority: row.priority,
     tenant: row.tenant,
     idempotency_key: row.idempotency_key,

@@ -27,11 +27,14 @@ import type {
 export { isLocalOwnerAlive, type OwnerParts, ownerId, parseOwner } from './tasks-owner.ts'
 export type * from './tasks-types.ts'
 
+/** A write waiting for this turn's group commit: `run` inside the transaction, `settle` after it commits. */
 interface Pending {
-  row: TaskRow
-  resolve: (value: { task: Task; created: boolean }) => void
+  run: () => unknown
+  settle: (result: unknown) => void
   reject: (error: unknown) => void
 }
+
+type FailOutcome = { row: TaskRow | undefined; retry: boolean } | undefined
 
 const DEFAULT_RETENTION_MS = 168 * 3_600_000
 const STALLED_ERROR = JSON.stringify({ code: 'E_STALLED', message: 'the runner lost its lease (it died or stopped renewing)' })
@@ -63,7 +66,7 @@ export class TaskStore {
     } catch (error) {
       return Promise.reject(error)
     }
-    return this.enqueue(row)
+    return this.enqueue(row, input.payload)
   }
 
   /** Several tasks in the same group commit, results in input order; one invalid input queues none of them. */
@@ -74,7 +77,7 @@ export class TaskStore {
     } catch (error) {
       return Promise.reject(error)
     }
-    return Promise.all(rows.map((row) => this.enqueue(row)))
+    return Promise.all(rows.map((row, i) => this.enqueue(row, inputs[i]?.payload)))
   }
 
   /** Lease up to `limit` due tasks, best effective priority first. */
@@ -103,25 +106,53 @@ export class TaskStore {
 
   /** Finish a running task with its result; false, and nothing changes, unless `owner` holds it. */
   complete(id: string, owner: string, result: unknown): boolean {
+    return this.settleComplete(this.completeRow(id, owner, result))
+  }
+
+  /** `complete`, committed with everything else of this event-loop turn (one fsync for many). */
+  completeLater(id: string, owner: string, result: unknown): Promise<boolean> {
+    return this.defer(
+      () => this.completeRow(id, owner, result),
+      (row) => this.settleComplete(row as TaskRow | undefined),
+    )
+  }
+
+  private completeRow(id: string, owner: string, result: unknown): TaskRow | undefined {
     const now = this.now()
-    const row = this.store.one<TaskRow>(sql.COMPLETE, [toJson(result), now, now, id, owner])
-    if (!row) return false
-    this.emit(row, 'done')
-    return true
+    return this.store.one<TaskRow>(sql.COMPLETE, [toJson(result), now, now, id, owner])
+  }
+
+  private settleComplete(row: TaskRow | undefined): boolean {
+    if (row) this.emit(row, 'done')
+    return row !== undefined
   }
 
   /** Record a failed attempt: back to the queue after a backoff, or failed for good. Undefined unless `owner` holds it. */
   fail(id: string, owner: string, error: TaskError & { retryable: boolean }): Task | undefined {
+    return this.settleFail(this.store.write(() => this.failRow(id, owner, error)))
+  }
+
+  /** `fail`, committed with everything else of this event-loop turn. */
+  failLater(id: string, owner: string, error: TaskError & { retryable: boolean }): Promise<Task | undefined> {
+    return this.defer(
+      () => this.failRow(id, owner, error),
+      (outcome) => this.settleFail(outcome as FailOutcome),
+    )
+  }
+
+  /** Inside a write transaction: retry after a backoff, or fail for good. */
+  private failRow(id: string, owner: string, error: TaskError & { retryable: boolean }): FailOutcome {
     const now = this.now()
     const errorJson = JSON.stringify({ code: error.code, message: error.message, retryable: error.retryable })
-    const outcome = this.store.write(() => {
-      const task = this.store.one<TaskRow>(sql.SELECT_OWNED, [id, owner])
-      if (!task) return undefined
-      const policy = { ...this.options.retry, maxAttempts: task.max_attempts }
-      const decision = decideRetry(task.attempts, asRetryable(error), policy, this.random)
-      if (decision.retry) return { row: this.store.one<TaskRow>(sql.RETRY, [now + decision.delayMs, errorJson, now, id]), retry: true }
-      return { row: this.store.one<TaskRow>(sql.FAIL, [decision.reason, errorJson, now, now, id]), retry: false }
-    })
+    const task = this.store.one<TaskRow>(sql.SELECT_OWNED, [id, owner])
+    if (!task) return undefined
+    const policy = { ...this.options.retry, maxAttempts: task.max_attempts }
+    const decision = decideRetry(task.attempts, asRetryable(error), policy, this.random)
+    if (decision.retry) return { row: this.store.one<TaskRow>(sql.RETRY, [now + decision.delayMs, errorJson, now, id]), retry: true }
+    return { row: this.store.one<TaskRow>(sql.FAIL, [decision.reason, errorJson, now, now, id]), retry: false }
+  }
+
+  private settleFail(outcome: FailOutcome): Task | undefined {
     if (!outcome?.row) return undefined
     return this.emit(outcome.row, outcome.retry ? 'retrying' : 'failed')
   }
@@ -193,10 +224,28 @@ export class TaskStore {
     return () => this.listeners.delete(listener)
   }
 
-  private enqueue(row: TaskRow): Promise<{ task: Task; created: boolean }> {
-    return new Promise((resolve, reject) => {
-      this.pending.push({ row, resolve, reject })
-      // The first submission of this turn schedules the one flush that commits them all.
+  private enqueue(row: TaskRow, payload: unknown): Promise<{ task: Task; created: boolean }> {
+    return this.defer(
+      () => this.insert(row),
+      (result) => {
+        const { row: stored, created } = result as { row: TaskRow; created: boolean }
+        const task = rowToTask(stored, created ? (payload ?? null) : undefined)
+        if (created) {
+          this.stats.submitted++
+          this.notify({ type: 'task', task, change: 'submitted' })
+        }
+        return { task, created }
+      },
+    )
+  }
+
+  /**
+   * Group commit: a write joins this turn's batch; the first of the turn schedules the one flush that
+   * commits them all, so many submissions and completions cost one fsync.
+   */
+  private defer<T>(run: () => unknown, settle: (result: unknown) => T): Promise<T> {
+    return new Promise<T>((resolve, reject) => {
+      this.pending.push({ run, settle: (result) => resolve(settle(result)), reject })
       if (this.pending.length === 1) setImmediate(() => this.flush())
     })
   }
@@ -234,25 +283,33 @@ export class TaskStore {
     }
   }
 
-  /** One transaction for the whole batch; every promise settles after it commits or fails. */
+  /**
+   * One transaction for the whole batch; every promise settles after it commits (events fire then too).
+   * A write that fails on its own (a constraint) rejects alone; a failed commit rejects them all.
+   */
   private flush(): void {
     const batch = this.pending
     this.pending = []
-    let results: Array<{ row: TaskRow; created: boolean }>
+    let outcomes: Array<{ ok: true; value: unknown } | { ok: false; error: unknown }>
     try {
-      results = this.store.write(() => batch.map(({ row }) => this.insert(row)))
+      outcomes = this.store.write(() =>
+        batch.map((item) => {
+          try {
+            return { ok: true as const, value: item.run() }
+          } catch (error) {
+            return { ok: false as const, error }
+          }
+        }),
+      )
     } catch (error) {
       for (const item of batch) item.reject(error)
       return
     }
     this.stats.commits++
-    results.forEach((result, i) => {
-      const task = rowToTask(result.row)
-      if (result.created) {
-        this.stats.submitted++
-        this.notify({ type: 'task', task, change: 'submitted' })
-      }
-      batch[i]?.resolve({ task, created: result.created })
+    outcomes.forEach((outcome, i) => {
+      const item = batch[i] as Pending
+      if (outcome.ok) item.settle(outcome.value)
+      else item.reject(outcome.error)
     })
   }
 
