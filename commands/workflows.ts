@@ -5,14 +5,12 @@
  */
 import { readFileSync } from 'node:fs'
 import YAML from 'yaml'
+import { serverUrl } from '../src/client.ts'
 import { ExitCode, OrchError, UsageError } from '../src/errors.ts'
-import { serverUrl, WorkflowClient } from '../src/workflows/client.ts'
+import { WorkflowClient } from '../src/workflows/client.ts'
 import { defineOrchCommand, type GlobalArgValues, globalArgs, printJson, printText } from './_args.ts'
+import { urlArg } from './_client.ts'
 import { loadConfig } from './_config.ts'
-
-const urlArg = {
-  url: { type: 'string', valueHint: 'URL', description: 'orch serve to talk to (default: http://server.host:server.port from the config)' },
-} as const
 
 const idArg = { id: { type: 'positional', required: true, valueHint: 'ID', description: 'Workflow id or name' } } as const
 

@@ -1,8 +1,8 @@
 /**
- * The workflows HTTP API from the client side (`orch workflows`): requests with the bearer token, errors
- * turned into OrchErrors that keep the server's message, field and hint.
+ * The workflows HTTP API from the client side (`orch workflows`), over the shared ServeClient: bearer token,
+ * errors that keep the server's message, field and hint. A taken name (409) is the caller's input: exit 2.
  */
-import { ExitCode, OrchError } from '../errors.ts'
+import { ServeClient } from '../client.ts'
 
 export interface ClientOptions {
   url: string
@@ -10,23 +10,11 @@ export interface ClientOptions {
   timeoutMs?: number
 }
 
-export interface ServerTarget {
-  host: string
-  port: number
-  token?: string
-}
-
-/** The URL a client uses for a server configured to listen on host:port (a wildcard bind is reached on loopback). */
-export function serverUrl(server: ServerTarget): string {
-  const host = server.host === '0.0.0.0' || server.host === '::' || server.host === '' ? '127.0.0.1' : server.host
-  return `http://${host.includes(':') && !host.startsWith('[') ? `[${host}]` : host}:${server.port}`
-}
-
 export class WorkflowClient {
-  private readonly base: string
+  private readonly client: ServeClient
 
-  constructor(private readonly options: ClientOptions) {
-    this.base = options.url.replace(/\/+$/, '')
+  constructor(options: ClientOptions) {
+    this.client = new ServeClient(options.url, options.token, { usageStatuses: [400, 409], timeoutMs: options.timeoutMs ?? 30_000 })
   }
 
   create(definition: unknown, flags: { run?: boolean; replace?: boolean } = {}) {
@@ -84,45 +72,7 @@ export class WorkflowClient {
     }
   }
 
-  private async request<T>(method: string, path: string, body?: unknown): Promise<T> {
-    const headers: Record<string, string> = { accept: 'application/json' }
-    if (body !== undefined) headers['content-type'] = 'application/json'
-    if (this.options.token) headers.authorization = `Bearer ${this.options.token}`
-    let response: Response
-    try {
-      response = await fetch(`${this.base}${path}`, {
-        method,
-        headers,
-        ...(body !== undefined ? { body: JSON.stringify(body) } : {}),
-        signal: AbortSignal.timeout(this.options.timeoutMs ?? 30_000),
-      })
-    } catch (cause) {
-      throw new OrchError(`no answer from orch serve at ${this.base}: ${(cause as Error).message}`, {
-        code: 'E_UNREACHABLE',
-        hint: 'start it (orch serve, or orch serve --detach), or point --url at it',
-        cause,
-      })
-    }
-    const text = await response.text()
-    let data: any
-    try {
-      data = text === '' ? undefined : JSON.parse(text)
-    } catch {
-      data = undefined
-    }
-    if (response.ok) return data as T
-    const error = data?.error ?? {}
-    const message =
-      typeof error.message === 'string' ? error.message : `${method} ${path} answered ${response.status}: ${text.slice(0, 200)}`
-    throw new OrchError(message, {
-      code: typeof error.code === 'string' ? error.code : `E_HTTP_${response.status}`,
-      exitCode: response.status === 400 || response.status === 409 ? ExitCode.usage : ExitCode.failure,
-      ...(typeof error.hint === 'string'
-        ? { hint: error.hint }
-        : response.status === 401
-          ? { hint: 'set server.token (or ORCH_SERVER_TOKEN) as the server has it' }
-          : {}),
-      details: { status: response.status, ...(typeof error.field === 'string' ? { field: error.field } : {}) },
-    })
+  private request<T>(method: string, path: string, body?: unknown): Promise<T> {
+    return this.client.request<T>(method, path, body, { accept: 'application/json' })
   }
 }

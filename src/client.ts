@@ -1,0 +1,138 @@
+/**
+ * Talking to a running `orch serve` (the CLI's tasks and workflows commands): the bearer token, JSON
+ * requests whose errors keep the server's message, code, field and hint, and a Server-Sent Events reader.
+ * A server that is not there is one clear error.
+ */
+import { ExitCode, OrchError } from './errors.ts'
+
+export interface ServerTarget {
+  host: string
+  port: number
+}
+
+/** The URL that reaches a server configured to listen on host:port (a wildcard bind is reached on loopback). */
+export function serverUrl(server: ServerTarget): string {
+  const host = server.host === '0.0.0.0' || server.host === '' ? '127.0.0.1' : server.host === '::' ? '::1' : server.host
+  return `http://${host.includes(':') && !host.startsWith('[') ? `[${host}]` : host}:${server.port}`
+}
+
+export interface ServerEvent {
+  id: string | undefined
+  event: string
+  data: string
+}
+
+export interface ServeClientOptions {
+  /** Statuses that mean the caller's input was wrong (exit 2); default 400. */
+  usageStatuses?: number[]
+  /** Per request; none by default (long polls and streams choose their own). */
+  timeoutMs?: number
+}
+
+export class ServeClient {
+  readonly url: string
+
+  constructor(
+    url: string,
+    private readonly token: string | undefined,
+    private readonly options: ServeClientOptions = {},
+  ) {
+    this.url = url.replace(/\/+$/, '')
+  }
+
+  /** JSON in, JSON out; an error status becomes an OrchError carrying the server's message and code. */
+  async request<T>(method: string, path: string, body?: unknown, headers: Record<string, string> = {}): Promise<T> {
+    const init: RequestInit = {
+      method,
+      headers: this.headers(body === undefined ? headers : { 'content-type': 'application/json', ...headers }),
+    }
+    if (body !== undefined) init.body = JSON.stringify(body)
+    if (this.options.timeoutMs !== undefined) init.signal = AbortSignal.timeout(this.options.timeoutMs)
+    const response = await this.fetch(path, init)
+    const text = await response.text()
+    let data: any
+    try {
+      data = text === '' ? undefined : JSON.parse(text)
+    } catch {
+      data = undefined
+    }
+    if (!response.ok) throw this.httpError(response.status, data, text)
+    return data as T
+  }
+
+  /** Follow `/events` (after `lastId`, if given), yielding each event until the stream ends or `signal` aborts. */
+  async *events(query: string, lastId: string | undefined, signal: AbortSignal): AsyncGenerator<ServerEvent> {
+    const headers: Record<string, string> = { accept: 'text/event-stream' }
+    if (lastId !== undefined) headers['last-event-id'] = lastId
+    const response = await this.fetch(`/events${query}`, { headers: this.headers(headers), signal })
+    if (!response.ok || !response.body) throw this.httpError(response.status, await response.json().catch(() => undefined), '')
+    const decoder = new TextDecoder()
+    let buffer = ''
+    try {
+      for await (const chunk of response.body) {
+        buffer += decoder.decode(chunk, { stream: true }).replace(/\r\n?/g, '\n')
+        let end = buffer.indexOf('\n\n')
+        while (end >= 0) {
+          const event = parseFrame(buffer.slice(0, end))
+          buffer = buffer.slice(end + 2)
+          if (event) yield event
+          end = buffer.indexOf('\n\n')
+        }
+      }
+    } catch (error) {
+      if (signal.aborted) return
+      throw error
+    }
+  }
+
+  private headers(extra: Record<string, string>): Record<string, string> {
+    return this.token ? { authorization: `Bearer ${this.token}`, ...extra } : extra
+  }
+
+  private async fetch(path: string, init: RequestInit): Promise<Response> {
+    try {
+      return await fetch(`${this.url}${path}`, init)
+    } catch (cause) {
+      if ((init.signal as AbortSignal | undefined)?.aborted) throw cause
+      const code = (cause as { code?: unknown }).code
+      throw new OrchError(`cannot reach orch serve at ${this.url} (${typeof code === 'string' ? code : (cause as Error).message})`, {
+        code: 'E_UNREACHABLE',
+        hint: 'start it with `orch serve` (or `orch serve --detach`), or point --url at a running one',
+        cause,
+      })
+    }
+  }
+
+  private httpError(status: number, data: any, text: string): OrchError {
+    const error = data?.error
+    const message = typeof error?.message === 'string' ? error.message : text.trim().slice(0, 200) || `HTTP ${status}`
+    const hint =
+      status === 401
+        ? 'set server.token in the config, or ORCH_SERVER_TOKEN, to the token orch serve was started with'
+        : typeof error?.hint === 'string'
+          ? error.hint
+          : undefined
+    return new OrchError(`${message} (HTTP ${status})`, {
+      code: typeof error?.code === 'string' ? error.code : `E_HTTP_${status}`,
+      exitCode: (this.options.usageStatuses ?? [400]).includes(status) ? ExitCode.usage : ExitCode.failure,
+      ...(hint ? { hint } : {}),
+      details: { status, ...(error?.field !== undefined ? { field: error.field } : {}), ...(error?.state ? { state: error.state } : {}) },
+    })
+  }
+}
+
+function parseFrame(frame: string): ServerEvent | undefined {
+  let id: string | undefined
+  let event = 'message'
+  const data: string[] = []
+  for (const line of frame.split('\n')) {
+    if (line === '' || line.startsWith(':')) continue
+    const colon = line.indexOf(':')
+    const field = colon < 0 ? line : line.slice(0, colon)
+    const value = colon < 0 ? '' : line.slice(colon + 1).replace(/^ /, '')
+    if (field === 'id') id = value
+    else if (field === 'event') event = value
+    else if (field === 'data') data.push(value)
+  }
+  return data.length > 0 ? { id, event, data: data.join('\n') } : undefined
+}
