@@ -4,7 +4,7 @@
  * deadlines reach the HTTP request, and ending the call early closes it.
  */
 import { Ollama } from 'ollama'
-import { type BackendTimeouts, probe, StreamFailure, startCall } from './timeouts.ts'
+import { type BackendTimeouts, callOnce, probe, StreamFailure, startCall } from './timeouts.ts'
 import type {
   Backend,
   CallOptions,
@@ -32,20 +32,11 @@ export const ollamaBackend = (o: OllamaBackendOptions): Backend => {
     return { call, client: new Ollama({ host, fetch: call.fetch }) }
   }
 
-  /** One non-streamed call: errors mapped, timers cleared, the request closed if it did not complete. */
-  const once = async <T>(phase: 'model' | 'meta', options: CallOptions | undefined, run: (client: Ollama) => Promise<T>) => {
-    const { call, client } = begin(phase, options)
-    let completed = false
-    try {
-      const value = await call.guard(run(client))
-      completed = true
-      return value
-    } catch (thrown) {
-      throw call.error(thrown)
-    } finally {
-      call.end(completed)
-    }
-  }
+  /** One non-streamed call through a client bound to this call's signal. */
+  const once = <T>(phase: 'model' | 'meta', options: CallOptions | undefined, run: (client: Ollama) => Promise<T>) =>
+    callOnce({ backend: o.name, timeouts: o.timeouts, signal: options?.signal, phase }, (call) =>
+      run(new Ollama({ host, fetch: call.fetch })),
+    )
 
   /** A streamed call: chunks pass through as Ollama sent them (they are orch's canonical shapes). */
   async function* streamed<T>(options: CallOptions | undefined, open: (client: Ollama) => Promise<AsyncIterable<unknown>>) {

@@ -4,7 +4,7 @@
  * loaded, so the loaded models are the served models.
  */
 import { chatBody, chatChunks, completionBody, generateChunks, sseEvents } from './openai-wire.ts'
-import { type BackendTimeouts, type CallGuard, probe, startCall } from './timeouts.ts'
+import { type BackendTimeouts, type CallGuard, callOnce, probe, startCall } from './timeouts.ts'
 import { type Backend, BackendError, type CallOptions, type EmbedResponse, type ModelInfo } from './types.ts'
 
 export interface OpenAIBackendOptions {
@@ -31,19 +31,8 @@ export const openaiBackend = (o: OpenAIBackendOptions): Backend => {
     return response
   }
 
-  const once = async <T>(phase: Phase, options: CallOptions | undefined, run: (call: CallGuard) => Promise<T>): Promise<T> => {
-    const call = startCall({ backend: o.name, timeouts: o.timeouts, signal: options?.signal, phase })
-    let completed = false
-    try {
-      const value = await call.guard(run(call))
-      completed = true
-      return value
-    } catch (thrown) {
-      throw call.error(thrown)
-    } finally {
-      call.end(completed)
-    }
-  }
+  const once = <T>(phase: Phase, options: CallOptions | undefined, run: (call: CallGuard) => Promise<T>): Promise<T> =>
+    callOnce({ backend: o.name, timeouts: o.timeouts, signal: options?.signal, phase }, run)
 
   async function* streamed<T>(
     options: CallOptions | undefined,

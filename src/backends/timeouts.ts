@@ -218,6 +218,21 @@ export function startCall(o: CallGuardOptions): CallGuard {
 }
 
 /** A health check: latency of `check`; a failure is reported as unhealthy, a caller's abort is thrown. */
+/** One non-streamed call: errors mapped, timers cleared, the request closed if it did not complete. */
+export async function callOnce<T>(options: CallGuardOptions, run: (call: CallGuard) => Promise<T>): Promise<T> {
+  const call = startCall(options)
+  let completed = false
+  try {
+    const value = await call.guard(run(call))
+    completed = true
+    return value
+  } catch (thrown) {
+    throw call.error(thrown)
+  } finally {
+    call.end(completed)
+  }
+}
+
 export async function probe(check: () => Promise<unknown>): Promise<HealthStatus> {
   const started = performance.now()
   const latency = () => Math.round((performance.now() - started) * 1000) / 1000
