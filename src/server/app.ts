@@ -34,6 +34,12 @@ const LOOPBACK_NAMES = new Set(['localhost', '127.0.0.1', '[::1]', '::1'])
 
 export function createApp(deps: AppDeps, routes: Route[], options: AppOptions = {}): App {
   const compiled: CompiledRoute[] = routes.map((route) => ({ route, segments: split(route.path) }))
+  // Routes without parameters are found by one map lookup: the hot paths (/queue/submit, /api/chat) do no array work.
+  const exact = new Map<string, Route>()
+  for (const { route } of compiled) {
+    const key = `${route.method} ${route.path}`
+    if (!route.path.includes(':') && !exact.has(key)) exact.set(key, route)
+  }
   const allowedHosts = new Set(
     [...LOOPBACK_NAMES, deps.config.server.host, ...deps.config.server.allowed_hosts].map((h) => h.toLowerCase()),
   )
@@ -42,7 +48,8 @@ export function createApp(deps: AppDeps, routes: Route[], options: AppOptions = 
 
   async function handle(request: Request): Promise<{ response: Response; pattern: string }> {
     const url = new URL(request.url)
-    const match = find(compiled, request.method, url.pathname)
+    const direct = exact.get(`${request.method === 'HEAD' ? 'GET' : request.method} ${url.pathname}`)
+    const match = direct ? { route: direct, params: {} } : find(compiled, request.method, url.pathname)
     const dialect: Dialect = match?.route.dialect ?? dialectOf(url.pathname)
     try {
       checkHost(request, allowedHosts)
