@@ -83,14 +83,18 @@ function fieldOf(error: unknown): Record<string, unknown> {
  * full (by Content-Length, and by counting bytes for chunked bodies).
  */
 export async function readJson<S extends v.GenericSchema>(ctx: RouteContext, schema: S): Promise<v.InferOutput<S>> {
+  return validate(schema, await readJsonValue(ctx))
+}
+
+/** The body parsed as JSON (undefined when empty), capped at server.body_limit_bytes; 400 when not JSON. */
+export async function readJsonValue(ctx: RouteContext): Promise<unknown> {
   const text = await readBody(ctx.request, ctx.deps.config.server.body_limit_bytes)
-  let data: unknown
+  if (text === '') return undefined
   try {
-    data = text === '' ? undefined : JSON.parse(text)
+    return JSON.parse(text)
   } catch (error) {
     throw httpError(400, `the body is not valid JSON: ${(error as Error).message}`, 'E_BAD_JSON')
   }
-  return validate(schema, data)
 }
 
 export function validate<S extends v.GenericSchema>(schema: S, data: unknown): v.InferOutput<S> {
@@ -103,9 +107,11 @@ export function validate<S extends v.GenericSchema>(schema: S, data: unknown): v
   throw httpError(400, message, 'E_VALIDATION', { field })
 }
 
+/** The body as text: one read when its length is declared (and within the cap), else counted as it arrives. */
 export async function readBody(request: Request, limit: number): Promise<string> {
   const declared = Number(request.headers.get('content-length') ?? Number.NaN)
   if (declared > limit) throw tooLarge(limit)
+  if (declared <= limit) return request.text()
   if (!request.body) return ''
   const reader = request.body.getReader()
   const parts: Uint8Array[] = []

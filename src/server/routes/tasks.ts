@@ -5,7 +5,7 @@
  */
 import type { LocalBus, OrchEvent } from '../../bus/local.ts'
 import type { SubmitInput, Task, TaskState } from '../../store/tasks-types.ts'
-import { type AppDeps, httpError, json, type Route, type RouteContext, readBody } from '../http.ts'
+import { type AppDeps, httpError, json, type Route, type RouteContext, readJsonValue } from '../http.ts'
 import { parseSubmit } from './task-input.ts'
 
 const STATES: TaskState[] = ['queued', 'running', 'done', 'failed', 'cancelled']
@@ -41,18 +41,11 @@ async function submit(ctx: RouteContext): Promise<Response> {
   return json({ tasks: results.map(({ task, created }) => ({ id: task.id, state: task.state, created })) }, 202)
 }
 
-/** One read when the length is declared (the cap checked first); chunked bodies are counted as they come. */
 async function readBodyJson(ctx: RouteContext): Promise<unknown> {
-  const { request } = ctx
-  const limit = ctx.deps.config.server.body_limit_bytes
-  const declared = request.headers.get('content-length')
-  const text = declared !== null && Number(declared) <= limit ? await request.text() : await readBody(request, limit)
-  if (text === '') throw httpError(400, 'the body is empty: expected a task object or an array of tasks', 'E_VALIDATION', { field: '' })
-  try {
-    return JSON.parse(text)
-  } catch (error) {
-    throw httpError(400, `the body is not valid JSON: ${(error as Error).message}`, 'E_BAD_JSON')
-  }
+  const body = await readJsonValue(ctx)
+  if (body === undefined)
+    throw httpError(400, 'the body is empty: expected a task object or an array of tasks', 'E_VALIDATION', { field: '' })
+  return body
 }
 
 function list(ctx: RouteContext): Response {
