@@ -1,0 +1,40 @@
+/**
+ * `orch doctor`: check the machine and the configuration, and say the fix for each problem. Exit 1 when any
+ * check is an error; warnings do not fail it.
+ */
+import { type DoctorReport, type Finding, planDoctor } from '../src/doctor/checks.ts'
+import { gatherFacts } from '../src/doctor/run.ts'
+import { ExitCode } from '../src/errors.ts'
+import { defineOrchCommand, globalArgs, printJson, printText } from './_args.ts'
+
+const MARK: Record<Finding['status'], string> = { ok: 'ok', warning: 'warn', error: 'ERROR' }
+
+export function formatReport(report: DoctorReport): string {
+  const width = Math.max(5, ...report.findings.map((f) => f.title.length))
+  const lines = [`${'STATUS'.padEnd(7)}${'CHECK'.padEnd(width + 2)}DETAIL`]
+  for (const f of report.findings) {
+    lines.push(`${MARK[f.status].padEnd(7)}${f.title.padEnd(width + 2)}${f.detail}`)
+    if (f.fix) lines.push(`${' '.repeat(width + 9)}fix: ${f.fix}`)
+  }
+  const count = (s: Finding['status']) => report.findings.filter((f) => f.status === s).length
+  const errors = count('error')
+  const warnings = count('warning')
+  lines.push(
+    '',
+    `${count('ok')} ok, ${warnings} warning${warnings === 1 ? '' : 's'}, ${errors} error${errors === 1 ? '' : 's'}${errors > 0 ? ': apply the fixes above' : ''}`,
+  )
+  return lines.join('\n')
+}
+
+export default defineOrchCommand({
+  meta: { name: 'doctor', description: 'Check the machine and the configuration, with the fix for each problem' },
+  args: { ...globalArgs },
+  examples: ['orch doctor', 'orch doctor --json', 'orch doctor --config orch.prod.yaml --home /var/lib/orch'],
+  async run({ args }) {
+    const facts = await gatherFacts({ configFile: args.config, envName: args.env, home: args.home })
+    const report = planDoctor(facts)
+    if (args.json) printJson(report)
+    else printText(formatReport(report))
+    return report.ok ? ExitCode.ok : ExitCode.failure
+  },
+})

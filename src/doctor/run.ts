@@ -1,0 +1,236 @@
+/**
+ * The doctor's edges: gather the facts (files, sockets, HTTP, child processes), each with a short timeout and
+ * all at once, then let the pure planners in checks.ts judge them. Nothing here changes the machine: the state
+ * directory is probed with a temp file that is removed, and state.db is only read.
+ */
+import { Database } from 'bun:sqlite'
+import { accessSync, constants, existsSync, readFileSync, rmSync, statfsSync, writeFileSync } from 'node:fs'
+import { connect, createServer } from 'node:net'
+import { dirname, join, resolve } from 'node:path'
+import { createBackends } from '../backends/registry.ts'
+import { readEnvironment } from '../config/env.ts'
+import { displayPath, type ResolvedConfig, resolveConfig } from '../config/load.ts'
+import type { OrchConfig } from '../config/schema.ts'
+import { isAlive, pidFilePath, readPidFile } from '../daemon/pidfile.ts'
+import { ConfigError } from '../errors.ts'
+import { detectGpus } from '../pool/gpu.ts'
+import type { BackendFacts, ConfigFacts, DoctorFacts, ExecutableFacts, HomeFacts, PortFacts, RedisFacts } from './checks.ts'
+
+export interface GatherInputs {
+  configFile?: string
+  envName?: string
+  home?: string
+  cwd?: string
+  /** Environment for the resolver and for child processes (PATH); defaults to process.env. */
+  env?: Record<string, string | undefined>
+  /** Per network or process probe. */
+  timeoutMs?: number
+}
+
+const message = (error: unknown) => (error instanceof Error ? error.message : String(error))
+
+function readConfig(inputs: GatherInputs, env: Record<string, string | undefined>, cwd: string) {
+  try {
+    const resolved = resolveConfig({ cwd, env, configFile: inputs.configFile, envName: inputs.envName, home: inputs.home })
+    const facts: ConfigFacts = { files: resolved.files.map((f) => displayPath(f, cwd)), issues: [], warnings: resolved.warnings }
+    return { resolved, facts, home: resolved.home }
+  } catch (error) {
+    if (!(error instanceof ConfigError)) throw error
+    const files = [...new Set(error.issues.map((i) => i.file).filter((f): f is string => f !== undefined))]
+    const home = resolve(cwd, inputs.home ?? readEnvironment(env).home ?? '.orch')
+    return { resolved: undefined, facts: { files, issues: error.issues, warnings: [] } as ConfigFacts, home }
+  }
+}
+
+/** The directory itself, or its nearest ancestor that exists. */
+function nearestExisting(path: string): string {
+  let at = path
+  while (!existsSync(at) && dirname(at) !== at) at = dirname(at)
+  return at
+}
+
+export function gatherHome(home: string): HomeFacts {
+  const facts: HomeFacts = { path: home, exists: existsSync(home), writable: false }
+  try {
+    if (facts.exists) {
+      const probe = join(home, `.doctor-${process.pid}.tmp`)
+      writeFileSync(probe, '')
+      rmSync(probe, { force: true })
+    } else accessSync(nearestExisting(home), constants.W_OK)
+    facts.writable = true
+  } catch (error) {
+    facts.error = message(error)
+  }
+  const file = join(home, 'state.db')
+  if (!existsSync(file)) return facts
+  let db: Database | undefined
+  try {
+    db = new Database(file, { readwrite: true, create: false })
+    const rows = db.query('PRAGMA integrity_check').all() as Record<string, string>[]
+    facts.integrity = rows.map((row) => String(Object.values(row)[0]))
+  } catch (error) {
+    facts.dbError = message(error)
+  } finally {
+    db?.close()
+  }
+  return facts
+}
+
+export function gatherDisk(home: string): DoctorFacts['disk'] {
+  const path = nearestExisting(home)
+  try {
+    const stats = statfsSync(path)
+    return { path, freeBytes: Number(stats.bavail) * Number(stats.bsize) }
+  } catch (error) {
+    return { path, freeBytes: undefined, error: message(error) }
+  }
+}
+
+/** Soft RLIMIT_NOFILE from /proc/self/limits (Linux); undefined elsewhere. */
+export function readOpenFileLimit(text?: string): number | undefined {
+  let limits = text
+  if (limits === undefined) {
+    try {
+      limits = readFileSync('/proc/self/limits', 'utf8')
+    } catch {
+      return undefined
+    }
+  }
+  const soft = /^Max open files\s+(\S+)/m.exec(limits)?.[1]
+  if (soft === undefined) return undefined
+  return soft === 'unlimited' ? Number.POSITIVE_INFINITY : Number(soft)
+}
+
+/** Free when this process can listen on it (then closes it at once). */
+export function probePort(host: string, port: number): Promise<{ state: 'free' | 'busy'; error?: string }> {
+  return new Promise((done) => {
+    const server = createServer()
+    server.once('error', (error: NodeJS.ErrnoException) => done({ state: 'busy', error: error.code ?? error.message }))
+    server.listen({ host, port, exclusive: true }, () => server.close(() => done({ state: 'free' })))
+  })
+}
+
+export async function gatherPorts(config: OrchConfig, home: string): Promise<PortFacts[]> {
+  const info = readPidFile(pidFilePath(home))
+  const serving = info && isAlive(info.pid) ? info : undefined
+  const servePort = serving ? Number(new URL(serving.url).port) : undefined
+  const { host, port } = config.server
+  const serve: PortFacts = { owner: 'serve', key: 'server.port', host, port, ...(await probePort(host, port)) }
+  if (serve.state === 'busy' && servePort === port) serve.orchPid = serving?.pid
+  const facts = [serve]
+  for (const [index, pool] of config.pools.entries()) {
+    if (pool.port === undefined) continue
+    const ports = Array.from({ length: pool.pool_size }, (_, i) => (pool.port as number) + i).filter((p) => p <= 65535)
+    const probes = await Promise.all(ports.map((p) => probePort('127.0.0.1', p)))
+    const busyAt = probes.findIndex((p) => p.state === 'busy')
+    const at = busyAt < 0 ? 0 : busyAt
+    const fact: PortFacts = {
+      owner: `pool ${pool.name}`,
+      key: `pools[${index}].port`,
+      host: '127.0.0.1',
+      port: ports[at] ?? pool.port,
+      state: 'free',
+    }
+    if (busyAt >= 0) Object.assign(fact, probes[busyAt], serving ? { orchPid: serving.pid } : {})
+    facts.push(fact)
+  }
+  return facts
+}
+
+async function gatherBackends(config: OrchConfig, timeoutMs: number): Promise<BackendFacts[]> {
+  const backends = createBackends(config)
+  return Promise.all(
+    backends.map(async (backend, index): Promise<BackendFacts> => {
+      const cfg = config.backends[index]
+      const base = { name: backend.name, index, type: backend.type, url: backend.url, wanted: cfg?.models ?? [], available: [] as string[] }
+      try {
+        const models = await backend.listModels({ signal: AbortSignal.timeout(timeoutMs) })
+        return { ...base, reachable: true, available: models.map((m) => m.name) }
+      } catch (error) {
+        return { ...base, reachable: false, error: message(error) }
+      }
+    }),
+  )
+}
+
+async function programVersion(path: string, env: Record<string, string | undefined>, timeoutMs: number): Promise<string | undefined> {
+  const proc = Bun.spawn([path, '--version'], { env, stdin: 'ignore', stdout: 'pipe', stderr: 'pipe' })
+  const timer = setTimeout(() => proc.kill('SIGKILL'), timeoutMs)
+  try {
+    const [out, err] = await Promise.all([new Response(proc.stdout).text(), new Response(proc.stderr).text(), proc.exited])
+    return /\d+\.\d+(?:\.\d+)?(?:[-+][\w.]+)?/.exec(`${out}\n${err}`)?.[0]
+  } finally {
+    clearTimeout(timer)
+  }
+}
+
+async function gatherPrograms(config: OrchConfig, env: Record<string, string | undefined>, timeoutMs: number): Promise<ExecutableFacts[]> {
+  const needed = new Map<string, string[]>()
+  for (const pool of config.pools) {
+    const program = pool.profile === 'ollama' ? 'ollama' : pool.command?.[0]
+    if (program) needed.set(program, [...(needed.get(program) ?? []), pool.name])
+  }
+  return Promise.all(
+    [...needed].map(async ([program, pools]): Promise<ExecutableFacts> => {
+      const path = Bun.which(program, { PATH: env.PATH ?? '' }) ?? undefined
+      if (path === undefined || program !== 'ollama') return { program, pools, path }
+      try {
+        const version = await programVersion(path, env, timeoutMs)
+        return { program, pools, path, version: version ? `version ${version}` : undefined }
+      } catch (error) {
+        return { program, pools, path, error: message(error) }
+      }
+    }),
+  )
+}
+
+/** TCP connect, `PING`, expect `+PONG`. */
+export function pingRedis(host: string, port: number, timeoutMs: number): Promise<RedisFacts> {
+  return new Promise((done) => {
+    let reply = ''
+    const socket = connect({ host, port })
+    const finish = (facts: Omit<RedisFacts, 'host' | 'port'>) => {
+      socket.destroy()
+      done({ host, port, ...facts })
+    }
+    socket.setTimeout(timeoutMs, () => finish({ ok: false, error: `no answer within ${timeoutMs} ms` }))
+    socket.once('connect', () => socket.write('PING\r\n'))
+    socket.on('data', (chunk) => {
+      reply += chunk.toString('utf8')
+      const line = reply.split('\r\n')[0] ?? ''
+      if (reply.includes('\r\n')) finish(line.startsWith('+PONG') ? { ok: true } : { ok: false, error: `answered ${JSON.stringify(line)}` })
+    })
+    socket.once('error', (error: NodeJS.ErrnoException) => finish({ ok: false, error: error.code ?? error.message }))
+    socket.once('end', () => finish({ ok: false, error: 'connection closed without an answer' }))
+  })
+}
+
+/** Every fact the planners need. Config-dependent sections are left out when the configuration is invalid. */
+export async function gatherFacts(inputs: GatherInputs = {}): Promise<DoctorFacts> {
+  const env = inputs.env ?? process.env
+  const cwd = resolve(inputs.cwd ?? process.cwd())
+  const timeoutMs = inputs.timeoutMs ?? 4000
+  const { resolved, facts: config, home } = readConfig(inputs, env, cwd)
+  const cfg: ResolvedConfig['config'] | undefined = resolved?.config
+  const pools = (cfg?.pools ?? []).map((p) => ({ name: p.name, pool_size: p.pool_size, gpus: p.gpus }))
+  const bus = cfg?.infrastructure_system.distributed_simulation
+  const [detection, ports, backends, programs, redis] = await Promise.all([
+    detectGpus({ env, timeoutMs: Math.max(timeoutMs, 10_000) }),
+    cfg ? gatherPorts(cfg, home) : undefined,
+    cfg ? gatherBackends(cfg, timeoutMs) : undefined,
+    cfg ? gatherPrograms(cfg, env, timeoutMs) : undefined,
+    bus?.event_bus_type === 'redis' ? pingRedis(bus.redis_host, bus.redis_port, timeoutMs) : undefined,
+  ])
+  return {
+    bunVersion: typeof Bun === 'undefined' ? undefined : Bun.version,
+    config,
+    home: gatherHome(home),
+    disk: gatherDisk(home),
+    openFiles: readOpenFileLimit(),
+    gpus: { detection, pools },
+    ports,
+    backends,
+    programs,
+    redis,
+  }
+}

@@ -1,0 +1,218 @@
+import { describe, expect, test } from 'bun:test'
+import {
+  type BackendFacts,
+  checkBackend,
+  checkConfig,
+  checkDisk,
+  checkExecutable,
+  checkGpus,
+  checkHome,
+  checkOpenFiles,
+  checkPort,
+  checkRedis,
+  checkRuntime,
+  type DoctorFacts,
+  GiB,
+  MiB,
+  planDoctor,
+} from '../../src/doctor/checks.ts'
+import { readOpenFileLimit } from '../../src/doctor/run.ts'
+import type { Gpu } from '../../src/pool/gpu.ts'
+
+const H100: Gpu = { index: 0, name: 'NVIDIA H100', memory_total_mib: 81559, memory_used_mib: 0, utilization_pct: 0 }
+
+describe('runtime', () => {
+  test('ok on Bun >= 1.1, error with the fix below it or off Bun', () => {
+    expect(checkRuntime('1.4.5')).toMatchObject({ status: 'ok', detail: 'Bun 1.4.5' })
+    expect(checkRuntime('1.1.0').status).toBe('ok')
+    expect(checkRuntime('1.0.36')).toMatchObject({ status: 'error', fix: 'upgrade Bun: `bun upgrade`' })
+    expect(checkRuntime(undefined).status).toBe('error')
+  })
+})
+
+describe('config', () => {
+  test('valid: one ok finding naming the files', () => {
+    expect(checkConfig({ files: ['orch.yaml'], issues: [], warnings: [] })).toEqual([
+      { id: 'config', status: 'ok', title: 'config', detail: 'valid: orch.yaml' },
+    ])
+  })
+
+  test('one error per issue, with key path and file:line; resolver warnings become warnings', () => {
+    const findings = checkConfig({
+      files: ['orch.yaml'],
+      issues: [
+        { path: 'server.port', message: 'expected an integer 1-65535, got 99999', file: 'orch.yaml', line: 2, column: 3 },
+        { path: 'pools[0].pool_size', message: 'expected a positive integer', file: 'orch.yaml', line: 5, column: 5 },
+      ],
+      warnings: ['unknown variable ORCH_PROT'],
+    })
+    expect(findings.map((f) => f.status)).toEqual(['error', 'error', 'warning'])
+    expect(findings[0]?.detail).toBe('orch.yaml:2:3: server.port: expected an integer 1-65535, got 99999')
+    expect(findings[0]?.fix).toContain('correct `server.port` in orch.yaml line 2')
+    expect(findings[1]?.title).toBe('config pools[0].pool_size')
+  })
+})
+
+describe('state directory and database', () => {
+  test('writable, integrity ok', () => {
+    const findings = checkHome({ path: '/h', exists: true, writable: true, integrity: ['ok'] })
+    expect(findings.map((f) => f.status)).toEqual(['ok', 'ok'])
+    expect(checkHome({ path: '/h', exists: false, writable: true })[1]?.detail).toContain('no state.db yet')
+  })
+
+  test('not writable, or a corrupt database: errors with fixes', () => {
+    const [dir] = checkHome({ path: '/h', exists: true, writable: false, error: 'EACCES' })
+    expect(dir).toMatchObject({ status: 'error', id: 'state-dir' })
+    expect(dir?.fix).toContain('--home')
+    const [, corrupt] = checkHome({
+      path: '/h',
+      exists: true,
+      writable: true,
+      integrity: ['*** in database main ***', 'Page 3 is never used'],
+    })
+    expect(corrupt).toMatchObject({ status: 'error', id: 'state-db' })
+    expect(corrupt?.fix).toContain('mv /h/state.db /h/state.db.bad')
+    const [, unreadable] = checkHome({ path: '/h', exists: true, writable: true, dbError: 'file is not a database' })
+    expect(unreadable?.status).toBe('error')
+  })
+})
+
+describe('ports', () => {
+  const serve = { owner: 'serve', key: 'server.port', host: '127.0.0.1', port: 9097 }
+  test('free, or held by orch itself: ok', () => {
+    expect(checkPort({ ...serve, state: 'free' }).status).toBe('ok')
+    expect(checkPort({ ...serve, state: 'busy', orchPid: 42 })).toMatchObject({
+      status: 'ok',
+      detail: '127.0.0.1:9097 is held by orch (pid 42)',
+    })
+  })
+
+  test("serve's port busy with another program: error; a pool's: warning (next free port)", () => {
+    const busy = checkPort({ ...serve, state: 'busy', error: 'EADDRINUSE' })
+    expect(busy.status).toBe('error')
+    expect(busy.fix).toContain('server.port')
+    const pool = checkPort({ owner: 'pool gpu', key: 'pools[0].port', host: '127.0.0.1', port: 11500, state: 'busy' })
+    expect(pool).toMatchObject({ status: 'warning', id: 'port.pool.gpu' })
+  })
+})
+
+describe('backends', () => {
+  const base: BackendFacts = { name: 'local', index: 0, type: 'ollama', url: 'http://x', reachable: true, available: [], wanted: [] }
+  test('reachable, configured models present (llama3.2 = llama3.2:latest)', () => {
+    const findings = checkBackend({ ...base, available: ['llama3.2:latest', 'qwen3:8b'], wanted: ['llama3.2', 'qwen3:8b'] })
+    expect(findings).toHaveLength(1)
+    expect(findings[0]?.status).toBe('ok')
+  })
+
+  test('unreachable: error with the fix', () => {
+    const [f] = checkBackend({ ...base, reachable: false, error: 'ECONNREFUSED' })
+    expect(f).toMatchObject({ status: 'error', detail: 'http://x unreachable: ECONNREFUSED' })
+    expect(f?.fix).toContain('ollama serve')
+    expect(f?.fix).toContain('backends[0].url')
+  })
+
+  test('a configured model missing: one error per model with the pull command', () => {
+    const findings = checkBackend({ ...base, available: ['llama3.2:latest'], wanted: ['llama3.2', 'mistral'] })
+    expect(findings.map((f) => f.status)).toEqual(['ok', 'error'])
+    expect(findings[1]?.fix).toContain('`ollama pull mistral`')
+  })
+})
+
+describe('programs', () => {
+  test('ollama on PATH with its version: ok; missing: error with install fix', () => {
+    expect(checkExecutable({ program: 'ollama', pools: ['gpu'], path: '/usr/bin/ollama', version: 'version 0.12.3' }).detail).toBe(
+      '/usr/bin/ollama, version 0.12.3',
+    )
+    const missing = checkExecutable({ program: 'ollama', pools: ['a', 'b'], path: undefined })
+    expect(missing).toMatchObject({ status: 'error', detail: 'ollama not found on PATH (needed by pools a, b)' })
+    expect(missing.fix).toContain('https://ollama.com/download')
+    expect(checkExecutable({ program: 'llama-server', pools: ['c'] }).status).toBe('error')
+  })
+})
+
+describe('GPUs', () => {
+  test('GPUs detected and assignments valid: ok, listing where workers go', () => {
+    const [f, ...rest] = checkGpus({ detection: { available: true, gpus: [H100] }, pools: [{ name: 'llm', pool_size: 2, gpus: [0] }] })
+    expect(rest).toEqual([])
+    expect(f?.status).toBe('ok')
+    expect(f?.detail).toContain('llm-1→0, llm-2→0')
+  })
+
+  test('an assigned index that does not exist: error', () => {
+    const findings = checkGpus({ detection: { available: true, gpus: [H100] }, pools: [{ name: 'llm', pool_size: 1, gpus: [0, 3] }] })
+    expect(findings[1]).toMatchObject({ status: 'error', id: 'gpus.llm' })
+    expect(findings[1]?.detail).toContain('GPU index 3 does not exist')
+  })
+
+  test('GPUs configured but none detected: error', () => {
+    const [f] = checkGpus({
+      detection: { available: false, reason: 'nvidia-smi not found' },
+      pools: [{ name: 'llm', pool_size: 1, gpus: [0] }],
+    })
+    expect(f?.status).toBe('error')
+    expect(f?.fix).toContain('nvidia-smi')
+  })
+
+  test('no GPU and nothing assigned: CPU-only (a warning when pools would run on it)', () => {
+    const cpu = { available: false as const, reason: 'nvidia-smi not found on PATH (no NVIDIA driver): workers run CPU-only' }
+    expect(checkGpus({ detection: cpu, pools: [] })[0]).toMatchObject({ status: 'ok', detail: cpu.reason })
+    expect(checkGpus({ detection: cpu, pools: [{ name: 'p', pool_size: 1 }] })[0]?.status).toBe('warning')
+  })
+})
+
+describe('redis', () => {
+  test('PONG: ok; refused or NOAUTH: error with the fix', () => {
+    expect(checkRedis({ host: 'r', port: 6379, ok: true }).status).toBe('ok')
+    const down = checkRedis({ host: 'r', port: 6379, ok: false, error: 'ECONNREFUSED' })
+    expect(down).toMatchObject({ status: 'error', detail: 'r:6379 unreachable: ECONNREFUSED' })
+    expect(down.fix).toContain('redis-server')
+    expect(checkRedis({ host: 'r', port: 6379, ok: false, error: 'answered "-NOAUTH Authentication required."' }).fix).toContain('password')
+  })
+})
+
+describe('disk and open files', () => {
+  test('free disk: ok >= 2 GiB, warning below, error below 200 MiB, warning when unknown', () => {
+    expect(checkDisk({ path: '/h', freeBytes: 50 * GiB }).status).toBe('ok')
+    expect(checkDisk({ path: '/h', freeBytes: 1 * GiB }).status).toBe('warning')
+    const low = checkDisk({ path: '/h', freeBytes: 100 * MiB })
+    expect(low).toMatchObject({ status: 'error', detail: '100 MiB free under /h (below 200 MiB)' })
+    expect(low.fix).toBeDefined()
+    expect(checkDisk({ path: '/h', freeBytes: undefined, error: 'ENOENT' }).status).toBe('warning')
+  })
+
+  test('open-file limit: ok >= 4096 or unlimited, warning below', () => {
+    expect(checkOpenFiles(65536).status).toBe('ok')
+    expect(checkOpenFiles(Number.POSITIVE_INFINITY).detail).toBe('unlimited')
+    expect(checkOpenFiles(1024)).toMatchObject({ status: 'warning' })
+    expect(checkOpenFiles(1024).fix).toContain('ulimit -n')
+    expect(checkOpenFiles(undefined).status).toBe('ok')
+  })
+
+  test('the soft limit is read from /proc/self/limits', () => {
+    const text =
+      'Limit                     Soft Limit           Hard Limit           Units\nMax open files            1024                 524288               files\n'
+    expect(readOpenFileLimit(text)).toBe(1024)
+    expect(readOpenFileLimit('Max open files  unlimited  unlimited  files')).toBe(Number.POSITIVE_INFINITY)
+    expect(readOpenFileLimit('nothing here')).toBeUndefined()
+  })
+})
+
+describe('planDoctor', () => {
+  const healthy: DoctorFacts = {
+    bunVersion: '1.4.5',
+    config: { files: [], issues: [], warnings: [] },
+    home: { path: '/h', exists: true, writable: true, integrity: ['ok'] },
+    disk: { path: '/h', freeBytes: 10 * GiB },
+    openFiles: 1024,
+    gpus: { detection: { available: false, reason: 'none' }, pools: [] },
+  }
+
+  test('warnings do not fail; an error does; optional sections are left out', () => {
+    const report = planDoctor(healthy)
+    expect(report.ok).toBe(true)
+    expect(report.findings.map((f) => f.id)).toEqual(['runtime', 'config', 'state-dir', 'state-db', 'disk', 'open-files', 'gpus'])
+    const failing = planDoctor({ ...healthy, redis: { host: 'r', port: 1, ok: false, error: 'ECONNREFUSED' } })
+    expect(failing.ok).toBe(false)
+    expect(failing.findings.filter((f) => f.status === 'error').every((f) => f.fix !== undefined)).toBe(true)
+  })
+})
