@@ -30,6 +30,7 @@ const COMMANDS: Record<string, CommandEntry> = {
     load: () => import('./capacity.ts'),
   },
   config: { description: 'Show, validate and create the configuration', load: () => import('./config.ts') },
+  pool: { description: 'Supervise local model-server processes (Ollama, llama.cpp, any command)', load: () => import('./pool.ts') },
   doctor: { description: 'Check the machine and the configuration, with the fix for each problem', load: () => import('./doctor.ts') },
   cache: { description: 'Inspect and empty the LLM response cache', load: () => import('./cache.ts') },
 }

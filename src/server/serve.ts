@@ -9,6 +9,7 @@ import type { OrchConfig } from '../config/schema.ts'
 import { ConfigError, OrchError } from '../errors.ts'
 import { logger } from '../log.ts'
 import { metricsExtension } from '../metrics/extension.ts'
+import { poolsExtension } from '../pool/extension.ts'
 import { Engine } from '../scheduler/engine.ts'
 import { TaskRunner, taskStoreOptions } from '../scheduler/runner.ts'
 import { openStore, type Store } from '../store/db.ts'
@@ -20,7 +21,7 @@ import type { AppDeps } from './http.ts'
 import { defaultRoutes } from './routes/index.ts'
 
 /** Started in this order after the dependencies exist, stopped in reverse. */
-const EXTENSIONS: Extension[] = [metricsExtension, workflowsExtension]
+const EXTENSIONS: Extension[] = [metricsExtension, workflowsExtension, poolsExtension]
 
 export interface ServeOptions {
   config: OrchConfig

@@ -109,4 +109,30 @@ export const MIGRATIONS: readonly Migration[] = [
       CREATE INDEX workflow_steps_task ON workflow_steps (task_id) WHERE task_id IS NOT NULL;
     `,
   },
+  {
+    version: 4,
+    name: 'workers',
+    // Pool workers as the supervisor last saw them: `orch pool status` reads it, and a later run reaps the
+    // ones a dead run left behind (pid alive, owner gone, command line carrying the run marker).
+    up: `
+      CREATE TABLE workers (
+        pool           TEXT NOT NULL,
+        worker_id      TEXT NOT NULL,
+        pid            INTEGER,
+        pgid           INTEGER,
+        port           INTEGER,
+        gpu            TEXT,
+        run_id         TEXT NOT NULL,
+        owner_pid      INTEGER NOT NULL,
+        state          TEXT NOT NULL,
+        started_at     INTEGER,
+        restarts       INTEGER NOT NULL DEFAULT 0,
+        served         INTEGER NOT NULL DEFAULT 0,
+        inflight       INTEGER NOT NULL DEFAULT 0,
+        last_heartbeat INTEGER,
+        updated_at     INTEGER NOT NULL,
+        PRIMARY KEY (pool, worker_id)
+      );
+    `,
+  },
 ]

@@ -1,0 +1,139 @@
+/**
+ * Process-group and port helpers for pool workers. Every worker is the leader of its own process group
+ * (spawned detached), so a signal to `-pgid` reaches the server and anything it started.
+ */
+import { readdirSync, readFileSync } from 'node:fs'
+
+export const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms))
+
+/** Sleep that ends early when `signal` aborts. */
+export function waitOrAbort(ms: number, signal: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    if (signal.aborted) return resolve()
+    const timer = setTimeout(done, ms)
+    function done() {
+      clearTimeout(timer)
+      signal.removeEventListener('abort', done)
+      resolve()
+    }
+    signal.addEventListener('abort', done, { once: true })
+  })
+}
+
+/** One health request: true on a 2xx within `timeoutMs`. */
+export async function ping(url: string, timeoutMs: number): Promise<boolean> {
+  try {
+    const res = await fetch(url, { signal: AbortSignal.timeout(timeoutMs) })
+    await res.body?.cancel()
+    return res.ok
+  } catch {
+    return false
+  }
+}
+
+/** Is the process there (EPERM: there, but not ours to signal)? */
+export function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0)
+    return true
+  } catch (error) {
+    return (error as NodeJS.ErrnoException).code === 'EPERM'
+  }
+}
+
+/** Signal a whole group; false when it is already gone. */
+export function signalGroup(pgid: number, signal: NodeJS.Signals): boolean {
+  try {
+    process.kill(-pgid, signal)
+    return true
+  } catch {
+    return false
+  }
+}
+
+/**
+ * Is any process of the group left? Zombies do not count: a leader whose parent is gone waits for init to
+ * reap it, which can take seconds, and signal 0 still reaches it. Without /proc, signal 0 decides.
+ */
+export function groupAlive(pgid: number): boolean {
+  if (!signalGroup(pgid, 0 as unknown as NodeJS.Signals)) return false
+  let entries: string[]
+  try {
+    entries = readdirSync('/proc')
+  } catch {
+    return true
+  }
+  for (const entry of entries) {
+    if (!/^\d+$/.test(entry)) continue
+    const stat = procStat(Number(entry))
+    if (stat && stat.pgrp === pgid && stat.state !== 'Z') return true
+  }
+  return false
+}
+
+/** State and process group from /proc/<pid>/stat (the fields after the parenthesised command name). */
+function procStat(pid: number): { state: string; pgrp: number } | undefined {
+  try {
+    const text = readFileSync(`/proc/${pid}/stat`, 'utf8')
+    const fields = text.slice(text.lastIndexOf(')') + 2).split(' ')
+    return { state: fields[0] ?? '', pgrp: Number(fields[2]) }
+  } catch {
+    return undefined
+  }
+}
+
+/** SIGTERM to the group, SIGKILL after `graceMs` if any of it is left; resolves when the group is gone. */
+export async function terminateGroup(pgid: number, graceMs: number): Promise<void> {
+  if (!signalGroup(pgid, 'SIGTERM')) return
+  const deadline = Date.now() + graceMs
+  while (Date.now() < deadline) {
+    if (!groupAlive(pgid)) return
+    await sleep(50)
+  }
+  signalGroup(pgid, 'SIGKILL')
+  for (let i = 0; i < 40 && groupAlive(pgid); i++) await sleep(50)
+}
+
+/** argv of a live process from /proc (Linux); undefined elsewhere or when it is gone. */
+export function readCmdline(pid: number): string[] | undefined {
+  try {
+    const raw = readFileSync(`/proc/${pid}/cmdline`, 'utf8')
+    return raw.split('\0').filter((part) => part.length > 0)
+  } catch {
+    return undefined
+  }
+}
+
+/** Can we bind 127.0.0.1:port right now? */
+export function isPortFree(port: number): boolean {
+  try {
+    const listener = Bun.listen({ hostname: '127.0.0.1', port, socket: { data() {} } })
+    listener.stop(true)
+    return true
+  } catch {
+    return false
+  }
+}
+
+/** A port the OS considers free now. */
+export function ephemeralPort(): number {
+  const listener = Bun.listen({ hostname: '127.0.0.1', port: 0, socket: { data() {} } })
+  const port = listener.port
+  listener.stop(true)
+  return port
+}
+
+/** `preferred` or the next free port above it, skipping `taken`; an OS-chosen one without a preference. */
+export function pickPort(preferred: number | undefined, taken: Set<number>): number {
+  if (preferred === undefined) {
+    for (let i = 0; i < 20; i++) {
+      const port = ephemeralPort()
+      if (!taken.has(port)) return port
+    }
+    throw new Error('no free port found')
+  }
+  for (let port = preferred; port <= 65_535; port++) {
+    if (!taken.has(port) && isPortFree(port)) return port
+  }
+  throw new Error(`no free port at or above ${preferred}`)
+}

@@ -1,0 +1,209 @@
+/**
+ * The pool supervisor: every configured pool, started in `depends_on` order (a pool starts once the pools
+ * it depends on have settled), each in batches of `startup_batch_size` with `startup_batch_delay_ms`
+ * between. Healthy workers are registered as scheduler backends and leave when they drain, fail or stop.
+ * Worker state is recorded in state.db; at start, workers a dead run left behind are reaped.
+ */
+import { randomUUID } from 'node:crypto'
+import { createBackend } from '../backends/registry.ts'
+import type { OrchConfig, PoolConfig } from '../config/schema.ts'
+import { logger } from '../log.ts'
+import type { Scheduler } from '../scheduler/scheduler.ts'
+import type { Store } from '../store/db.ts'
+import { assignGpus, type Gpu, workerId } from './gpu.ts'
+import { workerLogPath } from './logs.ts'
+import { isPortFree, pickPort, sleep } from './proc.ts'
+import type { WorkerLaunch } from './profiles.ts'
+import { reapStale, saveWorker } from './records.ts'
+import { type WatchdogCommand, watchdogCommand } from './watchdog-launch.ts'
+import { DEFAULT_TIMING, type RouteHandle, Worker, type WorkerTiming } from './worker.ts'
+
+/** Requests in flight per worker (pools have no concurrency key yet). */
+export const WORKER_CONCURRENCY = 4
+
+export interface SupervisorOptions {
+  config: OrchConfig
+  home: string
+  /** Where worker state is recorded and stale workers are found; none: neither. */
+  store?: Store
+  /** Healthy workers become backends here. */
+  scheduler?: Scheduler
+  /** Instead of (or without) a scheduler: register a healthy worker, return how to leave. */
+  onHealthy?: (worker: Worker, launch: WorkerLaunch) => RouteHandle
+  /** Only these pools (and the pools they depend on). */
+  only?: string[]
+  /** The pid workers' watchdogs watch (default: this process); null runs workers without a watchdog. */
+  watchdogParent?: number | null
+  /** Detected GPUs: pools without a `gpus` list are spread over them by free memory. */
+  gpus?: Gpu[]
+  timing?: Partial<WorkerTiming>
+}
+
+/** Pools in an order where every pool comes after the pools it depends on; `only` pulls in dependencies. */
+export function startOrder(pools: PoolConfig[], only?: string[]): PoolConfig[] {
+  const byName = new Map(pools.map((p) => [p.name, p]))
+  const ordered: PoolConfig[] = []
+  const seen = new Set<string>()
+  const visit = (name: string) => {
+    const pool = byName.get(name)
+    if (!pool || seen.has(name)) return
+    seen.add(name)
+    for (const dep of pool.depends_on) visit(dep)
+    ordered.push(pool)
+  }
+  for (const name of only ?? pools.map((p) => p.name)) visit(name)
+  return ordered
+}
+
+/** A scheduler backend per healthy worker. */
+export function schedulerRegistrar(scheduler: Scheduler, config: OrchConfig) {
+  return (worker: Worker, launch: WorkerLaunch): RouteHandle => {
+    const { pool } = worker.settings
+    const name = `${pool.name}/${worker.id}`
+    const backend = createBackend({ name, type: pool.api, url: launch.url, concurrency: WORKER_CONCURRENCY }, config.backend_timeouts)
+    const state = scheduler.addBackend({
+      backend,
+      concurrency: WORKER_CONCURRENCY,
+      ...(pool.models.length > 0 ? { configuredModels: pool.models } : {}),
+    })
+    return {
+      inflight: () => state.inflight,
+      served: () => state.served,
+      leave: () => {
+        if (scheduler.states.get(name) === state) scheduler.removeBackend(name)
+      },
+    }
+  }
+}
+
+export class Supervisor {
+  readonly runId = randomUUID()
+  readonly pools = new Map<string, Worker[]>()
+  private readonly log = logger('pool')
+  private readonly register: (worker: Worker, launch: WorkerLaunch) => RouteHandle
+  private stopped = false
+  private readonly gpuOf: Map<string, number | undefined>
+
+  constructor(private readonly options: SupervisorOptions) {
+    this.gpuOf = assignGpus(options.config.pools, options.gpus ?? [])
+    const { scheduler, onHealthy } = options
+    this.register =
+      onHealthy ?? (scheduler ? schedulerRegistrar(scheduler, options.config) : () => ({ inflight: () => 0, served: () => 0, leave() {} }))
+  }
+
+  get workers(): Worker[] {
+    return [...this.pools.values()].flat()
+  }
+
+  /** Reap stale workers, then start the pools in order; resolves when every worker is healthy or failed. */
+  async start(): Promise<void> {
+    const { config, store } = this.options
+    if (store) {
+      const reaped = await reapStale(store, config.graceful_shutdown_timeout_ms)
+      if (reaped.length > 0) this.log.warn(`reaped ${reaped.length} worker(s) left by a previous run: pids ${reaped.join(', ')}`)
+    }
+    for (const pool of startOrder(config.pools, this.options.only)) {
+      if (this.stopped) return
+      await this.startPool(pool)
+    }
+  }
+
+  private async startPool(pool: PoolConfig): Promise<void> {
+    const workers = Array.from({ length: pool.pool_size }, (_, i) => this.createWorker(pool, i))
+    this.pools.set(pool.name, workers)
+    this.log.info(`pool ${pool.name}: starting ${workers.length} worker(s)`)
+    for (let i = 0; i < workers.length; i += pool.startup_batch_size) {
+      if (this.stopped) return
+      if (i > 0) await sleep(pool.startup_batch_delay_ms)
+      await Promise.all(workers.slice(i, i + pool.startup_batch_size).map((w) => w.start()))
+    }
+    const healthy = workers.filter((w) => w.state === 'healthy').length
+    this.log.info(`pool ${pool.name}: ${healthy}/${workers.length} healthy`)
+  }
+
+  private createWorker(pool: PoolConfig, index: number): Worker {
+    const { config, home } = this.options
+    const id = workerId(pool.name, index + 1)
+    const gpu = this.gpuOf.get(id)
+    return new Worker(
+      {
+        pool,
+        id,
+        gpu: gpu === undefined ? undefined : String(gpu),
+        heartbeat: { ...config.heartbeat, ...pool.heartbeat },
+        barrier: config.crash_barrier,
+        startupTimeoutMs: config.pool_startup_timeout,
+        graceMs: config.graceful_shutdown_timeout_ms,
+        logPath: workerLogPath(home, pool.name, id),
+        runId: this.runId,
+        watchdog: this.watchdog(),
+        timing: { ...DEFAULT_TIMING, ...this.options.timing },
+      },
+      {
+        allocatePort: (worker) => this.allocatePort(worker, pool, index),
+        onHealthy: (worker, launch) => this.register(worker, launch),
+        canRecycle: (worker) => this.canRecycle(worker),
+        onChange: (worker) => this.record(worker),
+      },
+    )
+  }
+
+  private watchdog(): { command: WatchdogCommand; parent: number } | null {
+    const parent = this.options.watchdogParent === undefined ? process.pid : this.options.watchdogParent
+    return parent === null ? null : { command: watchdogCommand(this.options.home), parent }
+  }
+
+  private allocatePort(worker: Worker, pool: PoolConfig, index: number): number {
+    const taken = new Set(this.workers.filter((w) => w !== worker && w.port !== undefined).map((w) => w.port as number))
+    if (worker.port !== undefined && !taken.has(worker.port) && isPortFree(worker.port)) return worker.port
+    return pickPort(pool.port === undefined ? undefined : pool.port + index, taken)
+  }
+
+  /** One recycle at a time per pool, and only while a sibling serves (a pool of one recycles anyway). */
+  private canRecycle(worker: Worker): boolean {
+    const siblings = (this.pools.get(worker.settings.pool.name) ?? []).filter((w) => w !== worker)
+    if (siblings.some((w) => w.state === 'draining' || w.state === 'starting')) return false
+    return siblings.length === 0 || siblings.some((w) => w.state === 'healthy')
+  }
+
+  private record(worker: Worker): void {
+    const { store } = this.options
+    if (!store) return
+    try {
+      saveWorker(store, {
+        pool: worker.settings.pool.name,
+        worker_id: worker.id,
+        pid: worker.pid ?? null,
+        pgid: worker.pid ?? null,
+        port: worker.port ?? null,
+        gpu: worker.settings.gpu ?? null,
+        run_id: this.runId,
+        owner_pid: process.pid,
+        state: worker.state,
+        started_at: worker.startedAt ?? null,
+        restarts: worker.restarts,
+        served: worker.served,
+        inflight: worker.inflight,
+        last_heartbeat: worker.lastHeartbeat ?? null,
+        updated_at: Date.now(),
+      })
+    } catch (error) {
+      this.log.warn(`cannot record worker ${worker.id}: ${(error as Error).message}`)
+    }
+  }
+
+  /** Reset failed workers (all, or one pool's); returns how many were restarted. */
+  reset(pool?: string): number {
+    const failed = this.workers.filter((w) => w.state === 'failed' && (!pool || w.settings.pool.name === pool))
+    for (const worker of failed) void worker.reset()
+    return failed.length
+  }
+
+  /** Stop every worker, dependents first. */
+  async stop(): Promise<void> {
+    this.stopped = true
+    for (const name of [...this.pools.keys()].reverse()) {
+      await Promise.all((this.pools.get(name) ?? []).map((w) => w.stop()))
+    }
+  }
+}
