@@ -27,6 +27,8 @@ export class BackendState {
   readonly perModel = new Map<string, number>()
   served = 0
   draining = false
+  /** Not routable now but expected back (a pool worker restarting): requests for it wait instead of failing. */
+  suspended = false
 
   constructor(entry: BackendEntry, breaker: BreakerOptions, now: () => number) {
     this.backend = entry.backend
@@ -45,7 +47,7 @@ export class BackendState {
 
   /** Healthy or not yet checked, and not draining. */
   get usable(): boolean {
-    return this.healthy !== false && !this.draining
+    return this.healthy !== false && !this.draining && !this.suspended
   }
 
   serves(model: string): boolean {

@@ -91,11 +91,21 @@ export class Scheduler {
     this.capacity = { hasRoom: (state, model) => this.hasRoom(state, model) }
   }
 
+  /** Add a backend, or replace one of the same name (a restarted worker, maybe on another port). */
   addBackend(entry: BackendEntry): BackendState {
     const state = new BackendState(entry, this.options.breaker, this.now)
     this.states.set(state.name, state)
     this.pump()
     return state
+  }
+
+  /**
+   * Stop routing to a backend that is expected back (a worker restarting or recycling): calls in flight
+   * finish, and requests that only it serves wait in the queue (up to their timeout) instead of failing.
+   */
+  suspend(name: string): void {
+    const state = this.states.get(name)
+    if (state) state.suspended = true
   }
 
   /** Stop routing to a backend; calls in flight finish. */
@@ -174,6 +184,8 @@ export class Scheduler {
     const states = [...this.states.values()]
     const usable = states.filter((s) => s.usable)
     const serving = usable.filter((s) => s.serves(model))
+    // A backend coming back (suspended, healthy otherwise) will serve: wait for it.
+    if (serving.length === 0 && states.some((s) => s.suspended && s.healthy !== false && s.serves(model))) return undefined
     if (serving.length === 0) {
       if (usable.length > 0 && usable.every((s) => s.knowsModels)) {
         return modelNotFoundError(model, [...new Set(usable.flatMap((s) => s.modelNames()))])

@@ -207,6 +207,33 @@ describe('router', () => {
     expect((down as OrchError).hint).toContain('backends:')
   })
 
+  test('a suspended backend (worker restarting) holds requests until it is back, on its new address', async () => {
+    const s = scheduler([{ backend: stubBackend('pool/w1'), concurrency: 1 }], { queueTimeoutMs: 5000 })
+    s.suspend('pool/w1')
+    let granted: string | undefined
+    const waiting = s.acquire({ model: 'm' }).then((slot) => {
+      granted = slot.backend.url
+      slot.release('success')
+    })
+    await Bun.sleep(20)
+    expect(granted).toBeUndefined()
+    expect(s.stats().queued).toBe(1)
+    const restarted = stubBackend('pool/w1')
+    ;(restarted as { url: string }).url = 'stub://pool/w1-new-port'
+    s.addBackend({ backend: restarted, concurrency: 1 })
+    await waiting
+    expect(granted).toBe('stub://pool/w1-new-port')
+  })
+
+  test('requests held for a suspended backend fail when it is removed for good, or at their timeout', async () => {
+    const s = scheduler([{ backend: stubBackend('pool/w1'), concurrency: 1 }], { queueTimeoutMs: 60 })
+    s.suspend('pool/w1')
+    expect(codeOf(await s.acquire({ model: 'm' }).catch((e: unknown) => e))).toBe('E_QUEUE_TIMEOUT')
+    const held = s.acquire({ model: 'm', queueTimeoutMs: 60_000 }).catch((e: unknown) => e)
+    s.removeBackend('pool/w1')
+    expect(codeOf(await held)).toBe('E_NO_BACKEND')
+  })
+
   test('requests waiting for a backend that goes down fail then, not at their timeout', async () => {
     const s = scheduler([{ backend: stubBackend('a'), concurrency: 1 }], { queueTimeoutMs: 60_000 })
     const held = await s.acquire({ model: 'm' })
