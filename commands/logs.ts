@@ -30,42 +30,52 @@ export default defineOrchCommand({
   },
   examples: ['orch logs', 'orch logs -f --tail 20', 'orch logs --service gpu/worker-0 --tail all', 'orch logs --json | jq -r .lines[]'],
   async run({ args }) {
-    const count = parseTail(args.tail)
     const { home } = loadConfig(args)
-    const service = args.service ?? SERVE_SERVICE
-    const available = listServices(home)
-    const file = serviceLogPath(home, service)
-    if (!file || (service !== SERVE_SERVICE && !available.includes(service))) {
-      throw new UsageError(`--service: no log named "${service}" under ${home}/logs`, {
-        code: 'E_NO_SERVICE',
-        hint: available.length > 0 ? `available: ${available.join(', ')}` : 'no logs yet: `orch serve --detach` writes logs/serve.log',
-        details: { available },
-      })
-    }
-    const exists = existsSync(file)
-    if (!exists && !args.follow) {
-      throw new OrchError(`no log yet at ${file}`, {
-        code: 'E_NO_LOG',
-        hint: '`orch serve --detach` writes it; a foreground `orch serve` logs to the terminal',
-      })
-    }
-    const tail = exists ? readTail(file, count) : { lines: [], end: 0 }
-    if (args.json && !args.follow) {
-      printJson({ service, file, lines: tail.lines })
-      return 0
-    }
-    const print = (lines: string[]) => {
-      if (lines.length === 0) return
-      printText(args.json ? lines.map((line) => JSON.stringify({ service, line })).join('\n') : lines.join('\n'))
-    }
-    print(tail.lines)
-    if (!args.follow) return 0
-    // Ctrl-C is how following ends: a normal exit (0), not an interruption.
-    const stop = new AbortController()
-    process.removeAllListeners('SIGINT')
-    process.once('SIGINT', () => stop.abort())
-    process.once('SIGTERM', () => stop.abort())
-    await followFile(file, { from: tail.end, signal: stop.signal, onLines: print })
-    return 0
+    return showLog(home, args.service ?? SERVE_SERVICE, { tail: args.tail, follow: args.follow, json: args.json })
   },
 })
+
+export interface ShowLogOptions {
+  tail?: string | undefined
+  follow?: boolean | undefined
+  json?: boolean | undefined
+}
+
+/** Print a service's log tail, and with `follow` what is appended, until Ctrl-C (`orch pool logs` too). */
+export async function showLog(home: string, service: string, args: ShowLogOptions): Promise<number> {
+  const count = parseTail(args.tail)
+  const available = listServices(home)
+  const file = serviceLogPath(home, service)
+  if (!file || (service !== SERVE_SERVICE && !available.includes(service))) {
+    throw new UsageError(`--service: no log named "${service}" under ${home}/logs`, {
+      code: 'E_NO_SERVICE',
+      hint: available.length > 0 ? `available: ${available.join(', ')}` : 'no logs yet: `orch serve --detach` writes logs/serve.log',
+      details: { available },
+    })
+  }
+  const exists = existsSync(file)
+  if (!exists && !args.follow) {
+    throw new OrchError(`no log yet at ${file}`, {
+      code: 'E_NO_LOG',
+      hint: '`orch serve --detach` writes it; a foreground `orch serve` logs to the terminal',
+    })
+  }
+  const tail = exists ? readTail(file, count) : { lines: [], end: 0 }
+  if (args.json && !args.follow) {
+    printJson({ service, file, lines: tail.lines })
+    return 0
+  }
+  const print = (lines: string[]) => {
+    if (lines.length === 0) return
+    printText(args.json ? lines.map((line) => JSON.stringify({ service, line })).join('\n') : lines.join('\n'))
+  }
+  print(tail.lines)
+  if (!args.follow) return 0
+  // Ctrl-C is how following ends: a normal exit (0), not an interruption.
+  const stop = new AbortController()
+  process.removeAllListeners('SIGINT')
+  process.once('SIGINT', () => stop.abort())
+  process.once('SIGTERM', () => stop.abort())
+  await followFile(file, { from: tail.end, signal: stop.signal, onLines: print })
+  return 0
+}

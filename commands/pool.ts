@@ -1,10 +1,13 @@
 /**
  * `orch pool`: supervise local model-server processes. `start` runs the configured pools in the foreground
- * (no HTTP API; Ctrl-C stops every worker); `status` reads the workers' state from state.db, so it works
- * from another terminal while `orch pool start` or `orch serve` runs with the same ORCH_HOME.
+ * (no HTTP API; Ctrl-C stops every worker); `status` reads the workers' state from state.db; `stop`,
+ * `restart` and `reset` go through the supervisor's control socket; `logs` reads the worker logs. All of
+ * them work from another terminal while `orch pool start` or `orch serve` runs with the same ORCH_HOME.
  */
-import { ExitCode, UsageError } from '../src/errors.ts'
+import { listServices, SERVE_SERVICE } from '../src/daemon/logfile.ts'
+import { ExitCode, OrchError, UsageError } from '../src/errors.ts'
 import { logger } from '../src/log.ts'
+import { type ControlCommand, type ControlRequest, controlSocketPath, sendControl } from '../src/pool/control.ts'
 import { detectGpus } from '../src/pool/gpu.ts'
 import { isAlive } from '../src/pool/proc.ts'
 import { listWorkers, type WorkerRow } from '../src/pool/records.ts'
@@ -12,6 +15,7 @@ import { Supervisor } from '../src/pool/supervisor.ts'
 import { openStore } from '../src/store/db.ts'
 import { defineOrchCommand, globalArgs, printJson, printText } from './_args.ts'
 import { loadConfig } from './_config.ts'
+import { showLog } from './logs.ts'
 
 export interface WorkerStatus {
   pool: string
@@ -127,8 +131,101 @@ const status = defineOrchCommand({
   },
 })
 
+/** NAME as the control channel wants it: `POOL/WORKER`, or a bare name the supervisor resolves (pool first). */
+export function controlTarget(name: string | undefined): Omit<ControlRequest, 'cmd'> {
+  if (name === undefined) return {}
+  const slash = name.indexOf('/')
+  return slash >= 0 ? { pool: name.slice(0, slash), worker: name.slice(slash + 1) } : { name }
+}
+
+const NO_SUPERVISOR_HINT = 'start one with `orch pool start` or `orch serve` (with the same ORCH_HOME)'
+
+async function control(cmd: ControlCommand, args: { name?: unknown; json?: boolean } & Parameters<typeof loadConfig>[0]) {
+  const { config, home } = loadConfig(args)
+  const name = typeof args.name === 'string' ? args.name : undefined
+  const path = controlSocketPath(home)
+  // A restart waits for every named worker to be healthy again, one after another.
+  const workers = Math.max(
+    1,
+    config.pools.reduce((n, p) => n + p.pool_size, 0),
+  )
+  const timeoutMs = (config.pool_startup_timeout + 2 * config.graceful_shutdown_timeout_ms) * workers + 10_000
+  const reply = await sendControl(path, { cmd, ...controlTarget(name) }, timeoutMs).catch((error: NodeJS.ErrnoException) => {
+    if (error.code === 'ENOENT' || error.code === 'ECONNREFUSED' || /ENOENT|ECONNREFUSED/.test(String(error.message)))
+      throw new OrchError(`no pool supervisor is running for ${home}`, { code: 'E_NO_SUPERVISOR', hint: NO_SUPERVISOR_HINT })
+    throw new OrchError(`pool ${cmd}: ${error.message}`, { code: 'E_CONTROL', cause: error })
+  })
+  if (!reply.ok) {
+    const known = reply.known
+    throw new UsageError(reply.error, {
+      code: 'E_POOL_TARGET',
+      ...(known ? { hint: `pools: ${known.pools.join(', ') || 'none'}; workers: ${known.workers.join(', ') || 'none'}` } : {}),
+      ...(known ? { details: { known } } : {}),
+    })
+  }
+  if (args.json) printJson(reply)
+  else printText([reply.message, ...reply.workers.map((w) => `  ${w.pool}/${w.id}  ${w.state}  pid ${w.pid ?? '-'}`)].join('\n'))
+}
+
+const target = { type: 'positional', required: false, description: 'A pool or worker id (POOL/WORKER also works); none: all' } as const
+
+const stop = defineOrchCommand({
+  meta: { name: 'stop', description: 'Stop workers (SIGTERM, then SIGKILL after the grace period); they stay stopped until restarted' },
+  args: { ...globalArgs, name: target },
+  run: ({ args }) => control('stop', args),
+})
+
+const restart = defineOrchCommand({
+  meta: { name: 'restart', description: 'Restart workers one at a time, draining each first (no request fails)' },
+  args: { ...globalArgs, name: target },
+  run: ({ args }) => control('restart', args),
+})
+
+const reset = defineOrchCommand({
+  meta: { name: 'reset', description: 'Clear the crash barrier of failed workers and start them again' },
+  args: { ...globalArgs, name: target },
+  run: ({ args }) => control('reset', args),
+})
+
+/** The `pool/worker` log a WORKER names; with none, the only worker log there is. */
+export function workerService(services: string[], name: string | undefined): string {
+  const workers = services.filter((s) => s !== SERVE_SERVICE)
+  if (name?.includes('/')) return name
+  const matches = name === undefined ? workers : workers.filter((s) => s.endsWith(`/${name}`))
+  if (matches.length === 1) return matches[0] as string
+  const available = workers.length > 0 ? `worker logs: ${workers.join(', ')}` : 'no worker logs yet: `orch pool start` writes them'
+  throw new UsageError(name === undefined ? 'name the worker whose log to show' : `no log for worker "${name}"`, {
+    code: 'E_NO_SERVICE',
+    hint: available,
+    details: { available: workers },
+  })
+}
+
+const logs = defineOrchCommand({
+  meta: { name: 'logs', description: "A worker's log ($ORCH_HOME/logs/POOL/WORKER.log), and with --follow what is appended" },
+  args: {
+    ...globalArgs,
+    worker: { type: 'positional', required: false, description: 'Worker id or POOL/WORKER (optional when there is one)' },
+    follow: { type: 'boolean', alias: 'f', description: 'Keep printing lines as they are appended, until Ctrl-C' },
+    tail: { type: 'string', valueHint: 'N', description: 'Lines to show from the end, or "all" (default 100)' },
+  },
+  run({ args }) {
+    const { home } = loadConfig(args)
+    const service = workerService(listServices(home), typeof args.worker === 'string' ? args.worker : undefined)
+    return showLog(home, service, { tail: args.tail, follow: args.follow, json: args.json })
+  },
+})
+
 export default defineOrchCommand({
   meta: { name: 'pool', description: 'Supervise local model-server processes (Ollama, llama.cpp, any command)' },
-  subCommands: { start, status },
-  examples: ['orch pool start', 'orch pool start gen', 'orch pool status --json'],
+  subCommands: { start, status, stop, restart, reset, logs },
+  examples: [
+    'orch pool start',
+    'orch pool start gen',
+    'orch pool status --json',
+    'orch pool stop gen-2',
+    'orch pool restart gen',
+    'orch pool reset',
+    'orch pool logs gen-1 --follow --tail 20',
+  ],
 })

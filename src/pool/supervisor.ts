@@ -2,7 +2,8 @@
  * The pool supervisor: every configured pool, started in `depends_on` order (a pool starts once the pools
  * it depends on have settled), each in batches of `startup_batch_size` with `startup_batch_delay_ms`
  * between. Healthy workers are registered as scheduler backends and leave when they drain, fail or stop.
- * Worker state is recorded in state.db; at start, workers a dead run left behind are reaped.
+ * Worker state is recorded in state.db; at start, workers a dead run left behind are reaped. With a store,
+ * it takes stop/restart/reset commands on `$ORCH_HOME/run/pool.sock` (control.ts).
  */
 import { randomUUID } from 'node:crypto'
 import { createBackend } from '../backends/registry.ts'
@@ -10,6 +11,7 @@ import type { OrchConfig, PoolConfig } from '../config/schema.ts'
 import { logger } from '../log.ts'
 import type { Scheduler } from '../scheduler/scheduler.ts'
 import type { Store } from '../store/db.ts'
+import { type ControlServer, handleControl, listenControl } from './control.ts'
 import { assignGpus, type Gpu, workerId } from './gpu.ts'
 import { workerLogPath } from './logs.ts'
 import { isPortFree, pickPort, sleep } from './proc.ts'
@@ -37,6 +39,8 @@ export interface SupervisorOptions {
   /** Detected GPUs: pools without a `gpus` list are spread over them by free memory. */
   gpus?: Gpu[]
   timing?: Partial<WorkerTiming>
+  /** Take commands on `$ORCH_HOME/run/pool.sock` (default: when there is a store, i.e. a real run). */
+  control?: boolean
 }
 
 /** Pools in an order where every pool comes after the pools it depends on; `only` pulls in dependencies. */
@@ -55,11 +59,17 @@ export function startOrder(pools: PoolConfig[], only?: string[]): PoolConfig[] {
   return ordered
 }
 
-/** A scheduler backend per healthy worker. */
+/** The scheduler's name for a worker's backend. */
+export const backendName = (worker: Worker) => `${worker.settings.pool.name}/${worker.id}`
+
+/**
+ * A scheduler backend per healthy worker. Leaving (restart, recycle) suspends it: requests that only it
+ * serves wait for it to come back; a worker that fails or stops for good is removed (see `forget`).
+ */
 export function schedulerRegistrar(scheduler: Scheduler, config: OrchConfig) {
   return (worker: Worker, launch: WorkerLaunch): RouteHandle => {
     const { pool } = worker.settings
-    const name = `${pool.name}/${worker.id}`
+    const name = backendName(worker)
     const backend = createBackend({ name, type: pool.api, url: launch.url, concurrency: WORKER_CONCURRENCY }, config.backend_timeouts)
     const state = scheduler.addBackend({
       backend,
@@ -70,9 +80,19 @@ export function schedulerRegistrar(scheduler: Scheduler, config: OrchConfig) {
       inflight: () => state.inflight,
       served: () => state.served,
       leave: () => {
-        if (scheduler.states.get(name) === state) scheduler.removeBackend(name)
+        if (scheduler.states.get(name) === state) scheduler.suspend(name)
       },
     }
+  }
+}
+
+/** A control command named no pool or worker this supervisor runs. */
+export class TargetError extends Error {
+  constructor(
+    message: string,
+    readonly known: { pools: string[]; workers: string[] },
+  ) {
+    super(message)
   }
 }
 
@@ -82,6 +102,7 @@ export class Supervisor {
   private readonly log = logger('pool')
   private readonly register: (worker: Worker, launch: WorkerLaunch) => RouteHandle
   private stopped = false
+  private control: ControlServer | undefined
   private readonly gpuOf: Map<string, number | undefined>
 
   constructor(private readonly options: SupervisorOptions) {
@@ -98,6 +119,7 @@ export class Supervisor {
   /** Reap stale workers, then start the pools in order; resolves when every worker is healthy or failed. */
   async start(): Promise<void> {
     const { config, store } = this.options
+    if (this.options.control ?? store !== undefined) await this.listen()
     if (store) {
       const reaped = await reapStale(store, config.graceful_shutdown_timeout_ms)
       if (reaped.length > 0) this.log.warn(`reaped ${reaped.length} worker(s) left by a previous run: pids ${reaped.join(', ')}`)
@@ -105,6 +127,17 @@ export class Supervisor {
     for (const pool of startOrder(config.pools, this.options.only)) {
       if (this.stopped) return
       await this.startPool(pool)
+    }
+  }
+
+  private async listen(): Promise<void> {
+    try {
+      const opened = await listenControl(this.options.home, (text) => handleControl(this, text))
+      if ('server' in opened && this.stopped) opened.server.close()
+      else if ('server' in opened) this.control = opened.server
+      else this.log.warn(`no control channel (orch pool stop|restart|reset will not reach this run): ${opened.reason}`)
+    } catch (error) {
+      this.log.warn(`no control channel: ${(error as Error).message}`)
     }
   }
 
@@ -143,7 +176,11 @@ export class Supervisor {
         allocatePort: (worker) => this.allocatePort(worker, pool, index),
         onHealthy: (worker, launch) => this.register(worker, launch),
         canRecycle: (worker) => this.canRecycle(worker),
-        onChange: (worker) => this.record(worker),
+        onChange: (worker) => {
+          this.record(worker)
+          // Failed (crash barrier) or stopped: no longer expected back, so requests for it get 503 at once.
+          if (worker.state === 'failed' || worker.state === 'stopped') this.options.scheduler?.removeBackend(backendName(worker))
+        },
       },
     )
   }
@@ -199,11 +236,47 @@ export class Supervisor {
     return failed.length
   }
 
+  /** The workers a control command names: a pool, a worker id (within `pool` when both), `name` (a pool, else a worker id), or all. */
+  select(target: { pool?: string | undefined; worker?: string | undefined; name?: string | undefined }): Worker[] {
+    const { name } = target
+    if (name !== undefined) return this.select(this.pools.has(name) ? { pool: name } : { worker: name })
+    const { pool, worker } = target
+    if (pool !== undefined && !this.pools.has(pool)) throw new TargetError(`unknown pool "${pool}"`, this.known())
+    const inPool = pool === undefined ? this.workers : (this.pools.get(pool) ?? [])
+    if (worker === undefined) return inPool
+    const found = inPool.filter((w) => w.id === worker)
+    if (found.length === 0) throw new TargetError(`unknown worker "${worker}"${pool ? ` in pool "${pool}"` : ''}`, this.known())
+    return found
+  }
+
+  private known(): { pools: string[]; workers: string[] } {
+    return { pools: [...this.pools.keys()], workers: this.workers.map((w) => w.id) }
+  }
+
+  /** Stop workers and keep them stopped (no restarts) until they are restarted. */
+  async stopWorkers(workers: Worker[]): Promise<void> {
+    await Promise.all(workers.map((w) => w.stop()))
+  }
+
+  /** One at a time, each drained first, so a pool always has a worker serving while its siblings restart. */
+  async restartWorkers(workers: Worker[]): Promise<void> {
+    for (const worker of workers) if (!this.stopped) await worker.restart()
+  }
+
+  /** Failed workers among these start again with a clean crash record; returns those reset. */
+  async resetWorkers(workers: Worker[]): Promise<Worker[]> {
+    const failed = workers.filter((w) => w.state === 'failed')
+    await Promise.all(failed.map((w) => w.reset()))
+    return failed
+  }
+
   /** Stop every worker, dependents first. */
   async stop(): Promise<void> {
     this.stopped = true
+    this.control?.close()
+    this.control = undefined
     for (const name of [...this.pools.keys()].reverse()) {
-      await Promise.all((this.pools.get(name) ?? []).map((w) => w.stop()))
+      await Promise.all((this.pools.get(name) ?? []).map((w) => w.stop(true)))
     }
   }
 }

@@ -84,9 +84,13 @@ export class Worker {
   inflight = 0
   private crashes: number[] = []
   private stopping = false
+  /** A restart was asked for: the healthy run ends like a recycle (drained), then starts again. */
+  private restartAsked = false
+  private closed = false
   private stopCtl = new AbortController()
   private loopDone: Promise<void> = Promise.resolve()
-  private settled: (() => void) | undefined
+  /** Resolved at the next healthy, failed or stopped. */
+  private waiters: Array<() => void> = []
   private readonly log = logger('worker')
 
   constructor(
@@ -100,16 +104,18 @@ export class Worker {
 
   /** Start the lifecycle; resolves once the worker is first healthy, failed or stopped. */
   start(): Promise<void> {
+    if (this.closed) return Promise.resolve()
     this.stopping = false
+    this.restartAsked = false
     this.stopCtl = new AbortController()
-    const ready = new Promise<void>((resolve) => {
-      this.settled = resolve
-    })
+    const ready = this.settledNext()
     this.loopDone = this.loop()
     return ready
   }
 
-  async stop(): Promise<void> {
+  /** Stop; `final`: for good (the supervisor is stopping), so a restart or reset in flight starts nothing. */
+  async stop(final = false): Promise<void> {
+    if (final) this.closed = true
     this.stopping = true
     this.stopCtl.abort()
     if (this.pid !== undefined) await terminateGroup(this.pid, this.settings.graceMs)
@@ -123,9 +129,28 @@ export class Worker {
     return this.start()
   }
 
+  /**
+   * Start again; resolves once healthy, failed or stopped. A healthy worker drains first (leaves routing,
+   * in-flight requests finish); any other is stopped and started with a clean crash record.
+   */
+  async restart(): Promise<void> {
+    // Draining: a recycle is under way and brings a new process anyway.
+    if ((this.state === 'healthy' || this.state === 'draining') && !this.stopping) {
+      if (this.state === 'healthy') this.restartAsked = true
+      return this.settledNext()
+    }
+    await this.stop()
+    this.crashes = []
+    return this.start()
+  }
+
+  private settledNext(): Promise<void> {
+    return new Promise<void>((resolve) => this.waiters.push(resolve))
+  }
+
   private setState(state: WorkerState): void {
     this.state = state
-    if (state === 'healthy' || state === 'failed' || state === 'stopped') this.settled?.()
+    if (state === 'healthy' || state === 'failed' || state === 'stopped') for (const resolve of this.waiters.splice(0)) resolve()
     this.hooks.onChange(this)
   }
 
@@ -186,6 +211,8 @@ export class Worker {
       return 'exited'
     }
     this.spawns++
+    // This new process is the restart that was asked for, however the last run ended.
+    this.restartAsked = false
     this.pid = proc.pid
     this.startedAt = Date.now()
     this.served = 0
@@ -260,7 +287,10 @@ export class Worker {
     while (!signal.aborted) {
       this.served = handle.served()
       this.inflight = handle.inflight()
-      if (this.recycleDue(handle) && this.hooks.canRecycle(this)) return 'recycle'
+      if (this.restartAsked || (this.recycleDue(handle) && this.hooks.canRecycle(this))) {
+        this.restartAsked = false
+        return 'recycle'
+      }
       if (hb.enabled && Date.now() >= nextPing) {
         nextPing = Date.now() + hb.ping_interval_ms
         const ok = await ping(url, hb.timeout_ms)

@@ -142,13 +142,16 @@ export function migrate(store: Store, migrations: readonly Migration[]): number 
   let applied = 0
   for (const migration of migrations) {
     if (migration.version <= current) continue
-    store.write(() => {
+    const ran = store.write(() => {
+      // Another process may have migrated since `current` was read: the write lock makes this check final.
+      if (store.version >= migration.version) return false
       if (typeof migration.up === 'string') store.db.exec(migration.up)
       else migration.up(store)
       // PRAGMA takes no bound parameters; the version is an integer from our own table.
       store.db.exec(`PRAGMA user_version = ${Math.trunc(migration.version)}`)
+      return true
     })
-    applied++
+    if (ran) applied++
   }
   return applied
 }

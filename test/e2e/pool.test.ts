@@ -97,7 +97,8 @@ describe('pool supervisor', () => {
       const oldPid = victim.pid as number
       signalGroup(oldPid, 'SIGKILL')
       await until('the killed worker leaves routing', () => victim.state !== 'healthy' || victim.pid !== oldPid)
-      if (victim.state !== 'healthy') expect(engine.scheduler.states.size).toBe(1)
+      const usable = () => [...engine.scheduler.states.values()].filter((state) => state.usable).length
+      if (victim.state !== 'healthy') expect(usable()).toBe(1)
       // Requests made while it restarts are served by its sibling.
       const answers = await Promise.all([1, 2, 3, 4].map((n) => ask(engine, n)))
       expect(answers.map((a) => a.message.content)).toEqual(['echo: hi 1', 'echo: hi 2', 'echo: hi 3', 'echo: hi 4'])
@@ -106,8 +107,28 @@ describe('pool supervisor', () => {
       expect(victim.restarts).toBe(1)
       expect(other.restarts).toBe(0)
       expect(isAlive(oldPid)).toBe(false)
-      expect(engine.scheduler.states.size).toBe(2)
+      expect(usable()).toBe(2)
       expect((await ask(engine, 5)).message.content).toBe('echo: hi 5')
+    },
+    TEST_TIMEOUT,
+  )
+
+  test(
+    'kill -9 the only worker of a pool: a request made meanwhile waits for the restart instead of failing',
+    async () => {
+      const config = poolConfig([], { pool_size: 1 }, { pool_queue_timeout: 15_000 })
+      const engine = new Engine({ config, backends: [], cache: null, healthIntervalMs: 0 })
+      const supervisor = supervise(config, { scheduler: engine.scheduler, timing: { ...FAST, restartInitialMs: 500 } })
+      await supervisor.start()
+      const [only] = supervisor.workers as [Worker]
+      track(supervisor.workers)
+      const oldPid = only.pid as number
+      signalGroup(oldPid, 'SIGKILL')
+      await until('the killed worker leaves routing', () => only.state !== 'healthy')
+      const answer = await ask(engine, 1)
+      expect(answer.message.content).toBe('echo: hi 1')
+      expect(only.pid).not.toBe(oldPid)
+      track(supervisor.workers)
     },
     TEST_TIMEOUT,
   )

@@ -1,11 +1,12 @@
 /**
  * A tiny model server, run as a real `command` pool worker in tests:
  *   bun test/helpers/model-server.ts --port N [--model NAME] [--crash-on-start] [--hang-after MS]
- *     [--die-after-requests N] [--delay-ms MS]
+ *     [--die-after-requests N] [--delay-ms MS] [--mark FILE]
  * Serves /health, Ollama's /api/version, /api/tags, /api/ps, /api/chat (one answer or an NDJSON stream that
  * echoes the last message) and /api/embed. --hang-after: after MS ms nothing is answered any more (the
  * process stays up); --die-after-requests: exit(3) after N model requests.
  */
+import { appendFileSync } from 'node:fs'
 import { parseArgs } from 'node:util'
 
 const { values } = parseArgs({
@@ -17,9 +18,12 @@ const { values } = parseArgs({
     'hang-after': { type: 'string' },
     'die-after-requests': { type: 'string' },
     'delay-ms': { type: 'string', default: '0' },
+    mark: { type: 'string' },
   },
 })
 
+// --mark FILE: one line per start, so a test can count spawns from outside the supervisor.
+if (values.mark) appendFileSync(values.mark, `${process.pid}\n`)
 if (values['crash-on-start']) process.exit(3)
 
 const startedAt = Date.now()
@@ -59,7 +63,7 @@ async function embed(req: Request): Promise<Response> {
   return json({ model, embeddings: inputs.map((s) => [s.length, 1, 0]) })
 }
 
-Bun.serve({
+const server = Bun.serve({
   hostname: '127.0.0.1',
   port: Number(values.port ?? 0),
   idleTimeout: 0,
@@ -76,3 +80,5 @@ Bun.serve({
     return new Response('not found', { status: 404 })
   },
 })
+
+console.log(`model-server pid ${process.pid} listening on 127.0.0.1:${server.port}`)
