@@ -4,7 +4,9 @@
  * `restart` and `reset` go through the supervisor's control socket; `logs` reads the worker logs. All of
  * them work from another terminal while `orch pool start` or `orch serve` runs with the same ORCH_HOME.
  */
+
 import { listServices, SERVE_SERVICE } from '../src/daemon/logfile.ts'
+import { daemonState } from '../src/daemon/pidfile.ts'
 import { ExitCode, OrchError, UsageError } from '../src/errors.ts'
 import { logger } from '../src/log.ts'
 import { type ControlCommand, type ControlRequest, controlSocketPath, sendControl } from '../src/pool/control.ts'
@@ -33,6 +35,50 @@ export interface WorkerStatus {
 
 const LIVE = new Set(['starting', 'healthy', 'unhealthy', 'draining'])
 
+/** Seed 004's pool stats. Queue figures live in orch serve's scheduler: null when no serve is running here. */
+export interface PoolStats {
+  requests: number
+  queued: number | null
+  errors: number | null
+  queue_timeouts: number | null
+  pool_saturated: number | null
+  workers: number
+  available: number
+  busy: number
+}
+
+type QueueFigures = Pick<PoolStats, 'queued' | 'errors' | 'queue_timeouts' | 'pool_saturated'>
+
+/** Pure: worker figures from the recorded rows, queue figures from a running serve's /stats (if any). */
+export function poolStats(workers: WorkerStatus[], queue: QueueFigures | undefined): PoolStats {
+  const live = workers.filter((w) => LIVE.has(w.state))
+  return {
+    requests: workers.reduce((n, w) => n + w.served, 0),
+    queued: queue?.queued ?? null,
+    errors: queue?.errors ?? null,
+    queue_timeouts: queue?.queue_timeouts ?? null,
+    pool_saturated: queue?.pool_saturated ?? null,
+    workers: live.length,
+    available: live.filter((w) => w.state === 'healthy' && w.inflight === 0).length,
+    busy: live.filter((w) => w.inflight > 0).length,
+  }
+}
+
+/** The queue figures of the orch serve running on this home, if one answers. */
+async function serveQueueFigures(home: string, token: string | undefined): Promise<QueueFigures | undefined> {
+  const daemon = daemonState(home)
+  if (!daemon.running) return undefined
+  try {
+    const response = await fetch(`${daemon.info.url}/stats`, {
+      headers: token ? { authorization: `Bearer ${token}` } : {},
+      signal: AbortSignal.timeout(2000),
+    })
+    return response.ok ? ((await response.json()) as QueueFigures) : undefined
+  } catch {
+    return undefined
+  }
+}
+
 /** Rows as the user should see them: a worker whose orch is gone is reported stopped. */
 export function workerStatus(rows: WorkerRow[], now: number, ownerAlive: (pid: number) => boolean): WorkerStatus[] {
   return rows.map((row) => {
@@ -53,6 +99,15 @@ export function workerStatus(rows: WorkerRow[], now: number, ownerAlive: (pid: n
       last_heartbeat: row.last_heartbeat === null ? null : new Date(row.last_heartbeat).toISOString(),
     }
   })
+}
+
+export function formatStats(stats: PoolStats): string {
+  const figure = (n: number | null) => (n === null ? '-' : String(n))
+  return (
+    `workers ${stats.workers}, available ${stats.available}, busy ${stats.busy}, requests ${stats.requests}; ` +
+    `queued ${figure(stats.queued)}, errors ${figure(stats.errors)}, queue timeouts ${figure(stats.queue_timeouts)}, ` +
+    `saturated ${figure(stats.pool_saturated)}${stats.queued === null ? ' (queue figures: run orch serve --detach on this home)' : ''}`
+  )
 }
 
 export function formatStatus(workers: WorkerStatus[]): string {
@@ -118,16 +173,18 @@ const start = defineOrchCommand({
 const status = defineOrchCommand({
   meta: { name: 'status', description: 'Pool workers: pid, port, GPU, state, uptime, restarts, requests served' },
   args: { ...globalArgs },
-  run({ args }) {
-    const { home } = loadConfig(args)
+  async run({ args }) {
+    const { home, config } = loadConfig(args)
     const store = openStore(home)
+    let workers: WorkerStatus[]
     try {
-      const workers = workerStatus(listWorkers(store), Date.now(), (pid) => pid === process.pid || isAlive(pid))
-      if (args.json) printJson(workers)
-      else printText(formatStatus(workers))
+      workers = workerStatus(listWorkers(store), Date.now(), (pid) => pid === process.pid || isAlive(pid))
     } finally {
       store.close()
     }
+    const stats = poolStats(workers, await serveQueueFigures(home, config.server.token))
+    if (args.json) printJson({ workers, stats })
+    else printText(`${formatStatus(workers)}\n\n${formatStats(stats)}`)
   },
 })
 

@@ -3,7 +3,7 @@ import { afterAll, expect, test } from 'bun:test'
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import type { WorkerStatus } from '../../commands/pool.ts'
+import type { PoolStats, WorkerStatus } from '../../commands/pool.ts'
 import { groupAlive, signalGroup } from '../../src/pool/proc.ts'
 
 const CLI = join(import.meta.dir, '..', '..', 'commands', 'index.ts')
@@ -23,6 +23,10 @@ function env(): Record<string, string> {
 }
 
 async function status(config: string): Promise<WorkerStatus[]> {
+  return (await statusWithStats(config)).workers
+}
+
+async function statusWithStats(config: string): Promise<{ workers: WorkerStatus[]; stats: PoolStats }> {
   const proc = Bun.spawn([process.execPath, '--no-env-file', CLI, 'pool', 'status', '--json', '--config', config, '--home', dir], {
     stdout: 'pipe',
     stderr: 'pipe',
@@ -30,7 +34,7 @@ async function status(config: string): Promise<WorkerStatus[]> {
   })
   const [out, code] = await Promise.all([new Response(proc.stdout).text(), proc.exited])
   expect(code).toBe(0)
-  return JSON.parse(out) as WorkerStatus[]
+  return JSON.parse(out) as { workers: WorkerStatus[]; stats: PoolStats }
 }
 
 test('pool start runs the workers until Ctrl-C, pool status reports them from another process', async () => {
@@ -60,6 +64,9 @@ test('pool start runs the workers until Ctrl-C, pool status reports them from an
   for (const pid of pids) started.add(pid)
   expect(workers.map((w) => w.id)).toEqual(['gen-1', 'gen-2'])
   expect(workers.every((w) => typeof w.port === 'number' && w.restarts === 0)).toBe(true)
+  // Seed 004's stats: worker figures from the records; queue figures need a running orch serve (none here).
+  const { stats } = await statusWithStats(config)
+  expect(stats).toMatchObject({ workers: 2, available: 2, busy: 0, requests: 0, queued: null, pool_saturated: null })
   orch.kill('SIGINT')
   expect(await orch.exited).toBe(0)
   expect(pids.every((pid) => !groupAlive(pid))).toBe(true)

@@ -28,7 +28,7 @@ const spawns = () => (existsSync(marks) ? readFileSync(marks, 'utf8').trim().spl
 async function status(): Promise<Record<string, WorkerStatus>> {
   const res = await pool(['status', '--json'])
   if (res.code !== 0) throw new Error(`pool status: exit ${res.code}: ${res.stderr}`)
-  const workers = res.json<WorkerStatus[]>()
+  const workers = res.json<{ workers: WorkerStatus[] }>().workers
   for (const w of workers) if (w.pid) seen.add(w.pid)
   return Object.fromEntries(workers.map((w) => [w.id, w]))
 }
@@ -271,7 +271,7 @@ test(
       while (!(before.length === 2 && before.every((w) => w.state === 'healthy'))) {
         if (Date.now() > deadline) throw new Error(`workers not healthy: ${JSON.stringify(before)}`)
         await Bun.sleep(150)
-        before = (await cli(['status', '--json'])).json<WorkerStatus[]>()
+        before = (await cli(['status', '--json'])).json<{ workers: WorkerStatus[] }>().workers
       }
       const oldPids = before.map((w) => w.pid as number)
       for (const pid of oldPids) seen.add(pid)
