@@ -6,6 +6,7 @@
  */
 import { closeSync, existsSync, fstatSync, openSync, readdirSync, readSync, renameSync, rmSync, statSync } from 'node:fs'
 import { join } from 'node:path'
+import { waitOrAbort } from '../wait.ts'
 
 export const SERVE_SERVICE = 'serve'
 /** serve.log is rotated at start when it is larger than this; serve.log.1 … .3 are kept. */
@@ -163,7 +164,7 @@ export async function followFile(file: string, options: FollowOptions): Promise<
         closeSync(fd)
       }
     }
-    await sleep(interval, options.signal)
+    await waitOrAbort(interval, options.signal)
   }
 }
 
@@ -173,16 +174,4 @@ function inodeOf(file: string): number | undefined {
   } catch {
     return undefined
   }
-}
-
-function sleep(ms: number, signal: AbortSignal): Promise<void> {
-  return new Promise((resolve) => {
-    const timer = setTimeout(done, ms)
-    function done() {
-      clearTimeout(timer)
-      signal.removeEventListener('abort', done)
-      resolve()
-    }
-    signal.addEventListener('abort', done, { once: true })
-  })
 }

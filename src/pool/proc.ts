@@ -6,19 +6,7 @@ import { readdirSync, readFileSync } from 'node:fs'
 
 export const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms))
 
-/** Sleep that ends early when `signal` aborts. */
-export function waitOrAbort(ms: number, signal: AbortSignal): Promise<void> {
-  return new Promise((resolve) => {
-    if (signal.aborted) return resolve()
-    const timer = setTimeout(done, ms)
-    function done() {
-      clearTimeout(timer)
-      signal.removeEventListener('abort', done)
-      resolve()
-    }
-    signal.addEventListener('abort', done, { once: true })
-  })
-}
+export { waitOrAbort } from '../wait.ts'
 
 /** One health request: true on a 2xx within `timeoutMs`. */
 export async function ping(url: string, timeoutMs: number): Promise<boolean> {

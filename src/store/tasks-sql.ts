@@ -4,31 +4,14 @@
  * json_each, so the statement text never varies and stays in the Store's statement cache.
  */
 import { ExitCode, OrchError } from '../errors.ts'
-import type { Task, TaskError, TaskState } from './tasks-types.ts'
+import type { Task, TaskError } from './tasks-types.ts'
 
-export interface TaskRow {
-  id: string
-  type: string
-  model: string | null
+/** A task as stored: the JSON columns as text, plus the claim rank (priority × aging − created_at). */
+export type TaskRow = Omit<Task, 'payload' | 'result' | 'error'> & {
   payload: string | null
-  priority: number
-  tenant: string
-  idempotency_key: string | null
-  state: TaskState
-  attempts: number
-  max_attempts: number
-  stalled_count: number
-  lease_owner: string | null
-  lease_expires_at: number | null
-  run_after: number
-  claim_rank: number
   result: string | null
   error: string | null
-  fail_reason: Task['fail_reason']
-  created_at: number
-  updated_at: number
-  started_at: number | null
-  finished_at: number | null
+  claim_rank: number
 }
 
 /** `payload`: the submitted value itself, when known, saves parsing back what was just serialised. */
