@@ -31,6 +31,7 @@ const COMMANDS: Record<string, CommandEntry> = {
   },
   config: { description: 'Show, validate and create the configuration', load: () => import('./config.ts') },
   pool: { description: 'Supervise local model-server processes (Ollama, llama.cpp, any command)', load: () => import('./pool.ts') },
+  batch: { description: 'Score folders of cloud metric JSON: run, tick, schedule, status, reset', load: () => import('./batch.ts') },
   doctor: { description: 'Check the machine and the configuration, with the fix for each problem', load: () => import('./doctor.ts') },
   cache: { description: 'Inspect and empty the LLM response cache', load: () => import('./cache.ts') },
 }

@@ -135,4 +135,22 @@ export const MIGRATIONS: readonly Migration[] = [
       );
     `,
   },
+  {
+    version: 5,
+    name: 'batches',
+    // One row per batch folder `orch batch` has run, keyed by its absolute path (as seed 003's processed.json).
+    // A failed run is recorded too (exit_status 1 or 2), so one broken folder does not block every later tick.
+    up: `
+      CREATE TABLE batches (
+        path         TEXT PRIMARY KEY,
+        name         TEXT NOT NULL,
+        processed_at INTEGER NOT NULL,
+        exit_status  INTEGER NOT NULL,
+        summary      TEXT,
+        error        TEXT,
+        result_path  TEXT
+      );
+      CREATE INDEX batches_name ON batches (name);
+    `,
+  },
 ]

@@ -1,0 +1,206 @@
+/**
+ * `orch batch`: seed 003's batch runner. One folder under `batch.inputs_root` is one batch; `tick` runs the
+ * newest pending one, `schedule` ticks every interval, `run` scores one folder now. Exit codes as the
+ * seed: 0 done (or nothing pending), 1 engine failure, 2 result file not written.
+ */
+import { existsSync, statSync } from 'node:fs'
+import { basename, join, resolve } from 'node:path'
+import { engineFor } from '../src/batch/run-engine.ts'
+import {
+  type BatchSettings,
+  checkBatchName,
+  listBatchFolders,
+  RESULT_FILE,
+  type RunOutcome,
+  resolveSettings,
+  scoreFolder,
+  seedStateFile,
+  tick,
+} from '../src/batch/runner.ts'
+import { runSchedule } from '../src/batch/schedule.ts'
+import { forgetBatch, importProcessedJson, listProcessed } from '../src/batch/state.ts'
+import { OrchError, UsageError } from '../src/errors.ts'
+import { openStore, type Store } from '../src/store/db.ts'
+import { defineOrchCommand, type GlobalArgValues, globalArgs, printJson, printText } from './_args.ts'
+import { loadConfig } from './_config.ts'
+
+interface Context {
+  settings: BatchSettings
+  engineCommand: string[]
+  intervalSeconds: number
+  store: Store
+}
+
+function withContext<T>(args: GlobalArgValues, fn: (ctx: Context) => T | Promise<T>): Promise<T> {
+  const resolved = loadConfig(args)
+  const { batch } = resolved.config
+  const store = openStore(resolved.home)
+  const ctx = {
+    settings: resolveSettings(batch, process.cwd()),
+    engineCommand: batch.engine_command,
+    intervalSeconds: batch.interval_seconds,
+    store,
+  }
+  return Promise.resolve()
+    .then(() => fn(ctx))
+    .finally(() => store.close())
+}
+
+function report(outcome: RunOutcome, json: boolean | undefined): number {
+  if (json)
+    printJson({
+      exit_code: outcome.exitCode,
+      batch: outcome.batch ?? null,
+      result_path: outcome.resultPath ?? null,
+      error: outcome.error ?? null,
+      result: outcome.result ?? null,
+    })
+  else if (outcome.error) process.stderr.write(`error: ${outcome.error}\n`)
+  else if (outcome.batch) printText(`${outcome.batch}: ${outcome.result?.summary.scored_metrics} metric(s) scored → ${outcome.resultPath}`)
+  else printText('nothing pending')
+  return outcome.exitCode
+}
+
+const run = defineOrchCommand({
+  meta: { name: 'run', description: 'Score one batch folder now and write its result.json' },
+  args: {
+    ...globalArgs,
+    dir: { type: 'positional', required: true, valueHint: 'DIR', description: 'Folder of metric JSON files' },
+    out: { type: 'string', valueHint: 'FILE', description: 'Write the result here instead of <outputs_root>/<batch>/result.json' },
+  },
+  examples: ['orch batch run examples/Inputs/Sample1', 'orch batch run Data/Inputs/Sample2 --out result.json --json'],
+  run({ args }) {
+    const dir = resolve(args.dir)
+    if (!existsSync(dir) || !statSync(dir).isDirectory()) {
+      throw new UsageError(`${args.dir} is not a folder`, { hint: 'pass a folder holding the batch’s metric JSON files' })
+    }
+    return withContext(args, async (ctx) => {
+      const out = args.out ? resolve(args.out) : join(ctx.settings.outputsRoot, checkBatchName(basename(dir)), RESULT_FILE)
+      const outcome = await scoreFolder(dir, out, engineFor(ctx.engineCommand))
+      if (args.json) {
+        if (outcome.exitCode === 0) printJson(outcome.result)
+        else printJson({ error: { code: outcome.exitCode === 1 ? 'E_BATCH_ENGINE' : 'E_BATCH_WRITE', message: outcome.error } })
+        if (outcome.error) process.stderr.write(`error: ${outcome.error}\n`)
+        return outcome.exitCode
+      }
+      return report(outcome, false)
+    })
+  },
+})
+
+const tickCommand = defineOrchCommand({
+  meta: { name: 'tick', description: 'Run the runner once: process the newest pending batch, if any' },
+  args: { ...globalArgs },
+  examples: ['orch batch tick', 'orch batch tick --json'],
+  run({ args }) {
+    return withContext(args, async (ctx) =>
+      report(await tick(ctx.settings, { store: ctx.store, engine: engineFor(ctx.engineCommand) }), args.json),
+    )
+  },
+})
+
+const schedule = defineOrchCommand({
+  meta: { name: 'schedule', description: 'Tick at once, then every interval, until Ctrl-C' },
+  args: {
+    ...globalArgs,
+    interval: { type: 'string', valueHint: 'SECONDS', description: 'Seconds between ticks (default batch.interval_seconds, 600)' },
+    all: { type: 'boolean', description: 'Drain every pending batch each tick instead of one' },
+  },
+  examples: ['orch batch schedule', 'orch batch schedule --interval 60 --all'],
+  run({ args }) {
+    const interval = args.interval === undefined ? undefined : Number(args.interval)
+    if (interval !== undefined && !(Number.isFinite(interval) && interval > 0)) {
+      throw new UsageError(`--interval: expected a positive number of seconds, got "${args.interval}"`, {
+        hint: 'orch batch schedule --interval 600',
+      })
+    }
+    return withContext(args, async (ctx) => {
+      const stop = new AbortController()
+      process.removeAllListeners('SIGINT')
+      process.once('SIGINT', () => stop.abort())
+      const engine = engineFor(ctx.engineCommand)
+      await runSchedule({
+        intervalMs: (interval ?? ctx.intervalSeconds) * 1000,
+        all: args.all === true,
+        signal: stop.signal,
+        tick: () => tick(ctx.settings, { store: ctx.store, engine }),
+        onTick: (outcome) => {
+          if (outcome.batch) report(outcome, args.json)
+        },
+      })
+      return 0
+    })
+  },
+})
+
+const status = defineOrchCommand({
+  meta: { name: 'status', description: 'Pending, locked and processed batches, with their result summaries' },
+  args: { ...globalArgs },
+  examples: ['orch batch status', 'orch batch status --json'],
+  run({ args }) {
+    return withContext(args, ({ settings, store }) => {
+      importProcessedJson(store, seedStateFile(settings), Date.now())
+      const folders = listBatchFolders(settings, store)
+      const names = (state: string) => folders.filter((f) => f.state === state).map((f) => f.name)
+      const processed = listProcessed(store).map((r) => ({ ...r, processed_at: new Date(r.processed_at).toISOString() }))
+      const view = {
+        inputs_root: settings.inputsRoot,
+        pending: names('pending'),
+        locked: names('locked'),
+        empty: names('empty'),
+        processed,
+      }
+      if (args.json) return printJson(view)
+      const lines = [
+        `Batches in ${settings.inputsRoot}`,
+        `  pending    ${view.pending.join(', ') || '-'}`,
+        `  locked     ${view.locked.join(', ') || '-'}`,
+      ]
+      if (view.empty.length) lines.push(`  no inputs  ${view.empty.join(', ')}`)
+      lines.push(`  processed  ${processed.length === 0 ? '-' : ''}`)
+      for (const r of processed) {
+        const summary = r.summary as { overall_score?: unknown; scored_metrics?: unknown } | null
+        const detail =
+          r.exit_status === 0
+            ? summary
+              ? `score ${summary.overall_score ?? '?'}, ${summary.scored_metrics ?? '?'} metric(s)`
+              : 'imported'
+            : `exit ${r.exit_status}: ${r.error ?? ''}`
+        lines.push(`    ${r.name.padEnd(20)} ${r.processed_at}  ${detail}`)
+      }
+      printText(lines.join('\n'))
+    })
+  },
+})
+
+const reset = defineOrchCommand({
+  meta: { name: 'reset', description: 'Forget that a batch was processed, so the next tick runs it again' },
+  args: {
+    ...globalArgs,
+    name: { type: 'positional', required: true, valueHint: 'NAME', description: 'Batch folder name under inputs_root' },
+  },
+  examples: ['orch batch reset Sample1'],
+  run({ args }) {
+    const name = checkBatchName(args.name)
+    return withContext(args, ({ settings, store }) => {
+      importProcessedJson(store, seedStateFile(settings), Date.now())
+      const removed = forgetBatch(store, join(settings.inputsRoot, name)) + forgetBatch(store, name)
+      if (removed === 0)
+        throw new OrchError(`batch "${name}" is not processed; nothing to reset`, { code: 'E_BATCH_UNKNOWN', hint: 'orch batch status' })
+      if (args.json) printJson({ reset: name })
+      else printText(`${name} will be processed again on the next tick`)
+    })
+  },
+})
+
+export default defineOrchCommand({
+  meta: { name: 'batch', description: 'Score folders of cloud metric JSON: run, tick, schedule, status, reset' },
+  subCommands: { run, tick: tickCommand, schedule, status, reset },
+  examples: [
+    'orch batch run examples/Inputs/Sample1',
+    'orch batch tick',
+    'orch batch schedule --interval 600',
+    'orch batch status --json',
+    'orch batch reset Sample1',
+  ],
+})

@@ -1,0 +1,55 @@
+/**
+ * How the runner calls an engine: the built-in one (`engine.ts`, loaded only when a batch is scored), or
+ * seed 003's `engine_command`, an argv run with the batch path appended whose stdout JSON is the result.
+ * Either way the result must have `metrics` and a `summary` with at least one scored metric.
+ */
+
+export interface BatchResult {
+  metrics: Record<string, unknown>
+  summary: { scored_metrics: number } & Record<string, unknown>
+}
+
+export interface BatchEngine {
+  name: string
+  score(dir: string): Promise<BatchResult>
+}
+
+/** Throws when the value is not a usable result; a batch where nothing could be scored fails. */
+export function checkResult(value: unknown): BatchResult {
+  const result = value as Partial<BatchResult> | null
+  if (typeof result !== 'object' || result === null || typeof result.metrics !== 'object' || result.metrics === null) {
+    throw new Error('the engine returned no `metrics` object')
+  }
+  const scored = result.summary?.scored_metrics
+  if (typeof scored !== 'number') throw new Error('the engine returned no `summary.scored_metrics`')
+  if (scored < 1) throw new Error('no metric could be scored (no mapped input file was usable)')
+  return result as BatchResult
+}
+
+export const builtinEngine: BatchEngine = {
+  name: 'builtin',
+  async score(dir) {
+    const { readBatchInputs, scoreBatch } = await import('./engine.ts')
+    return checkResult(await scoreBatch(await readBatchInputs(dir)))
+  },
+}
+
+export function commandEngine(argv: string[]): BatchEngine {
+  return {
+    name: argv.join(' '),
+    async score(dir) {
+      const proc = Bun.spawn([...argv, dir], { stdout: 'pipe', stderr: 'pipe', stdin: 'ignore' })
+      const [stdout, stderr, code] = await Promise.all([new Response(proc.stdout).text(), new Response(proc.stderr).text(), proc.exited])
+      if (code !== 0) throw new Error(`\`${argv.join(' ')}\` exited with ${code}${stderr.trim() ? `: ${stderr.trim().slice(-500)}` : ''}`)
+      let parsed: unknown
+      try {
+        parsed = JSON.parse(stdout)
+      } catch {
+        throw new Error(`\`${argv.join(' ')}\` did not print a JSON result on stdout`)
+      }
+      return checkResult(parsed)
+    },
+  }
+}
+
+export const engineFor = (engineCommand: string[]): BatchEngine => (engineCommand.length > 0 ? commandEngine(engineCommand) : builtinEngine)

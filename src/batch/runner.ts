@@ -1,0 +1,220 @@
+/**
+ * The batch runner, exactly seed 003's rules: list the batch folders under inputs_root; pending = at least
+ * one file matching `file_glob_patterns` at the batch root, not processed, no `.lock`; pick the newest by
+ * mtime; create `.lock` (exclusive); run the engine; write `<outputs_root>/<batch>/result.json`
+ * atomically; mark processed; remove the lock, on failure too. Exit codes: 0 done or nothing pending,
+ * 1 engine failure, 2 result not written.
+ */
+import { closeSync, existsSync, mkdirSync, openSync, readdirSync, realpathSync, renameSync, rmSync, statSync, writeSync } from 'node:fs'
+import { basename, dirname, isAbsolute, join, relative, resolve, sep } from 'node:path'
+import { OrchError } from '../errors.ts'
+import { logger } from '../log.ts'
+import type { Store } from '../store/db.ts'
+import { type BatchEngine, type BatchResult, builtinEngine, checkResult } from './run-engine.ts'
+import { importProcessedJson, isProcessed, markProcessed } from './state.ts'
+
+export type { BatchEngine, BatchResult } from './run-engine.ts'
+
+export const LOCK_FILE = '.lock'
+export const RESULT_FILE = 'result.json'
+
+export interface BatchSettings {
+  /** Absolute. */
+  inputsRoot: string
+  /** Absolute. */
+  outputsRoot: string
+  patterns: string[]
+}
+
+export interface RunnerDeps {
+  store: Store
+  engine?: BatchEngine
+  now?: () => number
+}
+
+export type BatchState = 'pending' | 'processed' | 'locked' | 'empty' | 'outside'
+
+export interface BatchFolder {
+  name: string
+  path: string
+  mtimeMs: number
+  state: BatchState
+}
+
+export interface RunOutcome {
+  exitCode: 0 | 1 | 2
+  batch?: string
+  resultPath?: string
+  result?: BatchResult
+  error?: string
+}
+
+const SKIP_REASON: Record<Exclude<BatchState, 'pending'>, string> = {
+  processed: 'already processed',
+  locked: 'locked',
+  empty: 'no input files',
+  outside: 'resolves outside inputs_root',
+}
+
+export function resolveSettings(batch: { inputs_root: string; outputs_root: string; file_glob_patterns: string[] }, cwd: string) {
+  return {
+    inputsRoot: resolve(cwd, batch.inputs_root),
+    outputsRoot: resolve(cwd, batch.outputs_root),
+    patterns: batch.file_glob_patterns,
+  } satisfies BatchSettings
+}
+
+/** Seed 003 kept its state in `<inputs_root>/../state/processed.json`. */
+export const seedStateFile = (settings: BatchSettings) => join(dirname(settings.inputsRoot), 'state', 'processed.json')
+
+/** A batch name is one plain path segment: no separators, no `..`, nothing hidden. */
+export function checkBatchName(name: string): string {
+  if (name === '' || name.startsWith('.') || name.includes('/') || name.includes('\\') || name.includes('\0')) {
+    throw new OrchError(`"${name}" is not a batch name: it must be one folder name under inputs_root, without "/" or ".."`, {
+      code: 'E_BATCH_NAME',
+      exitCode: 2,
+      hint: 'orch batch status lists the batches',
+    })
+  }
+  return name
+}
+
+function isInside(root: string, path: string): boolean {
+  const rel = relative(root, path)
+  return rel !== '' && rel !== '..' && !rel.startsWith(`..${sep}`) && !isAbsolute(rel)
+}
+
+export function hasInputFiles(dir: string, patterns: string[]): boolean {
+  return patterns.some((pattern) => {
+    for (const _ of new Bun.Glob(pattern).scanSync({ cwd: dir, onlyFiles: true, dot: false })) return true
+    return false
+  })
+}
+
+/** Every folder under inputs_root with its state, sorted newest first (then by name). */
+export function listBatchFolders(settings: BatchSettings, store: Store): BatchFolder[] {
+  if (!existsSync(settings.inputsRoot)) return []
+  const root = realpathSync(settings.inputsRoot)
+  const folders: BatchFolder[] = []
+  for (const entry of readdirSync(settings.inputsRoot, { withFileTypes: true })) {
+    if (entry.name.startsWith('.')) continue
+    const path = join(settings.inputsRoot, entry.name)
+    let real: string
+    let mtimeMs: number
+    try {
+      real = realpathSync(path)
+      const stat = statSync(real)
+      if (!stat.isDirectory()) continue
+      mtimeMs = stat.mtimeMs
+    } catch {
+      continue
+    }
+    const folder = { name: entry.name, path: resolve(path), mtimeMs }
+    folders.push({ ...folder, state: folderState(root, real, folder.path, settings, store) })
+  }
+  return folders.sort((a, b) => b.mtimeMs - a.mtimeMs || a.name.localeCompare(b.name))
+}
+
+function folderState(root: string, real: string, path: string, settings: BatchSettings, store: Store): BatchState {
+  if (!isInside(root, real)) return 'outside'
+  if (isProcessed(store, path)) return 'processed'
+  if (existsSync(join(path, LOCK_FILE))) return 'locked'
+  return hasInputFiles(path, settings.patterns) ? 'pending' : 'empty'
+}
+
+/** Create `.lock` only if absent: of two racing ticks, exactly one gets it. */
+function acquireLock(dir: string, now: number): boolean {
+  try {
+    const fd = openSync(join(dir, LOCK_FILE), 'wx')
+    writeSync(fd, JSON.stringify({ pid: process.pid, locked_at: new Date(now).toISOString() }))
+    closeSync(fd)
+    return true
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'EEXIST') return false
+    throw error
+  }
+}
+
+/** Temp file beside the target, then rename: a reader never sees half a result. */
+export function writeResultAtomic(file: string, result: BatchResult): void {
+  mkdirSync(dirname(file), { recursive: true })
+  const temp = `${file}.tmp-${process.pid}-${Date.now()}`
+  try {
+    const fd = openSync(temp, 'w')
+    try {
+      writeSync(fd, `${JSON.stringify(result, null, 2)}\n`)
+    } finally {
+      closeSync(fd)
+    }
+    renameSync(temp, file)
+  } catch (error) {
+    rmSync(temp, { force: true })
+    throw error
+  }
+}
+
+/** Score one folder and write its result; failures become exit codes 1 (engine) and 2 (write). */
+export async function scoreFolder(dir: string, resultPath: string, engine: BatchEngine): Promise<RunOutcome> {
+  const batch = basename(dir)
+  let result: BatchResult
+  try {
+    result = checkResult(await engine.score(dir))
+  } catch (error) {
+    return { exitCode: 1, batch, error: `engine failed on ${batch}: ${(error as Error).message}` }
+  }
+  try {
+    writeResultAtomic(resultPath, result)
+  } catch (error) {
+    return { exitCode: 2, batch, result, error: `cannot write ${resultPath}: ${(error as Error).message}` }
+  }
+  return { exitCode: 0, batch, result, resultPath }
+}
+
+/** One runner pass: process at most one pending batch, the newest. */
+export async function tick(settings: BatchSettings, deps: RunnerDeps): Promise<RunOutcome> {
+  const log = logger('batch')
+  const now = deps.now ?? Date.now
+  const imported = importProcessedJson(deps.store, seedStateFile(settings), now())
+  if (imported > 0) log.info(`imported ${imported} processed batch(es) from ${seedStateFile(settings)}`)
+  const folders = listBatchFolders(settings, deps.store)
+  log.info(`[runner] subdirs: ${JSON.stringify(folders.map((f) => f.name))}`)
+  for (const folder of folders) if (folder.state !== 'pending') log.info(`skip ${folder.name}: ${SKIP_REASON[folder.state]}`)
+  const pending = folders.filter((f) => f.state === 'pending')
+  log.info(`pending candidates: ${JSON.stringify(pending.map((f) => f.name))}`)
+  for (const folder of pending) {
+    if (!acquireLock(folder.path, now())) {
+      log.info(`skip ${folder.name}: locked`)
+      continue
+    }
+    try {
+      // Another tick may have finished this batch between our listing and our lock.
+      if (isProcessed(deps.store, folder.path)) {
+        log.info(`skip ${folder.name}: already processed`)
+        continue
+      }
+      return await processFolder(folder, settings, deps, now)
+    } finally {
+      rmSync(join(folder.path, LOCK_FILE), { force: true })
+    }
+  }
+  return { exitCode: 0 }
+}
+
+async function processFolder(folder: BatchFolder, settings: BatchSettings, deps: RunnerDeps, now: () => number): Promise<RunOutcome> {
+  const log = logger('batch')
+  log.info(`processing ${folder.name}`)
+  const resultPath = join(settings.outputsRoot, folder.name, RESULT_FILE)
+  const outcome = await scoreFolder(folder.path, resultPath, deps.engine ?? builtinEngine)
+  markProcessed(deps.store, {
+    path: folder.path,
+    name: folder.name,
+    processed_at: now(),
+    exit_status: outcome.exitCode,
+    summary: outcome.result?.summary ?? null,
+    error: outcome.error ?? null,
+    result_path: outcome.exitCode === 0 ? resultPath : null,
+  })
+  // The error itself is the caller's to report (stderr or --json); only success is logged here.
+  if (!outcome.error) log.info(`${folder.name}: wrote ${resultPath}`)
+  return outcome
+}

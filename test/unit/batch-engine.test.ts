@@ -1,0 +1,128 @@
+import { afterAll, describe, expect, test } from 'bun:test'
+import { mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { type BatchInput, readBatchInputs, scoreBatch } from '../../src/batch/engine.ts'
+import { METRICS } from '../../src/batch/registry.ts'
+
+const EXAMPLES = join(import.meta.dir, '../../examples/Inputs')
+const text = (v: unknown): BatchInput => ({ text: JSON.stringify(v) })
+const SEED_LB = {
+  load_balancers: [{ id: 'alb-1', lat_p95: 120, lat_p99: 240, r5xx: 0.002, unhealthy_minutes: 1, requests: 1800000 }],
+  slo: { p95_ms: 200, p99_ms: 400, '5xx_rate_max': 0.005 },
+}
+
+const tmp = mkdtempSync(join(tmpdir(), 'orch-batch-engine-'))
+afterAll(() => rmSync(tmp, { recursive: true, force: true }))
+
+describe('batch registry', () => {
+  test('16 dotted ids mapped to the seed file names, every category used', () => {
+    expect(METRICS).toHaveLength(16)
+    for (const m of METRICS) expect(m.file).toBe(`${m.id.replace('.', '_')}.json`)
+    expect(new Set(METRICS.map((m) => m.category))).toEqual(new Set(['reliability', 'cost', 'security', 'efficiency']))
+    expect(METRICS.every((m) => m.weight > 0 && m.why.length > 0)).toBe(true)
+  })
+  test('docs/batch-metrics.md documents every metric with its file and weight', async () => {
+    const doc = await Bun.file(join(import.meta.dir, '../../docs/batch-metrics.md')).text()
+    for (const m of METRICS) {
+      expect(doc).toContain(`## \`${m.id}\``)
+      expect(doc).toContain(`File \`${m.file}\` · category ${m.category} · weight ${m.weight}`)
+    }
+  })
+})
+
+describe('scoreBatch', () => {
+  test('the seed Sample1 folder: both metrics 5.0, summary in seed shape', () => {
+    const r = scoreBatch(readBatchInputs(join(EXAMPLES, 'Sample1')))
+    expect(Object.keys(r.metrics).sort()).toEqual(['availability.incidents', 'lb.performance'])
+    expect(Object.keys(r.summary)).toEqual(['overall_score', 'category_scores', 'breakdown', 'scored_metrics'])
+    expect(r.summary.category_scores).toEqual({ reliability: 5 })
+    expect(r.summary.overall_score).toBe(5)
+    expect(r.summary.scored_metrics).toBe(2)
+  })
+
+  test('weights are renormalised over the metrics present (hand-computed)', () => {
+    const r = scoreBatch(
+      new Map<string, BatchInput>([
+        ['lb.performance', text(SEED_LB)], // 5.0, weight 1
+        ['availability.incidents', text({ incidents: [{ severity: 'sev1' }], slo_breaches: [] })], // 3.5, weight 1.5
+        ['security.encryption', text({ resources: [{ id: 'a', encrypted_at_rest: false, encrypted_in_transit: true }] })], // 1.5, weight 1
+      ]),
+    )
+    // reliability (5×1 + 3.5×1.5) / 2.5 = 4.1; security 1.5; overall (5 + 5.25 + 1.5) / 3.5 = 3.357
+    expect(r.summary.category_scores).toEqual({ reliability: 4.1, security: 1.5 })
+    expect(r.summary.overall_score).toBe(3.4)
+    expect(r.summary.scored_metrics).toBe(3)
+    expect(r.summary.breakdown).toEqual([
+      {
+        category: 'reliability',
+        score: 4.1,
+        weight: 0.714,
+        metrics: [
+          { metric_id: 'lb.performance', score: 5, weight: 0.286 },
+          { metric_id: 'availability.incidents', score: 3.5, weight: 0.429 },
+        ],
+      },
+      { category: 'security', score: 1.5, weight: 0.286, metrics: [{ metric_id: 'security.encryption', score: 1.5, weight: 0.286 }] },
+    ])
+  })
+
+  test('invalid JSON is reported in its own metric; the others still score', () => {
+    const r = scoreBatch(
+      new Map<string, BatchInput>([
+        ['lb.performance', { text: '{ "load_balancers": [' }],
+        ['availability.incidents', text({ incidents: [], slo_breaches: [] })],
+        ['security.iam_risk', { error: 'security_iam_risk.json is a symbolic link; refused' }],
+      ]),
+    )
+    expect(r.metrics['lb.performance']).toMatchObject({ metric_id: 'lb.performance' })
+    expect((r.metrics['lb.performance'] as { error: string }).error).toContain('lb_performance.json is not valid JSON')
+    expect(r.metrics['security.iam_risk']).toEqual({
+      metric_id: 'security.iam_risk',
+      error: 'security_iam_risk.json is a symbolic link; refused',
+    })
+    expect(r.metrics['availability.incidents']).toMatchObject({ score: 5 })
+    expect(r.summary.scored_metrics).toBe(1)
+    expect(r.summary.category_scores).toEqual({ reliability: 5 })
+  })
+
+  test('an unusable input (confidence 0) is in metrics but not in the summary', () => {
+    const r = scoreBatch(new Map<string, BatchInput>([['lb.performance', text([])]]))
+    expect(r.metrics['lb.performance']).toMatchObject({ score: 0, confidence: 0 })
+    expect(r.summary).toEqual({ overall_score: 0, category_scores: {}, breakdown: [], scored_metrics: 0 })
+  })
+
+  test('the Full example scores all 16 metrics, well under 100 ms', () => {
+    const t0 = performance.now()
+    const r = scoreBatch(readBatchInputs(join(EXAMPLES, 'Full')))
+    expect(performance.now() - t0).toBeLessThan(100)
+    expect(r.summary.scored_metrics).toBe(16)
+    expect(Object.keys(r.summary.category_scores).sort()).toEqual(['cost', 'efficiency', 'reliability', 'security'])
+    for (const m of Object.values(r.metrics)) {
+      expect('score' in m).toBe(true)
+      if ('score' in m) expect(m.gaps).toEqual([])
+    }
+    const weights = r.summary.breakdown.flatMap((c) => c.metrics.map((m) => m.weight))
+    expect(weights.reduce((a, b) => a + b, 0)).toBeCloseTo(1, 2)
+  })
+})
+
+describe('readBatchInputs', () => {
+  test('reads only the mapped files at the batch root; links are refused', () => {
+    const dir = join(tmp, 'b1')
+    mkdirSync(join(dir, 'nested'), { recursive: true })
+    writeFileSync(join(dir, 'lb_performance.json'), JSON.stringify(SEED_LB))
+    writeFileSync(join(dir, 'notes.json'), '{}')
+    writeFileSync(join(dir, 'nested', 'db_utilization.json'), '{}')
+    writeFileSync(join(tmp, 'outside.json'), '{}')
+    symlinkSync(join(tmp, 'outside.json'), join(dir, 'security_iam_risk.json'))
+    mkdirSync(join(dir, 'tagging_coverage.json'))
+    symlinkSync(join(tmp, 'missing.json'), join(dir, 'db_utilization.json'))
+    const inputs = readBatchInputs(dir)
+    expect([...inputs.keys()].sort()).toEqual(['db.utilization', 'lb.performance', 'security.iam_risk', 'tagging.coverage'])
+    expect(inputs.get('db.utilization')).toEqual({ error: 'db_utilization.json is a symbolic link; refused' })
+    expect(inputs.get('security.iam_risk')).toEqual({ error: 'security_iam_risk.json is a symbolic link; refused' })
+    expect(inputs.get('tagging.coverage')).toEqual({ error: 'tagging_coverage.json is not a regular file' })
+    expect('text' in inputs.get('lb.performance')!).toBe(true)
+  })
+})
