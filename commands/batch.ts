@@ -5,6 +5,7 @@
  */
 import { existsSync, statSync } from 'node:fs'
 import { basename, join, resolve } from 'node:path'
+import { engineWriter, type RationaleWriter, serveWriter } from '../src/batch/rationale.ts'
 import { engineFor } from '../src/batch/run-engine.ts'
 import {
   type BatchSettings,
@@ -19,7 +20,10 @@ import {
 } from '../src/batch/runner.ts'
 import { runSchedule } from '../src/batch/schedule.ts'
 import { forgetBatch, importProcessedJson, listProcessed } from '../src/batch/state.ts'
+import type { OrchConfig } from '../src/config/schema.ts'
 import { OrchError, UsageError } from '../src/errors.ts'
+import { logger } from '../src/log.ts'
+import { Engine } from '../src/scheduler/engine.ts'
 import { openStore, type Store } from '../src/store/db.ts'
 import { defineOrchCommand, type GlobalArgValues, globalArgs, printJson, printText } from './_args.ts'
 import { loadConfig } from './_config.ts'
@@ -29,21 +33,66 @@ interface Context {
   engineCommand: string[]
   intervalSeconds: number
   store: Store
+  /** Set with `--llm` (and a backend that answered) or `--url`: a model writes the rationale. */
+  writer: RationaleWriter | undefined
 }
 
-function withContext<T>(args: GlobalArgValues, fn: (ctx: Context) => T | Promise<T>): Promise<T> {
+const rationaleArgs = {
+  llm: { type: 'boolean', description: 'A configured backend writes each rationale from the evidence (rules when none answers)' },
+  url: { type: 'string', valueHint: 'URL', description: 'A running orch serve writes each rationale' },
+  model: {
+    type: 'string',
+    valueHint: 'NAME',
+    description: 'Model for the rationale (default: the first backend’s first model, else llama3.2)',
+  },
+} as const
+
+interface RationaleArgValues {
+  llm?: boolean | undefined
+  url?: string | undefined
+  model?: string | undefined
+}
+
+const defaultModel = (config: OrchConfig): string => config.backends[0]?.models?.[0] ?? 'llama3.2'
+
+/** The writer the flags ask for, and what to close after; none (rules only) when no backend answers. */
+async function openWriter(args: RationaleArgValues, config: OrchConfig): Promise<{ writer?: RationaleWriter; close: () => Promise<void> }> {
+  const model = args.model ?? defaultModel(config)
+  const none = { close: async () => {} }
+  if (args.url !== undefined) {
+    if (!/^https?:\/\/./.test(args.url))
+      throw new UsageError(`--url must be an http(s) URL, got "${args.url}"`, { hint: 'orch batch run DIR --url http://127.0.0.1:9097' })
+    return { ...none, writer: serveWriter(args.url, config.server.token, model) }
+  }
+  if (args.llm !== true) return none
+  const engine = new Engine({ config, healthIntervalMs: 0 })
+  await engine.start()
+  const close = () => engine.close()
+  if (![...engine.scheduler.states.values()].some((s) => s.healthy === true)) {
+    logger('batch').info('--llm: no backend answered its health check; rule-based rationale')
+    return { close }
+  }
+  return { writer: engineWriter(engine, model), close }
+}
+
+async function withContext<T>(args: GlobalArgValues & RationaleArgValues, fn: (ctx: Context) => T | Promise<T>): Promise<T> {
   const resolved = loadConfig(args)
   const { batch } = resolved.config
+  const rationale = await openWriter(args, resolved.config)
   const store = openStore(resolved.home)
   const ctx = {
     settings: resolveSettings(batch, process.cwd()),
     engineCommand: batch.engine_command,
     intervalSeconds: batch.interval_seconds,
     store,
+    writer: rationale.writer,
   }
   return Promise.resolve()
     .then(() => fn(ctx))
-    .finally(() => store.close())
+    .finally(async () => {
+      store.close()
+      await rationale.close()
+    })
 }
 
 function report(outcome: RunOutcome, json: boolean | undefined): number {
@@ -65,10 +114,15 @@ const run = defineOrchCommand({
   meta: { name: 'run', description: 'Score one batch folder now and write its result.json' },
   args: {
     ...globalArgs,
+    ...rationaleArgs,
     dir: { type: 'positional', required: true, valueHint: 'DIR', description: 'Folder of metric JSON files' },
     out: { type: 'string', valueHint: 'FILE', description: 'Write the result here instead of <outputs_root>/<batch>/result.json' },
   },
-  examples: ['orch batch run examples/Inputs/Sample1', 'orch batch run Data/Inputs/Sample2 --out result.json --json'],
+  examples: [
+    'orch batch run examples/Inputs/Sample1',
+    'orch batch run Data/Inputs/Sample2 --out result.json --json',
+    'orch batch run examples/Inputs/Sample1 --llm --model llama3.2',
+  ],
   run({ args }) {
     const dir = resolve(args.dir)
     if (!existsSync(dir) || !statSync(dir).isDirectory()) {
@@ -76,7 +130,7 @@ const run = defineOrchCommand({
     }
     return withContext(args, async (ctx) => {
       const out = args.out ? resolve(args.out) : join(ctx.settings.outputsRoot, checkBatchName(basename(dir)), RESULT_FILE)
-      const outcome = await scoreFolder(dir, out, engineFor(ctx.engineCommand))
+      const outcome = await scoreFolder(dir, out, engineFor(ctx.engineCommand, ctx.writer))
       if (args.json) {
         if (outcome.exitCode === 0) printJson(outcome.result)
         else printJson({ error: { code: outcome.exitCode === 1 ? 'E_BATCH_ENGINE' : 'E_BATCH_WRITE', message: outcome.error } })
@@ -90,11 +144,11 @@ const run = defineOrchCommand({
 
 const tickCommand = defineOrchCommand({
   meta: { name: 'tick', description: 'Run the runner once: process the newest pending batch, if any' },
-  args: { ...globalArgs },
-  examples: ['orch batch tick', 'orch batch tick --json'],
+  args: { ...globalArgs, ...rationaleArgs },
+  examples: ['orch batch tick', 'orch batch tick --json', 'orch batch tick --llm'],
   run({ args }) {
     return withContext(args, async (ctx) =>
-      report(await tick(ctx.settings, { store: ctx.store, engine: engineFor(ctx.engineCommand) }), args.json),
+      report(await tick(ctx.settings, { store: ctx.store, engine: engineFor(ctx.engineCommand, ctx.writer) }), args.json),
     )
   },
 })
@@ -103,6 +157,7 @@ const schedule = defineOrchCommand({
   meta: { name: 'schedule', description: 'Tick at once, then every interval, until Ctrl-C' },
   args: {
     ...globalArgs,
+    ...rationaleArgs,
     interval: { type: 'string', valueHint: 'SECONDS', description: 'Seconds between ticks (default batch.interval_seconds, 600)' },
     all: { type: 'boolean', description: 'Drain every pending batch each tick instead of one' },
   },
@@ -118,7 +173,7 @@ const schedule = defineOrchCommand({
       const stop = new AbortController()
       process.removeAllListeners('SIGINT')
       process.once('SIGINT', () => stop.abort())
-      const engine = engineFor(ctx.engineCommand)
+      const engine = engineFor(ctx.engineCommand, ctx.writer)
       await runSchedule({
         intervalMs: (interval ?? ctx.intervalSeconds) * 1000,
         all: args.all === true,

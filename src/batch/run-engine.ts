@@ -3,6 +3,7 @@
  * seed 003's `engine_command`, an argv run with the batch path appended whose stdout JSON is the result.
  * Either way the result must have `metrics` and a `summary` with at least one scored metric.
  */
+import type { RationaleWriter } from './rationale.ts'
 
 export interface BatchResult {
   metrics: Record<string, unknown>
@@ -26,13 +27,20 @@ export function checkResult(value: unknown): BatchResult {
   return result as BatchResult
 }
 
-export const builtinEngine: BatchEngine = {
-  name: 'builtin',
-  async score(dir) {
-    const { readBatchInputs, scoreBatch } = await import('./engine.ts')
-    return checkResult(await scoreBatch(await readBatchInputs(dir)))
-  },
+/** The built-in scorers; with a writer, a model rewrites each rationale (see `rationale.ts`). */
+export function builtinEngineWith(writer?: RationaleWriter, options: { timeoutMs?: number } = {}): BatchEngine {
+  return {
+    name: 'builtin',
+    async score(dir) {
+      const { readBatchInputs, scoreBatch } = await import('./engine.ts')
+      const { writeRationales } = await import('./rationale.ts')
+      const scored = scoreBatch(readBatchInputs(dir))
+      return checkResult({ ...scored, metrics: await writeRationales(scored.metrics, writer, options) })
+    },
+  }
 }
+
+export const builtinEngine: BatchEngine = builtinEngineWith()
 
 export function commandEngine(argv: string[]): BatchEngine {
   return {
@@ -52,4 +60,5 @@ export function commandEngine(argv: string[]): BatchEngine {
   }
 }
 
-export const engineFor = (engineCommand: string[]): BatchEngine => (engineCommand.length > 0 ? commandEngine(engineCommand) : builtinEngine)
+export const engineFor = (engineCommand: string[], writer?: RationaleWriter): BatchEngine =>
+  engineCommand.length > 0 ? commandEngine(engineCommand) : builtinEngineWith(writer)

@@ -7,6 +7,8 @@ export interface MetricResult {
   rationale: string
   evidence: Record<string, unknown>
   gaps: string[]
+  /** Who wrote `rationale`: the scorer's rules, or a model from the evidence (set by `rationale.ts`). */
+  rationale_source?: 'rules' | 'llm'
 }
 
 export type Scorer = (input: unknown) => MetricResult
