@@ -4,34 +4,16 @@
  * the file, so a large log costs no more than the lines asked for; following polls the size (fs.watch misses
  * events on some filesystems) and starts over when the file is rotated or truncated.
  */
-import { closeSync, existsSync, fstatSync, openSync, readdirSync, readSync, renameSync, rmSync, statSync } from 'node:fs'
+import { closeSync, existsSync, fstatSync, openSync, readdirSync, readSync, statSync } from 'node:fs'
 import { join } from 'node:path'
 import { waitOrAbort } from '../wait.ts'
 
 export const SERVE_SERVICE = 'serve'
-/** serve.log is rotated at start when it is larger than this; serve.log.1 … .3 are kept. */
-export const ROTATE_BYTES = 10 * 1024 * 1024
-export const ROTATE_KEEP = 3
+/** serve.log is rotated (renamed) at start when larger than LOG_MAX_BYTES; serve.log.1 … .3 are kept. */
+export { rotateLog } from '../log-rotate.ts'
 
 export const logsDir = (home: string) => join(home, 'logs')
 export const serveLogPath = (home: string) => join(logsDir(home), 'serve.log')
-
-/** serve.log → serve.log.1 → … → serve.log.KEEP (dropped), when serve.log has grown past `maxBytes`. */
-export function rotateLog(file: string, maxBytes = ROTATE_BYTES, keep = ROTATE_KEEP): boolean {
-  let size: number
-  try {
-    size = statSync(file).size
-  } catch {
-    return false
-  }
-  if (size <= maxBytes) return false
-  rmSync(`${file}.${keep}`, { force: true })
-  for (let i = keep - 1; i >= 1; i--) {
-    if (existsSync(`${file}.${i}`)) renameSync(`${file}.${i}`, `${file}.${i + 1}`)
-  }
-  renameSync(file, `${file}.1`)
-  return true
-}
 
 /** Services that have a log: `serve` (when serve.log exists) and `pool/worker` for each worker log. */
 export function listServices(home: string): string[] {

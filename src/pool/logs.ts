@@ -3,11 +3,9 @@
  * stdout and stderr. Size-capped: past 10 MiB the file is copied to `.1` (older ones shift to `.2`, `.3`)
  * and truncated in place; the child's O_APPEND descriptor keeps writing at the new end.
  */
-import { copyFileSync, existsSync, mkdirSync, openSync, renameSync, statSync, truncateSync } from 'node:fs'
+import { mkdirSync, openSync } from 'node:fs'
 import { join } from 'node:path'
-
-export const LOG_MAX_BYTES = 10 * 1024 * 1024
-export const LOG_KEEP = 3
+import { LOG_KEEP, LOG_MAX_BYTES, rotateLog as rotateShared } from '../log-rotate.ts'
 
 export function workerLogPath(home: string, pool: string, worker: string): string {
   return join(home, 'logs', pool, `${worker}.log`)
@@ -19,19 +17,7 @@ export function openWorkerLog(path: string): number {
   return openSync(path, 'a')
 }
 
-/** Rotate when over `maxBytes`; true when it did. */
+/** Rotate a worker log in place (its child keeps the descriptor); true when it did. */
 export function rotateLog(path: string, maxBytes = LOG_MAX_BYTES, keep = LOG_KEEP): boolean {
-  let size: number
-  try {
-    size = statSync(path).size
-  } catch {
-    return false
-  }
-  if (size <= maxBytes) return false
-  for (let i = keep - 1; i >= 1; i--) {
-    if (existsSync(`${path}.${i}`)) renameSync(`${path}.${i}`, `${path}.${i + 1}`)
-  }
-  copyFileSync(path, `${path}.1`)
-  truncateSync(path, 0)
-  return true
+  return rotateShared(path, maxBytes, keep, true)
 }
