@@ -123,10 +123,29 @@ export function openDatabase(path: string, options: OpenOptions = {}): Store {
 }
 
 function applyPragmas(store: Store, options: OpenOptions): void {
-  store.db.exec(`PRAGMA busy_timeout = ${Math.trunc(options.busyTimeoutMs ?? 5000)}`)
-  if (!options.readonly) store.db.exec('PRAGMA journal_mode = WAL')
+  const busyTimeoutMs = Math.trunc(options.busyTimeoutMs ?? 5000)
+  store.db.exec(`PRAGMA busy_timeout = ${busyTimeoutMs}`)
+  if (!options.readonly) enableWal(store, busyTimeoutMs)
   store.db.exec(`PRAGMA synchronous = ${options.synchronous === 'NORMAL' ? 'NORMAL' : 'FULL'}`)
   store.db.exec('PRAGMA foreign_keys = ON')
+}
+
+/**
+ * Switch a file to WAL. SQLite does not call the busy handler for this switch, so two processes creating the
+ * same new file at once can get SQLITE_BUSY here however long busy_timeout is: retry within that timeout.
+ */
+function enableWal(store: Store, busyTimeoutMs: number): void {
+  const deadline = Date.now() + busyTimeoutMs
+  for (let pause = 1; ; pause = Math.min(pause * 2, 50)) {
+    try {
+      if (store.one<{ journal_mode: string }>('PRAGMA journal_mode')?.journal_mode === 'wal') return
+      store.db.exec('PRAGMA journal_mode = WAL')
+      return
+    } catch (error) {
+      if ((error as { code?: string }).code !== 'SQLITE_BUSY' || Date.now() >= deadline) throw error
+      Bun.sleepSync(pause)
+    }
+  }
 }
 
 /** Apply, in order and each in its own IMMEDIATE transaction, every migration newer than the file. */

@@ -186,4 +186,22 @@ describe('Store statements', () => {
     store.close()
     await holder.exited
   })
+
+  test('processes that create the same new state.db at once all open it (the WAL switch is retried)', async () => {
+    // SQLite does not call the busy handler for `journal_mode = WAL`. Without the retry, five rounds of six
+    // processes aligned to the same instant fail in every run (one to three SQLITE_BUSY on this machine).
+    // Each process loads the module, then spins until the same instant, so the opens really overlap.
+    const opener = `const { openStore } = require(${JSON.stringify(join(import.meta.dir, '../../src/store/db.ts'))})
+      while (Date.now() < Number(process.argv[2]));
+      try { openStore(process.argv[1]).close(); console.log('ok') } catch (error) { console.log(error.message) }`
+    const outcomes: string[] = []
+    for (let round = 0; round < 5; round++) {
+      const dir = join(home(), 'fresh')
+      const at = String(Date.now() + 250)
+      const procs = Array.from({ length: 6 }, () => Bun.spawn([process.execPath, '-e', opener, dir, at], { stdout: 'pipe' }))
+      for (const proc of procs) outcomes.push((await new Response(proc.stdout).text()).trim())
+    }
+    expect(outcomes.filter((line) => line !== 'ok')).toEqual([])
+    expect(outcomes).toHaveLength(30)
+  }, 30_000)
 })
