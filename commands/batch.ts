@@ -6,19 +6,23 @@
 import { existsSync, statSync } from 'node:fs'
 import { basename, join, resolve } from 'node:path'
 import { engineWriter, type RationaleWriter, serveWriter } from '../src/batch/rationale.ts'
-import { engineFor } from '../src/batch/run-engine.ts'
+import { type BatchEngine, engineFor } from '../src/batch/run-engine.ts'
 import {
   type BatchSettings,
   checkBatchName,
+  formatAge,
+  type LockInfo,
   listBatchFolders,
   RESULT_FILE,
   type RunOutcome,
   resolveSettings,
+  scanLocks,
   scoreFolder,
   seedStateFile,
+  staleLockMessage,
   tick,
 } from '../src/batch/runner.ts'
-import { runSchedule } from '../src/batch/schedule.ts'
+import { type Progress, runSchedule, type TickSummary } from '../src/batch/schedule.ts'
 import { forgetBatch, importProcessedJson, listProcessed } from '../src/batch/state.ts'
 import type { OrchConfig } from '../src/config/schema.ts'
 import { OrchError, UsageError } from '../src/errors.ts'
@@ -30,11 +34,10 @@ import { loadConfig } from './_config.ts'
 
 interface Context {
   settings: BatchSettings
-  engineCommand: string[]
   intervalSeconds: number
   store: Store
-  /** Set with `--llm` (and a backend that answered) or `--url`: a model writes the rationale. */
-  writer: RationaleWriter | undefined
+  /** `engine_command` or the built-in scorers; with `--llm` (and a backend that answered) or `--url`, a model writes the rationale. */
+  engine: BatchEngine
 }
 
 const rationaleArgs = {
@@ -82,10 +85,9 @@ async function withContext<T>(args: GlobalArgValues & RationaleArgValues, fn: (c
   const store = openStore(resolved.home)
   const ctx = {
     settings: resolveSettings(batch, process.cwd()),
-    engineCommand: batch.engine_command,
     intervalSeconds: batch.interval_seconds,
     store,
-    writer: rationale.writer,
+    engine: engineFor(batch.engine_command, rationale.writer, { maxInputBytes: batch.max_input_bytes }),
   }
   return Promise.resolve()
     .then(() => fn(ctx))
@@ -130,7 +132,7 @@ const run = defineOrchCommand({
     }
     return withContext(args, async (ctx) => {
       const out = args.out ? resolve(args.out) : join(ctx.settings.outputsRoot, checkBatchName(basename(dir)), RESULT_FILE)
-      const outcome = await scoreFolder(dir, out, engineFor(ctx.engineCommand, ctx.writer))
+      const outcome = await scoreFolder(dir, out, ctx.engine)
       if (args.json) {
         if (outcome.exitCode === 0) printJson(outcome.result)
         else printJson({ error: { code: outcome.exitCode === 1 ? 'E_BATCH_ENGINE' : 'E_BATCH_WRITE', message: outcome.error } })
@@ -147,9 +149,7 @@ const tickCommand = defineOrchCommand({
   args: { ...globalArgs, ...rationaleArgs },
   examples: ['orch batch tick', 'orch batch tick --json', 'orch batch tick --llm'],
   run({ args }) {
-    return withContext(args, async (ctx) =>
-      report(await tick(ctx.settings, { store: ctx.store, engine: engineFor(ctx.engineCommand, ctx.writer) }), args.json),
-    )
+    return withContext(args, async (ctx) => report(await tick(ctx.settings, { store: ctx.store, engine: ctx.engine }), args.json))
   },
 })
 
@@ -173,20 +173,67 @@ const schedule = defineOrchCommand({
       const stop = new AbortController()
       process.removeAllListeners('SIGINT')
       process.once('SIGINT', () => stop.abort())
-      const engine = engineFor(ctx.engineCommand, ctx.writer)
+      const all = args.all === true
       await runSchedule({
         intervalMs: (interval ?? ctx.intervalSeconds) * 1000,
-        all: args.all === true,
+        all,
         signal: stop.signal,
-        tick: () => tick(ctx.settings, { store: ctx.store, engine }),
-        onTick: (outcome) => {
-          if (outcome.batch) report(outcome, args.json)
+        tick: () => tick(ctx.settings, { store: ctx.store, engine: ctx.engine }),
+        pending: () => listBatchFolders(ctx.settings, ctx.store).filter((f) => f.state === 'pending').length,
+        onBatch: (outcome, progress) => {
+          if (args.json) printJsonLine({ event: 'batch', ...progressJson(progress), ...outcomeJson(outcome) })
+          else if (all) printText(progressLine(outcome, progress))
+          else report(outcome, false)
+        },
+        onTick: (summary) => {
+          if (args.json) printJsonLine({ event: 'tick', ...tickJson(summary) })
+          else printText(tickLine(summary))
         },
       })
       return 0
     })
   },
 })
+
+/** An overall score as people read it: one decimal (4.0, not 4); whatever an external engine gave otherwise. */
+const score = (value: unknown) => (typeof value === 'number' ? value.toFixed(1) : value === undefined ? '?' : String(value))
+
+const printJsonLine = (value: unknown) => printText(JSON.stringify(value))
+
+const outcomeJson = (outcome: RunOutcome) => ({
+  exit_code: outcome.exitCode,
+  batch: outcome.batch ?? null,
+  result_path: outcome.resultPath ?? null,
+  error: outcome.error ?? null,
+  summary: outcome.result?.summary ?? null,
+})
+
+const progressJson = (p: Progress) => ({ tick: p.tick, done: p.done, total: p.total, ms: Math.round(p.ms) })
+
+const tickJson = (t: TickSummary) => ({
+  tick: t.tick,
+  processed: t.processed,
+  failed: t.failed,
+  ms: Math.round(t.ms),
+  next_at: new Date(t.nextAt).toISOString(),
+})
+
+/** `[2/5] Sample1  score 4.1, 16 metric(s) → Data/Outputs/Sample1/result.json  (12 ms)` */
+function progressLine(outcome: RunOutcome, p: Progress): string {
+  const width = String(p.total).length
+  const head = `[${String(p.done).padStart(width)}/${p.total}] ${outcome.batch}`
+  const took = `(${Math.round(p.ms)} ms)`
+  if (outcome.error) return `${head}  exit ${outcome.exitCode}: ${outcome.error}  ${took}`
+  const summary = outcome.result?.summary as { overall_score?: unknown; scored_metrics?: unknown } | undefined
+  return `${head}  score ${score(summary?.overall_score)}, ${summary?.scored_metrics ?? '?'} metric(s) → ${outcome.resultPath}  ${took}`
+}
+
+/** `tick 3: 5 batch(es) processed, 1 failed, in 0.4 s; next tick at 12:10:00 UTC` */
+function tickLine(t: TickSummary): string {
+  const what =
+    t.processed === 0 ? 'nothing pending' : `${t.processed} batch(es) processed, ${t.failed} failed, in ${(t.ms / 1000).toFixed(1)} s`
+  return `tick ${t.tick}: ${what}; next tick at ${new Date(t.nextAt).toISOString().slice(11, 19)} UTC`
+}
 
 const status = defineOrchCommand({
   meta: { name: 'status', description: 'Pending, locked and processed batches, with their result summaries' },
@@ -198,19 +245,25 @@ const status = defineOrchCommand({
       const folders = listBatchFolders(settings, store)
       const names = (state: string) => folders.filter((f) => f.state === state).map((f) => f.name)
       const processed = listProcessed(store).map((r) => ({ ...r, processed_at: new Date(r.processed_at).toISOString() }))
+      const locks = scanLocks(settings, Date.now())
       const view = {
         inputs_root: settings.inputsRoot,
         pending: names('pending'),
         locked: names('locked'),
+        locks,
+        stale_lock_seconds: settings.staleLockSeconds,
         empty: names('empty'),
         processed,
       }
       if (args.json) return printJson(view)
+      const lockNote = (lock: LockInfo) =>
+        `${lock.name} (${lock.stale ? 'STALE, ' : ''}${formatAge(lock.age_seconds)}${lock.pid ? `, pid ${lock.pid}` : ''})`
       const lines = [
         `Batches in ${settings.inputsRoot}`,
         `  pending    ${view.pending.join(', ') || '-'}`,
-        `  locked     ${view.locked.join(', ') || '-'}`,
+        `  locked     ${locks.map(lockNote).join(', ') || '-'}`,
       ]
+      for (const lock of locks) if (lock.stale) lines.push(`    ${staleLockMessage(lock, settings)}`)
       if (view.empty.length) lines.push(`  no inputs  ${view.empty.join(', ')}`)
       lines.push(`  processed  ${processed.length === 0 ? '-' : ''}`)
       for (const r of processed) {
@@ -218,7 +271,7 @@ const status = defineOrchCommand({
         const detail =
           r.exit_status === 0
             ? summary
-              ? `score ${summary.overall_score ?? '?'}, ${summary.scored_metrics ?? '?'} metric(s)`
+              ? `score ${score(summary.overall_score)}, ${summary.scored_metrics ?? '?'} metric(s)`
               : 'imported'
             : `exit ${r.exit_status}: ${r.error ?? ''}`
         lines.push(`    ${r.name.padEnd(20)} ${r.processed_at}  ${detail}`)

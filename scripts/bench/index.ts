@@ -1,5 +1,5 @@
 /** Runs every benchmark in scripts/bench/ in turn. Each prints its own figures and ratios. */
-const benches = ['cold-start.ts', 'cache.ts', 'engine.ts']
+const benches = ['cold-start.ts', 'cache.ts', 'engine.ts', 'batch.ts']
 for (const bench of benches) {
   console.log(`\n# ${bench}`)
   const r = Bun.spawnSync([process.execPath, `${import.meta.dir}/${bench}`, ...process.argv.slice(2)], {

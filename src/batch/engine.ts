@@ -29,8 +29,16 @@ export interface BatchScore {
   summary: BatchSummary
 }
 
-/** Reads the mapped files present at the batch root; names come from the registry, never from the user. */
-export function readBatchInputs(dir: string): Map<string, BatchInput> {
+/** `batch.max_input_bytes`' default: 16 MiB, far above a real export of one metric, far below trouble. */
+export const DEFAULT_MAX_INPUT_BYTES = 16 * 1024 * 1024
+
+const mib = (bytes: number) => `${(bytes / 1024 / 1024).toFixed(1)} MiB`
+
+/**
+ * Reads the mapped files present at the batch root; names come from the registry, never from the user. A
+ * file over `maxBytes` is refused unread (its metric reports why); the other metrics are still scored.
+ */
+export function readBatchInputs(dir: string, maxBytes = DEFAULT_MAX_INPUT_BYTES): Map<string, BatchInput> {
   const inputs = new Map<string, BatchInput>()
   for (const m of METRICS) {
     const path = join(dir, m.file)
@@ -40,6 +48,10 @@ export function readBatchInputs(dir: string): Map<string, BatchInput> {
     try {
       if (stat.isSymbolicLink()) inputs.set(m.id, { error: `${m.file} is a symbolic link; refused` })
       else if (!stat.isFile()) inputs.set(m.id, { error: `${m.file} is not a regular file` })
+      else if (stat.size > maxBytes)
+        inputs.set(m.id, {
+          error: `${m.file} is ${mib(stat.size)} (${stat.size} bytes), over batch.max_input_bytes (${maxBytes}); refused unread`,
+        })
       else inputs.set(m.id, { text: readFileSync(path, 'utf8') })
     } catch (e) {
       inputs.set(m.id, { error: `${m.file}: ${(e as Error).message}` })

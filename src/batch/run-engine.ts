@@ -27,14 +27,21 @@ export function checkResult(value: unknown): BatchResult {
   return result as BatchResult
 }
 
+export interface EngineOptions {
+  /** The model's time for one rationale. */
+  timeoutMs?: number
+  /** `batch.max_input_bytes`: larger input files are refused. */
+  maxInputBytes?: number
+}
+
 /** The built-in scorers; with a writer, a model rewrites each rationale (see `rationale.ts`). */
-export function builtinEngineWith(writer?: RationaleWriter, options: { timeoutMs?: number } = {}): BatchEngine {
+export function builtinEngineWith(writer?: RationaleWriter, options: EngineOptions = {}): BatchEngine {
   return {
     name: 'builtin',
     async score(dir) {
       const { readBatchInputs, scoreBatch } = await import('./engine.ts')
       const { writeRationales } = await import('./rationale.ts')
-      const scored = scoreBatch(readBatchInputs(dir))
+      const scored = scoreBatch(readBatchInputs(dir, options.maxInputBytes))
       return checkResult({ ...scored, metrics: await writeRationales(scored.metrics, writer, options) })
     },
   }
@@ -60,5 +67,5 @@ export function commandEngine(argv: string[]): BatchEngine {
   }
 }
 
-export const engineFor = (engineCommand: string[], writer?: RationaleWriter): BatchEngine =>
-  engineCommand.length > 0 ? commandEngine(engineCommand) : builtinEngineWith(writer)
+export const engineFor = (engineCommand: string[], writer?: RationaleWriter, options: EngineOptions = {}): BatchEngine =>
+  engineCommand.length > 0 ? commandEngine(engineCommand) : builtinEngineWith(writer, options)

@@ -5,7 +5,19 @@
  * atomically; mark processed; remove the lock, on failure too. Exit codes: 0 done or nothing pending,
  * 1 engine failure, 2 result not written.
  */
-import { closeSync, existsSync, mkdirSync, openSync, readdirSync, realpathSync, renameSync, rmSync, statSync, writeSync } from 'node:fs'
+import {
+  closeSync,
+  existsSync,
+  mkdirSync,
+  openSync,
+  readdirSync,
+  readFileSync,
+  realpathSync,
+  renameSync,
+  rmSync,
+  statSync,
+  writeSync,
+} from 'node:fs'
 import { basename, dirname, isAbsolute, join, relative, resolve, sep } from 'node:path'
 import { OrchError } from '../errors.ts'
 import { logger } from '../log.ts'
@@ -24,6 +36,8 @@ export interface BatchSettings {
   /** Absolute. */
   outputsRoot: string
   patterns: string[]
+  /** A `.lock` older than this is reported as stale (it blocks its batch until removed). */
+  staleLockSeconds: number
 }
 
 export interface RunnerDeps {
@@ -56,12 +70,72 @@ const SKIP_REASON: Record<Exclude<BatchState, 'pending'>, string> = {
   outside: 'resolves outside inputs_root',
 }
 
-export function resolveSettings(batch: { inputs_root: string; outputs_root: string; file_glob_patterns: string[] }, cwd: string) {
+export const DEFAULT_STALE_LOCK_SECONDS = 3600
+
+export function resolveSettings(
+  batch: { inputs_root: string; outputs_root: string; file_glob_patterns: string[]; stale_lock_seconds?: number },
+  cwd: string,
+) {
   return {
     inputsRoot: resolve(cwd, batch.inputs_root),
     outputsRoot: resolve(cwd, batch.outputs_root),
     patterns: batch.file_glob_patterns,
+    staleLockSeconds: batch.stale_lock_seconds ?? DEFAULT_STALE_LOCK_SECONDS,
   } satisfies BatchSettings
+}
+
+export interface LockInfo {
+  name: string
+  /** The `.lock` file itself. */
+  path: string
+  /** The lock file's mtime, UTC. */
+  locked_at: string
+  age_seconds: number
+  /** The process that wrote it, when orch wrote it (a seed-style lock may be empty). */
+  pid: number | null
+  stale: boolean
+}
+
+/**
+ * Every batch folder's `.lock` under inputs_root, whatever the folder's state, with its age (from its mtime)
+ * and whether it is older than `staleLockSeconds`. Reads only: no state.db, so `orch doctor` can use it.
+ */
+export function scanLocks(settings: BatchSettings, now: number): LockInfo[] {
+  if (!existsSync(settings.inputsRoot)) return []
+  const locks: LockInfo[] = []
+  for (const entry of readdirSync(settings.inputsRoot, { withFileTypes: true })) {
+    if (entry.name.startsWith('.')) continue
+    const path = join(settings.inputsRoot, entry.name, LOCK_FILE)
+    const stat = statSync(path, { throwIfNoEntry: false })
+    if (stat === undefined || !stat.isFile()) continue
+    let pid: number | null = null
+    try {
+      const written = JSON.parse(readFileSync(path, 'utf8')) as { pid?: unknown }
+      if (Number.isInteger(written.pid)) pid = written.pid as number
+    } catch {
+      // An empty or foreign lock file: still a lock, just without a pid.
+    }
+    const age = Math.max(0, Math.floor((now - stat.mtimeMs) / 1000))
+    locks.push({
+      name: entry.name,
+      path,
+      locked_at: new Date(stat.mtimeMs).toISOString(),
+      age_seconds: age,
+      pid,
+      stale: age > settings.staleLockSeconds,
+    })
+  }
+  return locks.sort((a, b) => a.name.localeCompare(b.name))
+}
+
+/** "2h 05m", "3m 07s", "42s": how old a lock is, for people. */
+export function formatAge(seconds: number): string {
+  const h = Math.floor(seconds / 3600)
+  const m = Math.floor((seconds % 3600) / 60)
+  const s = seconds % 60
+  if (h > 0) return `${h}h ${String(m).padStart(2, '0')}m`
+  if (m > 0) return `${m}m ${String(s).padStart(2, '0')}s`
+  return `${s}s`
 }
 
 /** Seed 003 kept its state in `<inputs_root>/../state/processed.json`. */
@@ -122,6 +196,12 @@ function folderState(root: string, real: string, path: string, settings: BatchSe
   return hasInputFiles(path, settings.patterns) ? 'pending' : 'empty'
 }
 
+const warnedLocks = new Set<string>()
+
+export const staleLockMessage = (lock: LockInfo, settings: BatchSettings): string =>
+  `${lock.name}: its .lock is ${formatAge(lock.age_seconds)} old (over batch.stale_lock_seconds, ${settings.staleLockSeconds}); ` +
+  `if no tick is still running on it, remove ${lock.path}`
+
 /** Create `.lock` only if absent: of two racing ticks, exactly one gets it. */
 function acquireLock(dir: string, now: number): boolean {
   try {
@@ -179,6 +259,14 @@ export async function tick(settings: BatchSettings, deps: RunnerDeps): Promise<R
   const folders = listBatchFolders(settings, deps.store)
   log.info(`[runner] subdirs: ${JSON.stringify(folders.map((f) => f.name))}`)
   for (const folder of folders) if (folder.state !== 'pending') log.info(`skip ${folder.name}: ${SKIP_REASON[folder.state]}`)
+  const locked = new Set(folders.filter((f) => f.state === 'locked').map((f) => f.name))
+  for (const lock of scanLocks(settings, now())) {
+    // Once per lock per process: `schedule --all` runs many passes a tick, and would repeat it every time.
+    const key = `${lock.path}@${lock.locked_at}`
+    if (!lock.stale || !locked.has(lock.name) || warnedLocks.has(key)) continue
+    warnedLocks.add(key)
+    log.warn(staleLockMessage(lock, settings))
+  }
   const pending = folders.filter((f) => f.state === 'pending')
   log.info(`pending candidates: ${JSON.stringify(pending.map((f) => f.name))}`)
   for (const folder of pending) {

@@ -1,6 +1,7 @@
 /**
- * The scheduler of seed 003: a tick at once, then one every interval. It stops between ticks when the
- * signal aborts (SIGINT): a tick in flight finishes, so no batch is left locked.
+ * The scheduler of seed 003: a tick at once, then one every interval. With `all`, a tick drains every
+ * pending batch and reports progress against the number pending when it began. It stops between batches
+ * when the signal aborts (SIGINT): a batch in flight finishes, so no batch is left locked.
  */
 import { logger } from '../log.ts'
 import { waitOrAbort } from '../wait.ts'
@@ -12,7 +13,32 @@ export interface ScheduleOptions {
   all?: boolean
   signal: AbortSignal
   tick: () => Promise<RunOutcome>
-  onTick?: (outcome: RunOutcome, index: number) => void
+  /** How many batches are pending now: the total a drain's progress counts against. */
+  pending?: () => number
+  /** After every runner pass that processed a batch. */
+  onBatch?: (outcome: RunOutcome, progress: Progress) => void
+  /** After every tick, with what it did. */
+  onTick?: (summary: TickSummary) => void
+}
+
+export interface Progress {
+  /** 1-based tick number. */
+  tick: number
+  /** Batches this tick has processed so far, this one included. */
+  done: number
+  /** Pending when the tick began, or more if batches arrived meanwhile. */
+  total: number
+  /** How long this batch took. */
+  ms: number
+}
+
+export interface TickSummary {
+  tick: number
+  processed: number
+  failed: number
+  ms: number
+  /** When the next tick starts (epoch ms), unless the signal aborts first. */
+  nextAt: number
 }
 
 /** Resolves with the number of ticks run once the signal aborts. */
@@ -20,15 +46,22 @@ export async function runSchedule(options: ScheduleOptions): Promise<number> {
   const log = logger('batch')
   let ticks = 0
   while (!options.signal.aborted) {
-    let outcome = await options.tick()
-    options.onTick?.(outcome, ticks)
-    log.info(`tick ${ticks + 1}: runner exit ${outcome.exitCode}${outcome.batch ? ` (${outcome.batch})` : ''}`)
-    while (options.all && outcome.batch !== undefined && !options.signal.aborted) {
-      outcome = await options.tick()
-      options.onTick?.(outcome, ticks)
-      if (outcome.batch !== undefined) log.info(`tick ${ticks + 1}: runner exit ${outcome.exitCode} (${outcome.batch})`)
-    }
     ticks++
+    const started = performance.now()
+    let total = options.all ? (options.pending?.() ?? 0) : 1
+    let processed = 0
+    let failed = 0
+    do {
+      const batchStarted = performance.now()
+      const outcome = await options.tick()
+      log.info(`tick ${ticks}: runner exit ${outcome.exitCode}${outcome.batch ? ` (${outcome.batch})` : ''}`)
+      if (outcome.batch === undefined) break
+      processed++
+      if (outcome.exitCode !== 0) failed++
+      total = Math.max(total, processed)
+      options.onBatch?.(outcome, { tick: ticks, done: processed, total, ms: performance.now() - batchStarted })
+    } while (options.all && !options.signal.aborted)
+    options.onTick?.({ tick: ticks, processed, failed, ms: performance.now() - started, nextAt: Date.now() + options.intervalMs })
     await waitOrAbort(options.intervalMs, options.signal)
   }
   return ticks

@@ -78,6 +78,8 @@ export const ENV_VARS: readonly EnvVar[] = [
   row('ORCH_BATCH_OUTPUTS_ROOT', 'batch.outputs_root', 'string', 'Folder batch results are written under'),
   row('ORCH_BATCH_FILE_GLOBS', 'batch.file_glob_patterns', 'list', 'Comma-separated globs that make a batch folder pending'),
   row('ORCH_BATCH_INTERVAL_SECONDS', 'batch.interval_seconds', 'int', 'Seconds between batch scheduler ticks'),
+  row('ORCH_BATCH_STALE_LOCK_SECONDS', 'batch.stale_lock_seconds', 'int', 'Age after which a batch .lock is reported as stale'),
+  row('ORCH_BATCH_MAX_INPUT_BYTES', 'batch.max_input_bytes', 'int', 'Largest metric input file orch batch reads'),
 ]
 
 const TRUE = new Set(['true', '1', 'yes', 'on'])

@@ -178,7 +178,9 @@ const batch = section('orch batch: one folder under inputs_root is one batch', {
     stringList('External engine command (argv); empty uses the built-in engine', { example: ['python', '-m', 'engine'] }),
     [],
   ),
-  interval_seconds: v.optional(int('Seconds between scheduler ticks (orch batch --every)'), 600),
+  interval_seconds: v.optional(int('Seconds between scheduler ticks (orch batch schedule)'), 600),
+  stale_lock_seconds: v.optional(int('A batch .lock older than this is reported as stale by orch batch status and orch doctor'), 3600),
+  max_input_bytes: v.optional(int('Largest metric input file the built-in engine reads; a larger one is refused'), 16777216),
 })
 
 export const OrchConfigSchema = v.strictObject(

@@ -2,6 +2,7 @@
  * The doctor's judgement, pure: facts gathered by run.ts come in, findings go out. Every error carries the
  * fix to apply; a warning does not fail `orch doctor`.
  */
+import { formatAge } from '../batch/runner.ts'
 import { type ConfigIssue, formatIssue } from '../errors.ts'
 import { checkDisk, checkGpus, checkOpenFiles, checkRedis, checkRuntime, type GpuFacts, type RedisFacts } from './checks-machine.ts'
 import { type Finding, fail, ok, warn } from './finding.ts'
@@ -175,6 +176,34 @@ export function checkExecutable(facts: ExecutableFacts): Finding {
   return ok(id, title, `${facts.path}${version}`)
 }
 
+export interface BatchLockFacts {
+  inputsRoot: string
+  staleLockSeconds: number
+  locks: { name: string; path: string; age_seconds: number; pid: number | null; stale: boolean }[]
+  error?: string
+}
+
+/** Stale `.lock` files under batch.inputs_root: each blocks its batch until removed (seed 003's troubleshooting). */
+export function checkBatchLocks(facts: BatchLockFacts): Finding[] {
+  const title = 'batch locks'
+  if (facts.error) return [warn('batch.locks', title, `cannot read ${facts.inputsRoot}: ${facts.error}`)]
+  const stale = facts.locks.filter((l) => l.stale)
+  if (stale.length === 0) {
+    const held =
+      facts.locks.length === 0 ? 'no batch is locked' : `${facts.locks.length} lock(s), none older than ${facts.staleLockSeconds} s`
+    return [ok('batch.locks', title, `${facts.inputsRoot}: ${held}`)]
+  }
+  return stale.map((lock) =>
+    warn(
+      'batch.locks',
+      title,
+      `${lock.name}: .lock is ${formatAge(lock.age_seconds)} old (batch.stale_lock_seconds: ${facts.staleLockSeconds})` +
+        `${lock.pid ? `, written by pid ${lock.pid}` : ''}; no tick will process this batch while it is there`,
+      `if no orch batch tick is still running on it: rm ${lock.path}`,
+    ),
+  )
+}
+
 /** Everything run.ts gathered; a section left out was not applicable (or could not be gathered: config invalid). */
 export interface DoctorFacts {
   bunVersion: string | undefined
@@ -187,6 +216,8 @@ export interface DoctorFacts {
   backends?: BackendFacts[]
   programs?: ExecutableFacts[]
   redis?: RedisFacts
+  /** Only when batch.inputs_root exists. */
+  batchLocks?: BatchLockFacts
 }
 
 export interface DoctorReport {
@@ -206,6 +237,7 @@ export function planDoctor(facts: DoctorFacts): DoctorReport {
     ...(facts.programs ?? []).map(checkExecutable),
     ...checkGpus(facts.gpus),
     ...(facts.redis ? [checkRedis(facts.redis)] : []),
+    ...(facts.batchLocks ? checkBatchLocks(facts.batchLocks) : []),
   ]
   return { ok: findings.every((f) => f.status !== 'error'), findings }
 }

@@ -8,13 +8,14 @@ import { accessSync, constants, existsSync, readFileSync, rmSync, statfsSync, wr
 import { connect, createServer } from 'node:net'
 import { dirname, join, resolve } from 'node:path'
 import { createBackends } from '../backends/registry.ts'
+import { resolveSettings, scanLocks } from '../batch/runner.ts'
 import { readEnvironment } from '../config/env.ts'
 import { displayPath, type ResolvedConfig, resolveConfig } from '../config/load.ts'
 import type { OrchConfig } from '../config/schema.ts'
 import { isAlive, pidFilePath, readPidFile } from '../daemon/pidfile.ts'
 import { ConfigError } from '../errors.ts'
 import { detectGpus } from '../pool/gpu.ts'
-import type { BackendFacts, ConfigFacts, DoctorFacts, ExecutableFacts, HomeFacts, PortFacts, RedisFacts } from './checks.ts'
+import type { BackendFacts, BatchLockFacts, ConfigFacts, DoctorFacts, ExecutableFacts, HomeFacts, PortFacts, RedisFacts } from './checks.ts'
 
 export interface GatherInputs {
   configFile?: string
@@ -205,6 +206,18 @@ export function pingRedis(host: string, port: number, timeoutMs: number): Promis
   })
 }
 
+/** The `.lock` files under batch.inputs_root; nothing when that folder does not exist (batch not in use). */
+export function gatherBatchLocks(config: OrchConfig, cwd: string, now = Date.now()): BatchLockFacts | undefined {
+  const settings = resolveSettings(config.batch, cwd)
+  if (!existsSync(settings.inputsRoot)) return undefined
+  const facts = { inputsRoot: settings.inputsRoot, staleLockSeconds: settings.staleLockSeconds }
+  try {
+    return { ...facts, locks: scanLocks(settings, now) }
+  } catch (error) {
+    return { ...facts, locks: [], error: message(error) }
+  }
+}
+
 /** Every fact the planners need. Config-dependent sections are left out when the configuration is invalid. */
 export async function gatherFacts(inputs: GatherInputs = {}): Promise<DoctorFacts> {
   const env = inputs.env ?? process.env
@@ -232,5 +245,6 @@ export async function gatherFacts(inputs: GatherInputs = {}): Promise<DoctorFact
     backends,
     programs,
     redis,
+    batchLocks: cfg ? gatherBatchLocks(cfg, cwd) : undefined,
   }
 }

@@ -32,16 +32,21 @@ function baseEnv(extra: Record<string, string> = {}): Record<string, string> {
   return { ...env, NO_COLOR: '1', TZ: 'Etc/UTC', ...extra }
 }
 
-export async function runCli(args: string[], options: CliOptions = {}): Promise<CliResult> {
+/** Start the CLI and return the running process (stdout and stderr piped), for commands that run until stopped. */
+export function spawnCli(args: string[], options: CliOptions = {}) {
   const binary = process.env.ORCH_TEST_BINARY
   const cmd = binary ? [resolve(ROOT, binary), ...args] : [process.execPath, '--no-env-file', ENTRY, ...args]
-  const proc = Bun.spawn(cmd, {
+  return Bun.spawn(cmd, {
     cwd: options.cwd ?? ROOT,
     env: baseEnv(options.env),
     stdin: options.stdin === undefined ? 'ignore' : new TextEncoder().encode(options.stdin),
     stdout: 'pipe',
     stderr: 'pipe',
   })
+}
+
+export async function runCli(args: string[], options: CliOptions = {}): Promise<CliResult> {
+  const proc = spawnCli(args, options)
   const [stdout, stderr, code] = await Promise.all([new Response(proc.stdout).text(), new Response(proc.stderr).text(), proc.exited])
   return {
     code,

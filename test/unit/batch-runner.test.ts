@@ -1,10 +1,19 @@
-import { afterEach, beforeEach, describe, expect, test } from 'bun:test'
+import { afterEach, beforeEach, describe, expect, spyOn, test } from 'bun:test'
 import { existsSync, mkdirSync, readFileSync, symlinkSync, utimesSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
-import { type BatchEngine, checkBatchName, listBatchFolders, resolveSettings, scoreFolder, tick } from '../../src/batch/runner.ts'
+import {
+  type BatchEngine,
+  checkBatchName,
+  formatAge,
+  listBatchFolders,
+  resolveSettings,
+  scanLocks,
+  scoreFolder,
+  tick,
+} from '../../src/batch/runner.ts'
 import { runSchedule } from '../../src/batch/schedule.ts'
 import { forgetBatch, isProcessed, listProcessed } from '../../src/batch/state.ts'
-import { configureLogging } from '../../src/log.ts'
+import { configureLogging, logger } from '../../src/log.ts'
 import { openStore, type Store } from '../../src/store/db.ts'
 import { tempDir } from '../helpers/cli.ts'
 
@@ -206,4 +215,127 @@ test('schedule ticks at once, then stops cleanly on abort', async () => {
   })
   expect(calls).toBe(1)
   expect(ticks).toBe(1)
+})
+
+describe('stale locks', () => {
+  function lock(name: string, ageSeconds: number, body = '') {
+    const dir = batch(name)
+    const path = join(dir, '.lock')
+    writeFileSync(path, body)
+    const at = (Date.now() - ageSeconds * 1000) / 1000
+    utimesSync(path, at, at)
+    return path
+  }
+
+  test('a lock is stale only once older than stale_lock_seconds; the pid is read when orch wrote it', () => {
+    const s = { ...settings, staleLockSeconds: 600 }
+    lock('young', 599)
+    const oldPath = lock('old', 601, JSON.stringify({ pid: 4242, locked_at: '2026-01-01T00:00:00.000Z' }))
+    batch('free')
+    const locks = scanLocks(s, Date.now())
+    expect(locks.map((l) => [l.name, l.stale, l.pid])).toEqual([
+      ['old', true, 4242],
+      ['young', false, null],
+    ])
+    expect(locks[0]?.path).toBe(oldPath)
+    expect(locks[0]?.age_seconds).toBeGreaterThanOrEqual(601)
+    expect(locks[1]?.age_seconds).toBeLessThan(600)
+  })
+
+  test('no inputs_root: no locks, no error', () => {
+    expect(scanLocks({ ...settings, inputsRoot: join(tmp.path, 'nowhere') }, Date.now())).toEqual([])
+  })
+
+  test('the tick warns about a stale lock, naming the file to remove, and still skips the batch', async () => {
+    const path = lock('stuck', 7200)
+    lock('fresh', 10)
+    const log = logger('batch')
+    const info = spyOn(log, 'info').mockImplementation((() => {}) as never)
+    const warn = spyOn(log, 'warn').mockImplementation((() => {}) as never)
+    try {
+      const engine = stubEngine()
+      const outcome = await tick({ ...settings, staleLockSeconds: 3600 }, { store, engine })
+      expect(outcome).toEqual({ exitCode: 0 })
+      expect(engine.seen).toEqual([])
+      expect(info.mock.calls.map((c) => String(c[0]))).toContain('skip stuck: locked')
+      const warned = warn.mock.calls.map((c) => String(c[0]))
+      expect(warned).toHaveLength(1)
+      expect(warned[0]).toContain('stuck: its .lock is 2h 00m old')
+      expect(warned[0]).toContain(`remove ${path}`)
+    } finally {
+      info.mockRestore()
+      warn.mockRestore()
+    }
+  })
+
+  test('formatAge', () => {
+    expect([0, 59, 60, 187, 3599, 3600, 7500].map(formatAge)).toEqual(['0s', '59s', '1m 00s', '3m 07s', '59m 59s', '1h 00m', '2h 05m'])
+  })
+})
+
+describe('schedule --all', () => {
+  test('drains every pending batch in one tick, newest first, with progress against the pending count', async () => {
+    batch('a', undefined, 1000)
+    batch('b', undefined, 3000)
+    batch('c', undefined, 2000)
+    const stop = new AbortController()
+    const engine = stubEngine()
+    const progress: string[] = []
+    const summaries: { tick: number; processed: number; failed: number }[] = []
+    await runSchedule({
+      intervalMs: 60_000,
+      all: true,
+      signal: stop.signal,
+      tick: () => tick(settings, { store, engine }),
+      pending: () => listBatchFolders(settings, store).filter((f) => f.state === 'pending').length,
+      onBatch: (outcome, p) => progress.push(`${p.done}/${p.total} ${outcome.batch} ${outcome.exitCode}`),
+      onTick: ({ tick: n, processed, failed }) => {
+        summaries.push({ tick: n, processed, failed })
+        stop.abort()
+      },
+    })
+    expect(progress).toEqual(['1/3 b 0', '2/3 c 0', '3/3 a 0'])
+    expect(summaries).toEqual([{ tick: 1, processed: 3, failed: 0 }])
+  })
+
+  test('a failing batch is counted, the drain goes on, and the total grows when batches arrive meanwhile', async () => {
+    batch('first', undefined, 2000)
+    const stop = new AbortController()
+    let calls = 0
+    const progress: string[] = []
+    const summaries: number[][] = []
+    await runSchedule({
+      intervalMs: 60_000,
+      all: true,
+      signal: stop.signal,
+      tick: async () => {
+        calls++
+        if (calls === 1) batch('late', undefined, 1000)
+        return tick(settings, { store, engine: stubEngine(calls === 1) })
+      },
+      pending: () => listBatchFolders(settings, store).filter((f) => f.state === 'pending').length,
+      onBatch: (outcome, p) => progress.push(`${p.done}/${p.total} ${outcome.batch} ${outcome.exitCode}`),
+      onTick: ({ processed, failed }) => {
+        summaries.push([processed, failed])
+        stop.abort()
+      },
+    })
+    expect(progress).toEqual(['1/1 first 1', '2/2 late 0'])
+    expect(summaries).toEqual([[2, 1]])
+  })
+
+  test('without --all a tick processes one batch even when more are pending', async () => {
+    batch('a', undefined, 1000)
+    batch('b', undefined, 2000)
+    const stop = new AbortController()
+    const done: string[] = []
+    await runSchedule({
+      intervalMs: 60_000,
+      signal: stop.signal,
+      tick: () => tick(settings, { store, engine: stubEngine() }),
+      onBatch: (outcome) => done.push(outcome.batch ?? ''),
+      onTick: () => stop.abort(),
+    })
+    expect(done).toEqual(['b'])
+  })
 })

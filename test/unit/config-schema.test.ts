@@ -80,6 +80,8 @@ describe('defaults', () => {
       file_glob_patterns: ['*.json'],
       engine_command: [],
       interval_seconds: 600,
+      stale_lock_seconds: 3600,
+      max_input_bytes: 16777216,
     })
   })
 

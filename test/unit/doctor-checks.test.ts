@@ -2,6 +2,7 @@ import { describe, expect, test } from 'bun:test'
 import {
   type BackendFacts,
   checkBackend,
+  checkBatchLocks,
   checkConfig,
   checkDisk,
   checkExecutable,
@@ -20,6 +21,51 @@ import { readOpenFileLimit } from '../../src/doctor/run.ts'
 import type { Gpu } from '../../src/pool/gpu.ts'
 
 const H100: Gpu = { index: 0, name: 'NVIDIA H100', memory_total_mib: 81559, memory_used_mib: 0, utilization_pct: 0 }
+
+describe('batch locks', () => {
+  const lock = (name: string, age: number, stale: boolean, pid: number | null = null) => ({
+    name,
+    path: `/in/${name}/.lock`,
+    locked_at: '2026-11-24T00:00:00.000Z',
+    age_seconds: age,
+    pid,
+    stale,
+  })
+
+  test('no lock, or only young ones: one ok finding', () => {
+    expect(checkBatchLocks({ inputsRoot: '/in', staleLockSeconds: 3600, locks: [] })).toEqual([
+      { id: 'batch.locks', status: 'ok', title: 'batch locks', detail: '/in: no batch is locked', fix: undefined },
+    ])
+    const young = checkBatchLocks({ inputsRoot: '/in', staleLockSeconds: 3600, locks: [lock('a', 10, false)] })
+    expect(young.map((f) => [f.status, f.detail])).toEqual([['ok', '/in: 1 lock(s), none older than 3600 s']])
+  })
+
+  test('one warning per stale lock, with its age, pid and the file to remove', () => {
+    const findings = checkBatchLocks({
+      inputsRoot: '/in',
+      staleLockSeconds: 3600,
+      locks: [lock('a', 10, false), lock('b', 7500, true, 42), lock('c', 3601, true)],
+    })
+    expect(findings.map((f) => [f.status, f.detail, f.fix])).toEqual([
+      [
+        'warning',
+        'b: .lock is 2h 05m old (batch.stale_lock_seconds: 3600), written by pid 42; no tick will process this batch while it is there',
+        'if no orch batch tick is still running on it: rm /in/b/.lock',
+      ],
+      [
+        'warning',
+        'c: .lock is 1h 00m old (batch.stale_lock_seconds: 3600); no tick will process this batch while it is there',
+        'if no orch batch tick is still running on it: rm /in/c/.lock',
+      ],
+    ])
+  })
+
+  test('an unreadable inputs_root is a warning, not a crash', () => {
+    const [finding] = checkBatchLocks({ inputsRoot: '/in', staleLockSeconds: 1, locks: [], error: 'EACCES' })
+    expect(finding?.status).toBe('warning')
+    expect(finding?.detail).toBe('cannot read /in: EACCES')
+  })
+})
 
 describe('runtime', () => {
   test('ok on Bun >= 1.1, error with the fix below it or off Bun', () => {
@@ -211,6 +257,10 @@ describe('planDoctor', () => {
     const report = planDoctor(healthy)
     expect(report.ok).toBe(true)
     expect(report.findings.map((f) => f.id)).toEqual(['runtime', 'config', 'state-dir', 'state-db', 'disk', 'open-files', 'gpus'])
+    const staleLock = { name: 'b', path: '/in/b/.lock', locked_at: '', age_seconds: 5, pid: null, stale: true }
+    const locked = planDoctor({ ...healthy, batchLocks: { inputsRoot: '/in', staleLockSeconds: 1, locks: [staleLock] } })
+    expect(locked.ok).toBe(true)
+    expect(locked.findings.at(-1)?.id).toBe('batch.locks')
     const failing = planDoctor({ ...healthy, redis: { host: 'r', port: 1, ok: false, error: 'ECONNREFUSED' } })
     expect(failing.ok).toBe(false)
     expect(failing.findings.filter((f) => f.status === 'error').every((f) => f.fix !== undefined)).toBe(true)
