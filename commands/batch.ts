@@ -107,7 +107,7 @@ function report(outcome: RunOutcome, json: boolean | undefined): number {
       result: outcome.result ?? null,
     })
   else if (outcome.error) process.stderr.write(`error: ${outcome.error}\n`)
-  else if (outcome.batch) printText(`${outcome.batch}: ${outcome.result?.summary.scored_metrics} metric(s) scored → ${outcome.resultPath}`)
+  else if (outcome.batch) printText(`${outcome.batch}: ${scoreLine(outcome)} → ${outcome.resultPath}`)
   else printText('nothing pending')
   return outcome.exitCode
 }
@@ -198,6 +198,12 @@ const schedule = defineOrchCommand({
 /** An overall score as people read it: one decimal (4.0, not 4); whatever an external engine gave otherwise. */
 const score = (value: unknown) => (typeof value === 'number' ? value.toFixed(1) : value === undefined ? '?' : String(value))
 
+/** `score 4.0, 16 metric(s)` */
+function scoreLine(outcome: RunOutcome): string {
+  const summary = outcome.result?.summary as { overall_score?: unknown; scored_metrics?: unknown } | undefined
+  return `score ${score(summary?.overall_score)}, ${summary?.scored_metrics ?? '?'} metric(s)`
+}
+
 const printJsonLine = (value: unknown) => printText(JSON.stringify(value))
 
 const outcomeJson = (outcome: RunOutcome) => ({
@@ -224,8 +230,7 @@ function progressLine(outcome: RunOutcome, p: Progress): string {
   const head = `[${String(p.done).padStart(width)}/${p.total}] ${outcome.batch}`
   const took = `(${Math.round(p.ms)} ms)`
   if (outcome.error) return `${head}  exit ${outcome.exitCode}: ${outcome.error}  ${took}`
-  const summary = outcome.result?.summary as { overall_score?: unknown; scored_metrics?: unknown } | undefined
-  return `${head}  score ${score(summary?.overall_score)}, ${summary?.scored_metrics ?? '?'} metric(s) → ${outcome.resultPath}  ${took}`
+  return `${head}  ${scoreLine(outcome)} → ${outcome.resultPath}  ${took}`
 }
 
 /** `tick 3: 5 batch(es) processed, 1 failed, in 0.4 s; next tick at 12:10:00 UTC` */
