@@ -226,4 +226,20 @@ describe('orch batch', () => {
     expect(events[0]).toMatchObject({ tick: 1, done: 1, total: 1, exit_code: 0, batch: 'Only', error: null })
     expect(events[1]).toMatchObject({ tick: 1, processed: 1, failed: 0 })
   })
+
+  test('exit 2 when the result cannot be written (outputs_root is blocked by a file), for tick and for run', async () => {
+    writeFileSync(join(tmp.path, 'Data-blocked'), 'a file, not a folder')
+    const config = JSON.parse(readFileSync(join(tmp.path, 'orch.json'), 'utf8'))
+    writeFileSync(join(tmp.path, 'orch.json'), JSON.stringify({ batch: { ...config.batch, outputs_root: 'Data-blocked/Outputs' } }))
+    const dir = batch('Blocked', 1_000_000)
+    const ticked = await cli('batch', 'tick', '--json')
+    expect(ticked.code).toBe(2)
+    expect(ticked.json()).toMatchObject({ exit_code: 2, batch: 'Blocked', result_path: null })
+    expect(ticked.json().error).toContain(join(tmp.path, 'Data-blocked', 'Outputs', 'Blocked', 'result.json'))
+    expect(existsSync(join(dir, '.lock'))).toBe(false)
+
+    const ran = await cli('batch', 'run', dir, '--out', join(tmp.path, 'Data-blocked', 'r.json'))
+    expect(ran.code).toBe(2)
+    expect(ran.stderr).toContain('cannot write')
+  })
 })
