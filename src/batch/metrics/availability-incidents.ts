@@ -13,7 +13,10 @@ const PENALTY: Record<string, number> = { '1': 1.5, '2': 1, '3': 0.5, '4': 0.2 }
 const BREACH_PENALTY = 1
 
 function severityOf(i: v.InferOutput<typeof Incident>): string | undefined {
-  if (i.sev !== undefined) return String(Math.round(i.sev))
+  if (i.sev !== undefined) {
+    const n = Math.round(i.sev)
+    return n >= 1 && n <= 4 ? String(n) : undefined
+  }
   const m = i.severity?.toLowerCase().match(/[1-4]/)
   if (m) return m[0]
   return { critical: '1', high: '2', medium: '3', low: '4' }[i.severity?.toLowerCase() ?? '']
@@ -31,7 +34,8 @@ export function scoreAvailabilityIncidents(input: unknown): MetricResult {
   for (const i of incidents) {
     let sev = severityOf(i)
     if (sev === undefined) {
-      s.gap(`incident ${i.id ?? '?'}: severity missing, counted as 3`, 0.05)
+      const given = i.sev ?? i.severity
+      s.gap(`incident ${i.id ?? '?'}: severity ${given === undefined ? 'missing' : `"${given}" unknown`}, counted as 3`, 0.05)
       sev = '3'
     }
     bySeverity[`sev${sev}`] = (bySeverity[`sev${sev}`] ?? 0) + 1
@@ -40,7 +44,9 @@ export function scoreAvailabilityIncidents(input: unknown): MetricResult {
   penalty += breaches.length * BREACH_PENALTY
   const target = root.slo?.target === undefined ? undefined : frac(root.slo.target)
   const measured = root.measured_availability === undefined ? undefined : frac(root.measured_availability)
-  const belowTarget = target !== undefined && measured !== undefined && measured < target
+  if (measured !== undefined && target === undefined) s.gap('slo.target missing; measured_availability not compared', 0.05)
+  // 99.9 read as a percentage is 0.9990000000000001: equal to a 0.999 target is not below it.
+  const belowTarget = target !== undefined && measured !== undefined && measured < target - 1e-9
   if (belowTarget) penalty += 1
   const rationale =
     incidents.length === 0 && breaches.length === 0 && !belowTarget

@@ -1,5 +1,5 @@
 import * as v from 'valibot'
-import { clamp, first, frac, type MetricResult, Num, opt, pct, Scoring } from './shared.ts'
+import { Bool, clamp, first, frac, type MetricResult, Num, opt, pct, Scoring } from './shared.ts'
 
 const Input = v.looseObject({
   total_cost: opt(Num),
@@ -7,7 +7,7 @@ const Input = v.looseObject({
   unallocated_cost: opt(Num),
   allocated_pct: opt(Num),
   shared_cost: opt(Num),
-  shared_cost_distributed: opt(v.boolean()),
+  shared_cost_distributed: opt(Bool),
 })
 
 export function scoreCostAllocationQuality(input: unknown): MetricResult {
@@ -25,6 +25,7 @@ export function scoreCostAllocationQuality(input: unknown): MetricResult {
   allocated ??= total === undefined ? undefined : share * total
   // Shared costs (support, networking) left in one bucket hide who spends what: undistributed shared spend counts as unallocated.
   let effective = clamp(share)
+  if (root.shared_cost !== undefined && !total) s.gap('shared_cost ignored: no total_cost to compare it with', 0.05)
   if (root.shared_cost !== undefined && total) {
     if (root.shared_cost_distributed === undefined) s.gap('shared_cost_distributed missing; shared cost assumed undistributed', 0.1)
     if (root.shared_cost_distributed !== true) effective = clamp(effective - root.shared_cost / total)

@@ -14,7 +14,8 @@ export function scoreCostCommitCoverage(input: unknown): MetricResult {
   const s = new Scoring('cost.commit_coverage')
   const root = s.root(Input, input)
   if (!root) return s.none('input is not an object')
-  let coverage = root.eligible_spend ? (root.covered_spend ?? 0) / root.eligible_spend : undefined
+  // Coverage needs both spends (and eligible spend above 0); otherwise coverage_pct, otherwise a gap.
+  let coverage = root.eligible_spend && root.covered_spend !== undefined ? root.covered_spend / root.eligible_spend : undefined
   if (coverage === undefined && root.coverage_pct !== undefined) coverage = frac(root.coverage_pct)
   const commitments = s.items(Commitment, root.commitments, 'commitments')
   let utilization = root.utilization_pct === undefined ? undefined : frac(root.utilization_pct)

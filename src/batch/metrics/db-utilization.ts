@@ -19,13 +19,17 @@ export function scoreDbUtilization(input: unknown): MetricResult {
   const root = s.root(Input, input)
   if (!root) return s.none('input is not an object')
   const dbs = s.items(Db, s.need(first(root.databases, root.instances), 'databases', 0.5), 'databases')
+  const ratio = (used: number | undefined, max: number | undefined, usedName: string, maxName: string): number | undefined => {
+    if (!max) return s.need(undefined, maxName, 0.03)
+    const u = s.need(used, usedName, 0.03)
+    return u === undefined ? undefined : u / max
+  }
   const rows = dbs.map((d, n) => {
     const id = String(first(d.id, d.name) ?? `#${n}`)
     const cpu = s.need(first(d.cpu_p95, d.cpu_avg), `${id}.cpu_p95`, 0.08)
-    const conn = d.connections_max ? (d.connections_used ?? 0) / d.connections_max : s.need(undefined, `${id}.connections_max`, 0.03)
-    const storage = d.storage_allocated_gb
-      ? (d.storage_used_gb ?? 0) / d.storage_allocated_gb
-      : s.need(undefined, `${id}.storage_allocated_gb`, 0.03)
+    // A ratio needs both figures (and a non-zero denominator); a missing one leaves that part out rather than scoring it 0.
+    const conn = ratio(d.connections_used, d.connections_max, `${id}.connections_used`, `${id}.connections_max`)
+    const storage = ratio(d.storage_used_gb, d.storage_allocated_gb, `${id}.storage_used_gb`, `${id}.storage_allocated_gb`)
     // Databases want more headroom than stateless compute: busy hour 30–75% CPU, storage 40–85% full.
     const parts = [
       cpu === undefined ? undefined : bandScore(frac(cpu), 0.3, 0.75, 1.5),

@@ -24,11 +24,16 @@ export function scoreIacCoverageDrift(input: unknown): MetricResult {
     drifted = rs.filter((r) => r.drifted === true).length
     if (rs.some((r) => r.drifted === undefined)) s.gap('some resources lack "drifted"; counted as not drifted', 0.1)
   }
-  let coverage = total ? (managed ?? 0) / total : undefined
-  if (coverage === undefined && root.coverage_pct !== undefined) coverage = frac(root.coverage_pct)
+  // More managed than total (stale counts) is full coverage, not more than full.
+  let coverage = total && managed !== undefined ? clamp(managed / total) : undefined
+  if (coverage === undefined && root.coverage_pct !== undefined) {
+    coverage = frac(root.coverage_pct)
+    s.gap('managed_resources missing; coverage_pct used', 0.05)
+  }
   if (coverage === undefined) return s.none('neither resources nor total/managed counts given')
-  if (managed === undefined && root.resources === undefined) s.gap('managed_resources missing; coverage_pct used', 0.05)
   if (drifted === undefined) s.gap('drifted_resources missing; drift assumed 0', 0.25)
+  // The drift rate is over managed resources; with coverage_pct alone there is no managed count to divide by.
+  else if (managed === undefined) s.gap('managed_resources missing; drift rate unknown, assumed 0', 0.25)
   const driftRate = managed ? clamp((drifted ?? 0) / managed) : 0
   // Drift is weighted hard: 20% of managed resources drifted zeroes that half of the score.
   const score = 5 * (0.6 * coverage + 0.4 * (1 - clamp(driftRate * 5)))

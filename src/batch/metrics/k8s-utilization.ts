@@ -31,7 +31,7 @@ export function scoreK8sUtilization(input: unknown): MetricResult {
     const cpu = resourceScores(c.cpu_allocatable, c.cpu_requested, c.cpu_used)
     const mem = resourceScores(c.mem_allocatable, c.mem_requested, c.mem_used)
     if (cpu.packing === undefined) s.gap(`${id}: cpu_allocatable/cpu_requested missing`, 0.08)
-    if (cpu.efficiency === undefined) s.gap(`${id}: cpu_used missing`, 0.08)
+    if (cpu.efficiency === undefined) s.gap(`${id}: cpu_requested/cpu_used missing`, 0.08)
     if (mem.packing === undefined && mem.efficiency === undefined) s.gap(`${id}: memory figures missing`, 0.05)
     const parts: number[] = []
     for (const r of [cpu, mem]) {

@@ -17,6 +17,9 @@ const Input = v.looseObject({
   target_reaction_seconds: opt(Num),
 })
 
+/** Whole words only: "incomplete" or "broken" must not read as a success. */
+const SUCCESS_STATUS = /^(success|successful|succeeded|ok|complete|completed|done)$/i
+
 export function scoreScalingEffectiveness(input: unknown): MetricResult {
   const s = new Scoring('scaling.effectiveness')
   const root = s.root(Input, input)
@@ -25,7 +28,7 @@ export function scoreScalingEffectiveness(input: unknown): MetricResult {
   if (first(root.events, root.scaling_events) === undefined) s.gap('events missing', 0.3)
   const target = root.target_reaction_seconds ?? 300
   if (root.target_reaction_seconds === undefined) s.gap('target_reaction_seconds missing; 300 s used', 0.05)
-  const ok = events.filter((e) => first(e.success, e.status === undefined ? undefined : /succ|ok|complete/i.test(e.status)) !== false)
+  const ok = events.filter((e) => first(e.success, e.status === undefined ? undefined : SUCCESS_STATUS.test(e.status.trim())) !== false)
   const timed = events.filter((e) => first(e.reaction_seconds, e.duration_seconds) !== undefined)
   const timely = timed.filter((e) => (first(e.reaction_seconds, e.duration_seconds) ?? 0) <= target)
   const successRate = events.length ? ok.length / events.length : 1

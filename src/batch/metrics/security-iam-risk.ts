@@ -30,6 +30,7 @@ export function scoreSecurityIamRisk(input: unknown): MetricResult {
     .filter((p) => first(p.wildcard, p.actions?.includes('*') && (p.resources ?? ['*']).includes('*')) === true)
     .map((p) => p.name ?? '?')
   if (root.root_mfa === undefined) s.gap('root_mfa missing', 0.1)
+  if (root.root_access_keys === undefined) s.gap('root_access_keys missing', 0.1)
   // Root without MFA or with access keys is the account's master key lying around; per-user findings are capped.
   const penalties = {
     root_without_mfa: root.root_mfa === false ? 2 : 0,

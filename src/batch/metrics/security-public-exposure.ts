@@ -20,6 +20,8 @@ export function scoreSecurityPublicExposure(input: unknown): MetricResult {
   if (!root) return s.none('input is not an object')
   if (!root.resources) return s.none('resources missing')
   const rs = s.items(Resource, root.resources, 'resources')
+  // An empty inventory is no evidence that nothing is exposed.
+  if (rs.length === 0) return s.none('no resources to score')
   const findings: { id: string; reason: string; penalty: number }[] = []
   for (const [n, r] of rs.entries()) {
     const id = String(r.id ?? `#${n}`)

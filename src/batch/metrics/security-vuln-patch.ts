@@ -20,7 +20,8 @@ export function scoreSecurityVulnPatch(input: unknown): MetricResult {
   if (!root.findings && root.patch_compliance_pct === undefined) return s.none('findings and patch_compliance_pct missing')
   const findings = s.items(Finding, s.need(root.findings, 'findings', 0.4), 'findings')
   const sla = { ...SLA, ...root.sla_days }
-  const open = findings.filter((f) => f.fixed !== true && !/fixed|resolved|closed/i.test(f.status ?? ''))
+  // Whole words only: "unresolved" is an open finding.
+  const open = findings.filter((f) => f.fixed !== true && !/^(fixed|resolved|closed)$/i.test(f.status?.trim() ?? ''))
   const counts: Record<string, { open: number; past_sla: number }> = {}
   let penalty = 0
   for (const f of open) {

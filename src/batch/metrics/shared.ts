@@ -14,8 +14,10 @@ export interface MetricResult {
 export type Scorer = (input: unknown) => MetricResult
 
 export const clamp = (x: number, lo = 0, hi = 1): number => Math.min(hi, Math.max(lo, x))
-export const round1 = (x: number): number => Math.round(x * 10) / 10
-export const round3 = (x: number): number => Math.round(x * 1000) / 1000
+/** Rounds half up, after shedding binary noise: 0.7 × 0.75 + 0.3 × 0.75 is 0.7499… in floating point but 3.75 → 3.8. */
+const roundTo = (x: number, scale: number): number => Math.round(Number((x * scale).toPrecision(12))) / scale
+export const round1 = (x: number): number => roundTo(x, 10)
+export const round3 = (x: number): number => roundTo(x, 1000)
 export const mean = (xs: number[]): number => (xs.length === 0 ? 0 : xs.reduce((a, b) => a + b, 0) / xs.length)
 
 /** A number, or a numeric string as exports from spreadsheets often hold. */

@@ -22,15 +22,18 @@ export function scoreStorageEfficiency(input: unknown): MetricResult {
   const fill = withUse.length
     ? withUse.reduce((a, vol) => a + (vol.used_gb ?? 0), 0) / withUse.reduce((a, vol) => a + (vol.size_gb ?? 0), 0)
     : undefined
-  const oldSnaps = snapshots.filter((sn) => (sn.age_days ?? 0) > maxAge).length
+  // A snapshot without an age cannot be judged: left out of the share, as a gap.
+  const aged = snapshots.filter((sn) => sn.age_days !== undefined)
+  if (aged.length < snapshots.length) s.gap(`${snapshots.length - aged.length} snapshot(s) without age_days`, 0.05)
+  const oldSnaps = aged.filter((sn) => (sn.age_days ?? 0) > maxAge).length
   const parts: number[] = []
   if (totalGb > 0) parts.push(5 * (1 - clamp((unattachedGb / totalGb) * 5))) // 20% of capacity unattached scores 0
   if (fill !== undefined) parts.push(bandScore(clamp(fill), 0.5, 0.9, 3))
-  if (snapshots.length) parts.push(5 * (1 - oldSnaps / snapshots.length))
+  if (aged.length) parts.push(5 * (1 - oldSnaps / aged.length))
   if (parts.length === 0) return s.none('no volume sizes or snapshots to score')
   return s.done(
     mean(parts),
-    `${pct(totalGb ? unattachedGb / totalGb : 0)} of ${totalGb} GB unattached; attached volumes ${fill === undefined ? 'fill unknown' : `${pct(fill)} full`}; ${oldSnaps} of ${snapshots.length} snapshot(s) older than ${maxAge} days.`,
+    `${pct(totalGb ? unattachedGb / totalGb : 0)} of ${totalGb} GB unattached; attached volumes ${fill === undefined ? 'fill unknown' : `${pct(fill)} full`}; ${oldSnaps} of ${aged.length} dated snapshot(s) older than ${maxAge} days.`,
     {
       total_gb: totalGb,
       unattached_gb: unattachedGb,

@@ -14,15 +14,19 @@ const Input = v.looseObject({
 })
 const DEFAULT_REQUIRED = ['owner', 'env', 'cost_center']
 
-/** Tags arrive as a map or as AWS-style [{Key, Value}] lists; keys compare case-insensitively. */
+/** An empty tag value says nothing about the owner or environment, so it counts as missing. */
+const hasValue = (x: unknown): boolean => x !== undefined && x !== null && String(x).trim() !== ''
+
+/** Tags arrive as a map or as AWS-style [{Key, Value}] lists; keys compare case-insensitively, empty values count as missing. */
 function tagKeys(tags: unknown): Set<string> {
   if (Array.isArray(tags)) {
-    return new Set(tags.map((t) => String((t as Record<string, unknown>)?.Key ?? (t as Record<string, unknown>)?.key ?? '').toLowerCase()))
+    const pairs = tags.map((t) => (t ?? {}) as Record<string, unknown>)
+    return new Set(pairs.filter((t) => hasValue(t.Value ?? t.value)).map((t) => String(t.Key ?? t.key ?? '').toLowerCase()))
   }
   const map = (tags ?? {}) as Record<string, unknown>
   return new Set(
     Object.keys(map)
-      .filter((k) => map[k] !== '' && map[k] !== null)
+      .filter((k) => hasValue(map[k]))
       .map((k) => k.toLowerCase()),
   )
 }
