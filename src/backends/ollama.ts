@@ -20,6 +20,8 @@ import type {
 export interface OllamaBackendOptions {
   name: string
   url: string
+  /** Bearer token, for an Ollama behind an authenticating proxy or a hosted Ollama API. */
+  apiKey?: string | undefined
   timeouts: BackendTimeouts
 }
 
@@ -27,15 +29,16 @@ const STREAM_END = 'Did not receive done or success response in stream.'
 
 export const ollamaBackend = (o: OllamaBackendOptions): Backend => {
   const host = o.url.replace(/\/+$/, '')
+  const headers = o.apiKey ? { authorization: `Bearer ${o.apiKey}` } : undefined
   const begin = (phase: 'model' | 'meta', options?: CallOptions) => {
     const call = startCall({ backend: o.name, timeouts: o.timeouts, signal: options?.signal, phase })
-    return { call, client: new Ollama({ host, fetch: call.fetch }) }
+    return { call, client: new Ollama({ host, fetch: call.fetch, headers }) }
   }
 
   /** One non-streamed call through a client bound to this call's signal. */
   const once = <T>(phase: 'model' | 'meta', options: CallOptions | undefined, run: (client: Ollama) => Promise<T>) =>
     callOnce({ backend: o.name, timeouts: o.timeouts, signal: options?.signal, phase }, (call) =>
-      run(new Ollama({ host, fetch: call.fetch })),
+      run(new Ollama({ host, fetch: call.fetch, headers })),
     )
 
   /** A streamed call: chunks pass through as Ollama sent them (they are orch's canonical shapes). */

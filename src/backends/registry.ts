@@ -2,13 +2,14 @@
  * Backends from configuration, and helpers for callers that want one answer instead of a stream.
  */
 import type { BackendConfig, OrchConfig } from '../config/schema.ts'
+import { logger } from '../log.ts'
 import { ollamaBackend } from './ollama.ts'
 import { openaiBackend } from './openai.ts'
 import type { BackendTimeouts } from './timeouts.ts'
 import type { Backend, ChatChunk, GenerateChunk } from './types.ts'
 
 export interface BackendExtras {
-  /** Bearer token for an OpenAI-compatible backend. */
+  /** Bearer token sent with every request. */
   apiKey?: string | undefined
 }
 
@@ -17,12 +18,21 @@ export function createBackend(cfg: BackendConfig, timeouts: BackendTimeouts, ext
     case 'openai':
       return openaiBackend({ name: cfg.name, url: cfg.url, apiKey: extras.apiKey, timeouts })
     default:
-      return ollamaBackend({ name: cfg.name, url: cfg.url, timeouts })
+      return ollamaBackend({ name: cfg.name, url: cfg.url, apiKey: extras.apiKey, timeouts })
   }
 }
 
-export function createBackends(config: OrchConfig): Backend[] {
-  return config.backends.map((cfg) => createBackend(cfg, config.backend_timeouts))
+/** The token named by `api_key_env`; an unset or empty variable is said once, and requests go without one. */
+export function apiKeyFor(cfg: BackendConfig, env: Record<string, string | undefined>): string | undefined {
+  if (cfg.api_key_env === undefined) return undefined
+  const key = env[cfg.api_key_env]
+  if (key) return key
+  logger('config').warn(`backends: ${cfg.name}: api_key_env names ${cfg.api_key_env}, which is not set; requests go without a token`)
+  return undefined
+}
+
+export function createBackends(config: OrchConfig, env: Record<string, string | undefined> = process.env): Backend[] {
+  return config.backends.map((cfg) => createBackend(cfg, config.backend_timeouts, { apiKey: apiKeyFor(cfg, env) }))
 }
 
 /** One chunk for the whole answer: the content (and thinking, tool calls) of all, the stats of the last. */

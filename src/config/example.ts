@@ -46,7 +46,10 @@ export const EXAMPLE_ITEMS: Record<string, unknown> = {
       depends_on: ['gpu'],
     },
   ],
-  backends: [{ name: 'ollama', type: 'ollama', url: 'http://127.0.0.1:11434', models: ['llama3.2'], concurrency: 4 }],
+  backends: [
+    { name: 'ollama', type: 'ollama', url: 'http://127.0.0.1:11434', models: ['llama3.2'], concurrency: 4 },
+    { name: 'vllm', type: 'openai', url: 'http://127.0.0.1:8000/v1', models: ['qwen2.5-7b'], concurrency: 16, api_key_env: 'VLLM_API_KEY' },
+  ],
 }
 
 const HEADER = `# orch configuration: every key with its default value.

@@ -17,6 +17,7 @@ import {
   oneOf,
   port,
   section,
+  str,
   stringList,
 } from './fields.ts'
 
@@ -191,6 +192,11 @@ const backendEntry = v.strictObject(
     url: httpUrl('Base URL, e.g. http://127.0.0.1:11434', { example: 'http://127.0.0.1:11434' }),
     models: v.optional(stringList('Models this backend serves; unset means any model', { example: ['llama3.2'] })),
     concurrency: v.optional(int('Requests in flight to this backend'), 4),
+    api_key_env: v.optional(
+      str('Environment variable holding the bearer token orch sends to this backend (the token itself stays out of the file)', {
+        example: 'VLLM_API_KEY',
+      }),
+    ),
   },
   'expected a mapping of backend keys to values',
 )

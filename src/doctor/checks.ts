@@ -118,6 +118,10 @@ export interface BackendFacts {
   url: string
   reachable: boolean
   error?: string
+  /** The server answered 401 or 403: it wants a token orch did not send, or not that one. */
+  unauthorized?: boolean
+  /** `backends[i].api_key_env`, and whether that variable is set. */
+  apiKeyEnv?: { name: string; set: boolean }
   /** Models the backend lists (`/api/tags`, `/v1/models`). */
   available: string[]
   /** Models the configuration says it serves. */
@@ -129,6 +133,16 @@ const bare = (model: string) => model.replace(/:latest$/, '')
 export function checkBackend(facts: BackendFacts): Finding[] {
   const id = `backend.${facts.name}`
   const title = `backend ${facts.name}`
+  if (!facts.reachable && facts.unauthorized) {
+    const key = facts.apiKeyEnv
+    const fix =
+      key === undefined
+        ? `set backends[${facts.index}].api_key_env to the name of a variable holding its token, and export that variable`
+        : key.set
+          ? `the token in ${key.name} is refused: replace it with a valid one`
+          : `export ${key.name}=<token> before starting orch (backends[${facts.index}].api_key_env names it)`
+    return [fail(id, title, `${facts.url} refused orch: ${facts.error ?? 'unauthorized'}`, fix)]
+  }
   if (!facts.reachable) {
     const start = facts.type === 'ollama' ? 'start Ollama (`ollama serve`)' : 'start the server'
     return [fail(id, title, `${facts.url} unreachable: ${facts.error ?? 'no answer'}`, `${start}, or correct backends[${facts.index}].url`)]

@@ -8,6 +8,7 @@ import { accessSync, constants, existsSync, readFileSync, rmSync, statfsSync, wr
 import { connect, createServer } from 'node:net'
 import { dirname, join, resolve } from 'node:path'
 import { createBackends } from '../backends/registry.ts'
+import { BackendError } from '../backends/types.ts'
 import { resolveSettings, scanLocks } from '../batch/runner.ts'
 import { readEnvironment } from '../config/env.ts'
 import { displayPath, type ResolvedConfig, resolveConfig } from '../config/load.ts'
@@ -138,17 +139,26 @@ export async function gatherPorts(config: OrchConfig, home: string): Promise<Por
   return facts
 }
 
-async function gatherBackends(config: OrchConfig, timeoutMs: number): Promise<BackendFacts[]> {
-  const backends = createBackends(config)
+async function gatherBackends(config: OrchConfig, env: Record<string, string | undefined>, timeoutMs: number): Promise<BackendFacts[]> {
+  const backends = createBackends(config, env)
   return Promise.all(
     backends.map(async (backend, index): Promise<BackendFacts> => {
       const cfg = config.backends[index]
-      const base = { name: backend.name, index, type: backend.type, url: backend.url, wanted: cfg?.models ?? [], available: [] as string[] }
+      const base = {
+        name: backend.name,
+        index,
+        type: backend.type,
+        url: backend.url,
+        wanted: cfg?.models ?? [],
+        available: [] as string[],
+        ...(cfg?.api_key_env ? { apiKeyEnv: { name: cfg.api_key_env, set: Boolean(env[cfg.api_key_env]) } } : {}),
+      }
       try {
         const models = await backend.listModels({ signal: AbortSignal.timeout(timeoutMs) })
         return { ...base, reachable: true, available: models.map((m) => m.name) }
       } catch (error) {
-        return { ...base, reachable: false, error: message(error) }
+        const status = error instanceof BackendError ? error.status : undefined
+        return { ...base, reachable: false, error: message(error), unauthorized: status === 401 || status === 403 }
       }
     }),
   )
@@ -230,7 +240,7 @@ export async function gatherFacts(inputs: GatherInputs = {}): Promise<DoctorFact
   const [detection, ports, backends, programs, redis] = await Promise.all([
     detectGpus({ env, timeoutMs: Math.max(timeoutMs, 10_000) }),
     cfg ? gatherPorts(cfg, home) : undefined,
-    cfg ? gatherBackends(cfg, timeoutMs) : undefined,
+    cfg ? gatherBackends(cfg, env, timeoutMs) : undefined,
     cfg ? gatherPrograms(cfg, env, timeoutMs) : undefined,
     bus?.event_bus_type === 'redis' ? pingRedis(bus.redis_host, bus.redis_port, timeoutMs) : undefined,
   ])

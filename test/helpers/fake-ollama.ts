@@ -42,8 +42,18 @@ const MODEL_CALLS = new Set(['/api/chat', '/api/generate', '/api/embed', '/api/e
 /** `llama3.2` and `llama3.2:latest` are the same model to Ollama. */
 export const withTag = (name: string) => (name.includes(':') ? name : `${name}:latest`)
 
-export function startFakeOllama(options: Partial<FakeBehaviour> = {}): Promise<FakeServer> {
-  return startFake({ isModelCall: (path) => MODEL_CALLS.has(path), errorResponse, route }, DEFAULTS, options)
+export interface FakeOllamaOptions extends Partial<FakeBehaviour> {
+  /** Bearer token every /api request must carry (an authenticating proxy in front of Ollama); unset accepts any. */
+  apiKey?: string
+}
+
+export function startFakeOllama(options: FakeOllamaOptions = {}): Promise<FakeServer> {
+  const { apiKey, ...behaviour } = options
+  const guarded = (method: string, path: string, x: Exchange): Response =>
+    apiKey !== undefined && path !== '/' && x.request.headers.get('authorization') !== `Bearer ${apiKey}`
+      ? errorResponse(401, 'unauthorized')
+      : route(method, path, x)
+  return startFake({ isModelCall: (path) => MODEL_CALLS.has(path), errorResponse, route: guarded }, DEFAULTS, behaviour)
 }
 
 function errorResponse(status: number, message: string): Response {

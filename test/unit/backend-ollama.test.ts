@@ -6,6 +6,7 @@ import type { BackendTimeouts } from '../../src/backends/timeouts.ts'
 import { BackendError, type ChatChunk, type ChatRequest } from '../../src/backends/types.ts'
 import { defaultConfig } from '../../src/config/schema.ts'
 import { FAKE_OLLAMA_VERSION, type FakeServer, fakeEmbedding, startFakeOllama } from '../helpers/fake-ollama.ts'
+import { startFakeOpenAI } from '../helpers/fake-openai.ts'
 
 const timeouts: BackendTimeouts = { connect_ms: 5000, first_token_ms: 5000, idle_ms: 5000, total_ms: 10000 }
 const ask = (content: string, extra: Partial<ChatRequest> = {}): ChatRequest => ({
@@ -179,6 +180,35 @@ describe('registry', () => {
     expect(only).toMatchObject({ name: 'ollama', type: 'ollama', url: 'http://127.0.0.1:11434' })
     const openai = createBackend({ name: 'vllm', type: 'openai', url: 'http://127.0.0.1:8000', concurrency: 4 }, timeouts)
     expect(openai).toMatchObject({ name: 'vllm', type: 'openai' })
+  })
+
+  test('api_key_env: the token is read from that variable and sent as a bearer token, to both kinds of server', async () => {
+    const guardedOllama = await startFakeOllama({ apiKey: 'o-secret', models: ['llama3.2'] })
+    const guardedOpenAI = await startFakeOpenAI({ apiKey: 'v-secret', models: ['qwen'] })
+    try {
+      const config = {
+        ...defaultConfig(),
+        backends: [
+          { name: 'proxied', type: 'ollama' as const, url: guardedOllama.url, concurrency: 4, api_key_env: 'TEST_OLLAMA_KEY' },
+          { name: 'vllm', type: 'openai' as const, url: guardedOpenAI.url, concurrency: 4, api_key_env: 'TEST_VLLM_KEY' },
+        ],
+      }
+      const withKeys = createBackends(config, { TEST_OLLAMA_KEY: 'o-secret', TEST_VLLM_KEY: 'v-secret' })
+      const lists = await Promise.all(withKeys.map((b) => b.listModels()))
+      expect(lists.map((models) => models.map((m) => m.name))).toEqual([['llama3.2:latest'], ['qwen']])
+      const answer = await collectChat(withKeys[0]!.chat({ model: 'llama3.2', messages: [{ role: 'user', content: 'hi there' }] }))
+      expect(answer.message.content).toBe('hi there')
+
+      // The variable unset: requests go without a token (said once on stderr), and the server refuses them.
+      for (const backend of createBackends(config, {})) {
+        const error = await backend.listModels().catch((e: unknown) => e)
+        expect(error).toBeInstanceOf(BackendError)
+        expect((error as BackendError).status).toBe(401)
+      }
+    } finally {
+      await guardedOllama.stop()
+      await guardedOpenAI.stop()
+    }
   })
 })
 

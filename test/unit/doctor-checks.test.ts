@@ -157,6 +157,17 @@ describe('backends', () => {
     expect(f?.fix).toContain('backends[0].url')
   })
 
+  test('refused (401/403): the fix is about the token, not about starting the server', () => {
+    const refused = { ...base, reachable: false, unauthorized: true, error: 'local: HTTP 401 unauthorized' }
+    const [none] = checkBackend(refused)
+    expect(none).toMatchObject({ status: 'error', detail: 'http://x refused orch: local: HTTP 401 unauthorized' })
+    expect(none?.fix).toBe('set backends[0].api_key_env to the name of a variable holding its token, and export that variable')
+    const [unset] = checkBackend({ ...refused, apiKeyEnv: { name: 'PROXY_KEY', set: false } })
+    expect(unset?.fix).toBe('export PROXY_KEY=<token> before starting orch (backends[0].api_key_env names it)')
+    const [wrong] = checkBackend({ ...refused, apiKeyEnv: { name: 'PROXY_KEY', set: true } })
+    expect(wrong?.fix).toBe('the token in PROXY_KEY is refused: replace it with a valid one')
+  })
+
   test('a configured model missing: one error per model with the pull command', () => {
     const findings = checkBackend({ ...base, available: ['llama3.2:latest'], wanted: ['llama3.2', 'mistral'] })
     expect(findings.map((f) => f.status)).toEqual(['ok', 'error'])
