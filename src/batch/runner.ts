@@ -96,6 +96,29 @@ export interface LockInfo {
   stale: boolean
 }
 
+/** The `.lock` in one batch folder, if there is one: its age (from its mtime), pid, and whether it is stale. */
+function readLock(name: string, dir: string, settings: BatchSettings, now: number): LockInfo | undefined {
+  const path = join(dir, LOCK_FILE)
+  const stat = statSync(path, { throwIfNoEntry: false })
+  if (stat === undefined || !stat.isFile()) return undefined
+  let pid: number | null = null
+  try {
+    const written = JSON.parse(readFileSync(path, 'utf8')) as { pid?: unknown }
+    if (Number.isInteger(written.pid)) pid = written.pid as number
+  } catch {
+    // An empty or foreign lock file: still a lock, just without a pid.
+  }
+  const age = Math.max(0, Math.floor((now - stat.mtimeMs) / 1000))
+  return {
+    name,
+    path,
+    locked_at: new Date(stat.mtimeMs).toISOString(),
+    age_seconds: age,
+    pid,
+    stale: age > settings.staleLockSeconds,
+  }
+}
+
 /**
  * Every batch folder's `.lock` under inputs_root, whatever the folder's state, with its age (from its mtime)
  * and whether it is older than `staleLockSeconds`. Reads only: no state.db, so `orch doctor` can use it.
@@ -105,25 +128,8 @@ export function scanLocks(settings: BatchSettings, now: number): LockInfo[] {
   const locks: LockInfo[] = []
   for (const entry of readdirSync(settings.inputsRoot, { withFileTypes: true })) {
     if (entry.name.startsWith('.')) continue
-    const path = join(settings.inputsRoot, entry.name, LOCK_FILE)
-    const stat = statSync(path, { throwIfNoEntry: false })
-    if (stat === undefined || !stat.isFile()) continue
-    let pid: number | null = null
-    try {
-      const written = JSON.parse(readFileSync(path, 'utf8')) as { pid?: unknown }
-      if (Number.isInteger(written.pid)) pid = written.pid as number
-    } catch {
-      // An empty or foreign lock file: still a lock, just without a pid.
-    }
-    const age = Math.max(0, Math.floor((now - stat.mtimeMs) / 1000))
-    locks.push({
-      name: entry.name,
-      path,
-      locked_at: new Date(stat.mtimeMs).toISOString(),
-      age_seconds: age,
-      pid,
-      stale: age > settings.staleLockSeconds,
-    })
+    const lock = readLock(entry.name, join(settings.inputsRoot, entry.name), settings, now)
+    if (lock) locks.push(lock)
   }
   return locks.sort((a, b) => a.name.localeCompare(b.name))
 }
@@ -259,11 +265,12 @@ export async function tick(settings: BatchSettings, deps: RunnerDeps): Promise<R
   const folders = listBatchFolders(settings, deps.store)
   log.info(`[runner] subdirs: ${JSON.stringify(folders.map((f) => f.name))}`)
   for (const folder of folders) if (folder.state !== 'pending') log.info(`skip ${folder.name}: ${SKIP_REASON[folder.state]}`)
-  const locked = new Set(folders.filter((f) => f.state === 'locked').map((f) => f.name))
-  for (const lock of scanLocks(settings, now())) {
+  for (const folder of folders) {
+    if (folder.state !== 'locked') continue
+    const lock = readLock(folder.name, folder.path, settings, now())
     // Once per lock per process: `schedule --all` runs many passes a tick, and would repeat it every time.
-    const key = `${lock.path}@${lock.locked_at}`
-    if (!lock.stale || !locked.has(lock.name) || warnedLocks.has(key)) continue
+    const key = `${lock?.path}@${lock?.locked_at}`
+    if (!lock?.stale || warnedLocks.has(key)) continue
     warnedLocks.add(key)
     log.warn(staleLockMessage(lock, settings))
   }
