@@ -200,7 +200,7 @@ export class TaskStore {
       : this.store.all<TaskRow>(sql.LIST_FIRST, base)
     const last = rows.at(-1)
     const next_cursor = rows.length === limit && last ? encodeCursor(last) : null
-    return { tasks: rows.map(rowToTask), next_cursor }
+    return { tasks: rows.map((row) => rowToTask(row)), next_cursor }
   }
 
   counts(): Record<TaskState, number> {
