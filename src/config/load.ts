@@ -9,7 +9,7 @@ import { dirname, isAbsolute, join, relative, resolve } from 'node:path'
 import { ConfigError, type ConfigIssue } from '../errors.ts'
 import { coerceString, type EnvironmentReading, ORCH_OLLAMA_URL, readEnvironment } from './env.ts'
 import { kindAt, schemaAt } from './keys.ts'
-import { FORBIDDEN_KEYS, formatPath, mergeInto, parsePath, setPath } from './paths.ts'
+import { FORBIDDEN_KEYS, formatPath, isPlainObject, mergeInto, type PathSegment, parsePath, setPath } from './paths.ts'
 import { DEFAULT_BACKEND } from './pools.ts'
 import type { OrchConfig } from './schema.ts'
 import { type ConfigDocument, readConfigDocument } from './source.ts'
@@ -132,6 +132,65 @@ function sortIssues(issues: ConfigIssue[], files: string[]): ConfigIssue[] {
   return [...issues].sort((a, b) => rank(a) - rank(b) || (a.line ?? 0) - (b.line ?? 0) || (a.column ?? 0) - (b.column ?? 0))
 }
 
+/** Schema types whose value is written as a YAML mapping. */
+const MAPPING_TYPES = new Set(['strict_object', 'object', 'loose_object', 'record'])
+
+/**
+ * Every place where the schema wants a mapping and the data has a list. valibot's object and record
+ * schemas take any `typeof 'object'` input, arrays included: `server: []` parsed as an empty server section
+ * (every default), and `server: [1, 2]` failed only on "unknown keys" 0 and 1, which the unknown-key walk
+ * (plain objects only) never reported, so the configuration was refused with no problem named. Scalars need
+ * no walk: valibot refuses them with the schema's own message.
+ */
+function listsForMappings(value: unknown, segments: PathSegment[] = []): PathIssue[] {
+  const schema = schemaAt(segments) as { type: string; message?: unknown } | undefined
+  if (!schema) return []
+  if (schema.type === 'array')
+    return Array.isArray(value) ? value.flatMap((item, index) => listsForMappings(item, [...segments, index])) : []
+  if (!MAPPING_TYPES.has(schema.type)) return []
+  if (Array.isArray(value)) {
+    const expected = typeof schema.message === 'string' ? schema.message : 'expected a mapping of keys to values'
+    return [{ segments, message: `${expected}, got a list` }]
+  }
+  if (!isPlainObject(value)) return []
+  return Object.entries(value).flatMap(([key, item]) => listsForMappings(item, [...segments, key]))
+}
+
+const isWithin = (segments: readonly PathSegment[], prefix: readonly PathSegment[]) =>
+  prefix.length <= segments.length && prefix.every((segment, i) => segments[i] === segment)
+
+/**
+ * The one verdict on merged data, for `orch config validate` and for every command that resolves the
+ * configuration (serve among them): they used to decide apart, validate by "no issues" and the resolver
+ * by "schema passed", so data the schema refused without an issue passed validate ("ok") while serve
+ * failed with "0 problems". Here a config comes back only with no issue, and a refusal always names one.
+ */
+function checkData(
+  raw: Record<string, unknown>,
+  documents: ConfigDocument[],
+  sources: SourceTracker | undefined,
+  cwd: string,
+  files: string[],
+  earlier: ConfigIssue[] = [],
+): { config?: OrchConfig; issues: ConfigIssue[] } {
+  const lists = listsForMappings(raw)
+  const result = validateData(raw)
+  // Below a list given for a mapping, valibot's findings are about list items as if they were keys: noise.
+  const rest = result.issues.filter((issue) => !lists.some((list) => isWithin(issue.segments, list.segments)))
+  const found = [...lists, ...rest]
+  if (result.config && found.length === 0 && earlier.length === 0) return { config: result.config, issues: [] }
+  if (found.length === 0 && earlier.length === 0) {
+    found.push({ segments: [], message: 'the configuration was refused without a reason named (a bug in orch; please report it)' })
+  }
+  const placed = found.map((issue) => placeIssue(issue, documents, sources, cwd))
+  return {
+    issues: sortIssues(
+      [...earlier, ...placed],
+      files.map((f) => displayPath(f, cwd)),
+    ),
+  }
+}
+
 function applyFiles(raw: Record<string, unknown>, documents: ConfigDocument[], sources: SourceTracker, cwd: string): void {
   for (const document of documents) {
     const replaced = mergeInto(raw, document.data)
@@ -182,11 +241,10 @@ export function resolveConfig(inputs: ConfigInputs = {}): ResolvedConfig {
   const reading = readEnvironment(env)
   applyEnvironment(raw, reading, sources)
   const flagIssues = applyOverrides(raw, inputs.overrides ?? {}, sources)
-  const result = validateData(raw)
-  if (!result.config || flagIssues.length > 0) {
+  const result = checkData(raw, documents, sources, cwd, files, flagIssues)
+  if (!result.config) {
     const displayed = files.map((f) => displayPath(f, cwd))
-    const issues = sortIssues([...flagIssues, ...result.issues.map((i) => placeIssue(i, documents, sources, cwd))], displayed)
-    throw new ConfigError(issues, { details: { file: displayed[0], files: displayed } })
+    throw new ConfigError(result.issues, { details: { file: displayed[0], files: displayed } })
   }
   return {
     config: result.config,
@@ -207,9 +265,8 @@ export function validateConfigFile(file: string, inputs: Pick<ConfigInputs, 'cwd
   const shown = displayPath(absolute, cwd)
   const read = readConfigDocument(absolute)
   if (!read.document) return read.issues.map((i) => ({ ...i, file: shown }))
-  const { issues } = validateData(read.document.data)
-  return sortIssues(
-    issues.map((i) => placeIssue(i, [read.document as ConfigDocument], undefined, cwd)),
-    [shown],
-  )
+  // The same merge and the same verdict as resolveConfig, with this one file as the only layer.
+  const raw: Record<string, unknown> = {}
+  applyFiles(raw, [read.document], new SourceTracker(), cwd)
+  return checkData(raw, [read.document], undefined, cwd, [absolute]).issues
 }

@@ -1,7 +1,8 @@
 /**
  * Reading one config file safely: a size cap, YAML (which also reads JSON; `//` and `/* *\/` comments are
  * allowed in .json files), no anchors or aliases (a small file must not expand into a huge one), no keys
- * that reach Object.prototype, and a way back from a key path to the line and column where it is written.
+ * that reach Object.prototype, no tags outside YAML 1.2's core schema, no parser warning let pass, and a
+ * way back from a key path to the line and column where it is written.
  */
 import { readFileSync, statSync } from 'node:fs'
 import { extname } from 'node:path'
@@ -27,6 +28,29 @@ export interface ConfigDocument {
 
 type Document = ReturnType<typeof parseDocument>
 type At = (offset: number) => Omit<Position, 'depth'>
+
+const YAML_TAG_PREFIX = 'tag:yaml.org,2002:'
+/**
+ * The tags of YAML 1.2's core schema, the only ones a config may carry (`!`, the non-specific tag, means a
+ * plain string). Anything else (`!!python/object/apply:...`, `!custom`, YAML 1.1's `!!binary`, `!!set`,
+ * `!!timestamp`) is refused: the yaml package keeps an unknown tag's value as plain data with a mere
+ * warning, so a file written for another loader would silently mean something else here.
+ */
+const CORE_TAGS: ReadonlySet<string> = new Set([
+  '!',
+  ...['map', 'seq', 'str', 'null', 'bool', 'int', 'float'].map((t) => YAML_TAG_PREFIX + t),
+])
+const CORE_TAGS_SHOWN = '!!str, !!int, !!float, !!bool, !!null, !!seq, !!map'
+
+/** A tag as it is usually written: `!!binary` rather than `tag:yaml.org,2002:binary`. */
+const shownTag = (tag: string) => (tag.startsWith(YAML_TAG_PREFIX) ? `!!${tag.slice(YAML_TAG_PREFIX.length)}` : tag)
+
+/**
+ * Core schema only: `schema: 'core'` also holds against a `%YAML 1.1` directive, and `resolveKnownTags:
+ * false` stops the yaml package from resolving YAML 1.1's `!!binary`, `!!timestamp`, `!!set` and friends,
+ * which it otherwise does even in the core schema.
+ */
+const PARSE_OPTIONS = { schema: 'core', resolveKnownTags: false, prettyErrors: false, uniqueKeys: true } as const
 
 /** Blank out JSONC comments, keeping every offset (and so every line:column) where it was. */
 export function stripJsonComments(text: string): string {
@@ -64,14 +88,54 @@ function pathOf(ancestors: readonly unknown[], node: unknown): PathSegment[] {
   const chain = [...ancestors, node]
   chain.forEach((item, index) => {
     if (isPair(item) && isScalar(item.key)) segments.push(String(item.key.value))
-    else if (isSeq(item)) segments.push(item.items.indexOf(chain[index + 1] as never))
+    // A list adds the index of the next item in the chain; the list itself (the last node) adds nothing.
+    else if (isSeq(item) && index + 1 < chain.length) segments.push(item.items.indexOf(chain[index + 1] as never))
   })
   return segments
 }
 
-/** Anchors, aliases, odd keys: everything refused before the document becomes data. */
+interface Tagged {
+  tag: string
+  /** Where the node's value starts: the tag is written just before it. */
+  start: number
+  path: PathSegment[]
+}
+
+/**
+ * Tags outside the core schema, and core tags that do not fit their value (`!!float 1`, `!!int abc`,
+ * which yaml only warns about). A tag's warning points at the tag itself (the better line:column); the
+ * node it belongs to, for the key path, is the first tagged node starting after the tag.
+ */
+function tagIssues(doc: Document, tagged: Tagged[], at: At): ConfigIssue[] {
+  const issues: ConfigIssue[] = []
+  const reported = new Set<Tagged>()
+  for (const warning of doc.warnings) {
+    const [start, end] = warning.pos
+    if (warning.code !== 'TAG_RESOLVE_FAILED') {
+      issues.push({ path: '', message: `invalid YAML: ${warning.message.split('\n')[0]}`, ...at(start) })
+      continue
+    }
+    const node = tagged.filter((t) => t.start >= end).sort((a, b) => a.start - b.start)[0]
+    if (node) reported.add(node)
+    const tag = node?.tag ?? /Unresolved tag: (\S+)/.exec(warning.message)?.[1] ?? '?'
+    issues.push({ path: formatPath(node?.path ?? []), message: tagMessage(tag), ...at(start) })
+  }
+  for (const node of tagged) {
+    if (!reported.has(node) && !CORE_TAGS.has(node.tag))
+      issues.push({ path: formatPath(node.path), message: tagMessage(node.tag), ...at(node.start) })
+  }
+  return issues
+}
+
+function tagMessage(tag: string): string {
+  if (CORE_TAGS.has(tag)) return `YAML tag ${shownTag(tag)} does not fit its value; remove the tag or write a value of that type`
+  return `YAML tag ${shownTag(tag)} is not allowed: config files are read with YAML's core schema (${CORE_TAGS_SHOWN}); remove the tag`
+}
+
+/** Anchors, aliases, odd keys, foreign tags: everything refused before the document becomes data. */
 function unsafeParts(doc: Document, at: At): ConfigIssue[] {
   const issues: ConfigIssue[] = []
+  const tagged: Tagged[] = []
   const add = (ancestors: readonly unknown[], node: unknown, offset: number | undefined, message: string) =>
     issues.push({ path: formatPath(pathOf(ancestors, node)), message, ...(offset === undefined ? {} : at(offset)) })
   visit(doc, {
@@ -79,6 +143,7 @@ function unsafeParts(doc: Document, at: At): ConfigIssue[] {
       add(ancestors, node, node.range?.[0], `YAML aliases are not allowed (*${node.source}); write the value out`),
     Node: (_, node, ancestors) => {
       if (node.anchor) add(ancestors, node, node.range?.[0], `YAML anchors are not allowed (&${node.anchor}); write the value out`)
+      if (node.tag) tagged.push({ tag: node.tag, start: node.range?.[0] ?? 0, path: pathOf(ancestors, node) })
     },
     Pair: (_, pair, ancestors) => {
       const key = pair.key
@@ -87,7 +152,7 @@ function unsafeParts(doc: Document, at: At): ConfigIssue[] {
       else if (FORBIDDEN_KEYS.has(String(key.value))) add(ancestors, pair, key.range?.[0], `key "${String(key.value)}" is not allowed`)
     },
   })
-  return issues
+  return [...tagIssues(doc, tagged, at), ...issues].sort((a, b) => (a.line ?? 0) - (b.line ?? 0) || (a.column ?? 0) - (b.column ?? 0))
 }
 
 function fileProblem(file: string): ConfigIssue | undefined {
@@ -145,7 +210,7 @@ export function readConfigDocument(file: string): { document?: ConfigDocument; i
   let text = readFileSync(file, 'utf8')
   if (extname(file).toLowerCase() === '.json') text = stripJsonComments(text)
   const lineCounter = new LineCounter()
-  const doc = parseDocument(text, { lineCounter, prettyErrors: false, uniqueKeys: true })
+  const doc = parseDocument(text, { ...PARSE_OPTIONS, lineCounter })
   const at: At = (offset) => {
     const { line, col } = lineCounter.linePos(offset)
     return { line, column: col }

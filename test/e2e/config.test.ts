@@ -1,7 +1,8 @@
 import { afterEach, describe, expect, test } from 'bun:test'
 import { readFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
-import { runCli, tempDir } from '../helpers/cli.ts'
+import { defaultConfig } from '../../src/config/schema.ts'
+import { runCli, spawnCli, tempDir } from '../helpers/cli.ts'
 
 const dirs: Array<{ cleanup: () => void }> = []
 afterEach(() => {
@@ -15,7 +16,19 @@ function project(files: Record<string, string> = {}) {
   for (const [name, text] of Object.entries(files)) writeFileSync(join(dir.path, name), text)
   const run = (args: string[], env: Record<string, string> = {}) =>
     runCli([...args, '--home', join(dir.path, 'home')], { cwd: dir.path, env })
-  return { path: dir.path, run }
+  return { path: dir.path, run, serve: () => serveRefused(dir.path) }
+}
+
+/**
+ * `orch serve` on a free port in `cwd`, expected to refuse its config and exit before it listens; a serve
+ * that starts anyway is stopped after 10 s, and the test fails on its exit code.
+ */
+async function serveRefused(cwd: string): Promise<{ code: number | null; stderr: string }> {
+  const proc = spawnCli(['serve', '--port', '0', '--home', join(cwd, 'home')], { cwd })
+  const timer = setTimeout(() => proc.kill(), 10_000)
+  const [stderr, code] = await Promise.all([new Response(proc.stderr).text(), proc.exited])
+  clearTimeout(timer)
+  return { code, stderr }
 }
 
 const BROKEN = ['server:', '  port: 99999', 'pools:', '  - name: gpu', '    pool_sise: 2', ''].join('\n')
@@ -48,6 +61,62 @@ describe('orch config validate', () => {
     expect(r.code).toBe(2)
     expect(r.stderr).toContain('no config file to validate')
   })
+})
+
+describe('config validate and serve give one verdict', () => {
+  test('a section given as a list: validate and serve both exit 2 naming the key (serve before it listens)', async () => {
+    const { run, serve } = project({ 'orch.yaml': 'server: [1, 2]\nlogging:\n  level: info\n' })
+    const validate = await run(['config', 'validate'])
+    expect(validate.code).toBe(2)
+    expect(validate.stderr).toContain('orch.yaml:1:1: server: expected a mapping of keys to values, got a list')
+    expect(validate.stdout).not.toContain('ok')
+    const served = await serve()
+    expect(served.code).toBe(2)
+    expect(served.stderr).toContain('orch.yaml:1:1: server: expected a mapping of keys to values, got a list')
+    expect(served.stderr).not.toContain('0 problems')
+  }, 20_000)
+
+  test('an empty list and a nested list are refused the same way', async () => {
+    const { run, serve } = project({ 'orch.yaml': 'logging:\n  categories: []\n' })
+    const validate = await run(['config', 'validate', '--json'])
+    expect(validate.code).toBe(2)
+    expect(validate.json().issues).toEqual([
+      {
+        path: 'logging.categories',
+        message: 'expected a mapping of keys to values, got a list',
+        file: 'orch.yaml',
+        line: 2,
+        column: 3,
+      },
+    ])
+    const served = await serve()
+    expect(served.code).toBe(2)
+    expect(served.stderr).toContain('orch.yaml:2:3: logging.categories: expected a mapping of keys to values, got a list')
+  }, 20_000)
+
+  test('YAML tags outside the core schema: validate and serve both exit 2 with file:line and the tag', async () => {
+    const text = [
+      'server:',
+      '  allowed_hosts: !!python/object/apply:os.system ["x"]',
+      'logging:',
+      '  level: !custom info',
+      'batch:',
+      '  inputs_root: !!binary aGk=',
+      '',
+    ].join('\n')
+    const { run, serve } = project({ 'orch.yaml': text })
+    const expected = [
+      'orch.yaml:2:18: server.allowed_hosts: YAML tag !!python/object/apply:os.system is not allowed',
+      'orch.yaml:4:10: logging.level: YAML tag !custom is not allowed',
+      'orch.yaml:6:16: batch.inputs_root: YAML tag !!binary is not allowed',
+    ]
+    const validate = await run(['config', 'validate'])
+    expect(validate.code).toBe(2)
+    for (const line of expected) expect(validate.stderr).toContain(line)
+    const served = await serve()
+    expect(served.code).toBe(2)
+    for (const line of expected) expect(served.stderr).toContain(line)
+  }, 20_000)
 })
 
 describe('orch config init', () => {
@@ -87,7 +156,7 @@ describe('orch config show', () => {
     const r = await run(['config', 'show', '--json'])
     expect(r.code).toBe(0)
     const config = r.json()
-    expect(config.server).toEqual({ host: '127.0.0.1', port: 8181, body_limit_bytes: 1048576, allowed_hosts: [] })
+    expect(config.server).toEqual({ ...defaultConfig().server, port: 8181 })
     expect(config.infrastructure_system.distributed_simulation.event_bus_type).toBe('local_memory')
   })
 

@@ -1,7 +1,10 @@
 import { afterEach, describe, expect, test } from 'bun:test'
 import { mkdirSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
+import YAML from 'yaml'
+import { describeKeys } from '../../src/config/keys.ts'
 import { type ConfigInputs, resolveConfig, validateConfigFile } from '../../src/config/load.ts'
+import { formatPath, type PathSegment } from '../../src/config/paths.ts'
 import { MAX_CONFIG_BYTES, stripJsonComments } from '../../src/config/source.ts'
 import { ConfigError, type ConfigIssue, formatIssue } from '../../src/errors.ts'
 import { tempDir } from '../helpers/cli.ts'
@@ -256,5 +259,142 @@ describe('validateConfigFile', () => {
     const cwd = workdir({ 'good.yaml': 'server:\n  port: 8080\n' })
     expect(validateConfigFile('missing.yaml', { cwd })).toEqual([{ path: '', file: 'missing.yaml', message: 'file not found' }])
     expect(validateConfigFile('good.yaml', { cwd })).toEqual([])
+  })
+})
+
+/**
+ * Data holding `value` at a docs path (`pools[].heartbeat`, `models.<provider>.<model>`): a list item is
+ * a pool-like `{name}` mapping, a `<name>` is a plain key. Returns the data and the real path.
+ */
+function dataAt(docsPath: string, value: unknown): { data: Record<string, unknown>; segments: PathSegment[] } {
+  const data: Record<string, unknown> = {}
+  const segments: PathSegment[] = []
+  let at: Record<string, unknown> = data
+  const parts = docsPath.split('.').map((part) => (part.startsWith('<') ? 'x1' : part))
+  parts.forEach((part, i) => {
+    const item = part.endsWith('[]')
+    const key = item ? part.slice(0, -2) : part
+    segments.push(key)
+    const last = i === parts.length - 1
+    if (item) {
+      const entry: Record<string, unknown> = { name: 'item0' }
+      at[key] = [entry]
+      segments.push(0)
+      at = entry
+    } else if (last) {
+      at[key] = value
+    } else {
+      const next: Record<string, unknown> = {}
+      at[key] = next
+      at = next
+    }
+  })
+  return { data, segments }
+}
+
+describe('a list or a scalar where a mapping belongs', () => {
+  // Every mapping the schema has: sections, mappings of names to settings, and environment maps.
+  const mappings = describeKeys().filter(
+    (k) => k.node === 'section' || (k.node === 'collection' && k.type.startsWith('mapping')) || k.kind === 'map',
+  )
+
+  test('the schema has the mappings this test walks', () => {
+    expect(mappings.map((k) => k.path)).toEqual(
+      expect.arrayContaining([
+        'server',
+        'logging.categories',
+        'models',
+        'models.<provider>.<model>',
+        'runtime',
+        'pools[].heartbeat',
+        'pools[].env',
+      ]),
+    )
+  })
+
+  for (const key of mappings) {
+    test(`${key.path}: a list is refused by validate and by the resolver alike, naming the key`, () => {
+      const { data, segments } = dataAt(key.path, [1, 2])
+      const cwd = workdir({ 'orch.yaml': YAML.stringify(data) })
+      const validated = validateConfigFile('orch.yaml', { cwd })
+      const messages = lines(validated)
+      expect(messages).toHaveLength(1)
+      const [where, rest] = (messages[0] as string).split(`: ${formatPath(segments)}: `)
+      expect(where).toMatch(/^orch\.yaml:\d+:\d+$/)
+      expect(rest).toMatch(/^expected a mapping .*, got a list$/)
+      // One verdict: the resolver (every command, serve among them) refuses with the very same issues.
+      expect(configError({ cwd, env: {} }).issues).toEqual(validated)
+    })
+  }
+
+  test('an empty list is refused too (it used to pass as an empty section, every key at its default)', () => {
+    const cwd = workdir({ 'orch.yaml': 'server: []\n' })
+    expect(lines(validateConfigFile('orch.yaml', { cwd }))).toEqual([
+      'orch.yaml:1:1: server: expected a mapping of keys to values, got a list',
+    ])
+    expect(lines(configError({ cwd, env: {} }).issues)).toEqual(['orch.yaml:1:1: server: expected a mapping of keys to values, got a list'])
+  })
+
+  test('a list item given as a list, and a scalar section, are refused alike by both', () => {
+    const cwd = workdir({ 'orch.yaml': 'pools:\n  - [1]\nbackends:\n  - [2]\nheartbeat: 5\n' })
+    const validated = validateConfigFile('orch.yaml', { cwd })
+    expect(lines(validated)).toEqual([
+      'orch.yaml:2:5: pools[0]: expected a mapping of pool keys to values, got a list',
+      expect.stringMatching(/^orch\.yaml:4:5: backends\[0\]: expected a mapping .*, got a list$/),
+      'orch.yaml:5:1: heartbeat: expected a mapping of keys to values, got 5',
+    ])
+    expect(configError({ cwd, env: {} }).issues).toEqual(validated)
+  })
+})
+
+describe('YAML tags', () => {
+  const CORE = "config files are read with YAML's core schema (!!str, !!int, !!float, !!bool, !!null, !!seq, !!map); remove the tag"
+
+  test('tags outside the core schema are refused with file:line:column, the key and the tag', () => {
+    const text = [
+      'server:',
+      '  allowed_hosts: !!python/object/apply:os.system ["x"]',
+      '  host: !custom 127.0.0.1',
+      '  token: !!binary aGk=',
+      'logging:',
+      '  level: !!timestamp 2001-12-14',
+      '',
+    ].join('\n')
+    const cwd = workdir({ 'orch.yaml': text })
+    const expected = [
+      `orch.yaml:2:18: server.allowed_hosts: YAML tag !!python/object/apply:os.system is not allowed: ${CORE}`,
+      `orch.yaml:3:9: server.host: YAML tag !custom is not allowed: ${CORE}`,
+      `orch.yaml:4:10: server.token: YAML tag !!binary is not allowed: ${CORE}`,
+      `orch.yaml:6:10: logging.level: YAML tag !!timestamp is not allowed: ${CORE}`,
+    ]
+    expect(lines(validateConfigFile('orch.yaml', { cwd }))).toEqual(expected)
+    expect(lines(configError({ cwd, env: {} }).issues)).toEqual(expected)
+  })
+
+  test('a %YAML 1.1 directive does not bring YAML 1.1 tags back; a core tag must fit its value', () => {
+    const cwd = workdir({ 'orch.yaml': '%YAML 1.1\n---\nserver:\n  allowed_hosts: !!set {a}\n  port: !!float 1\n' })
+    expect(lines(validateConfigFile('orch.yaml', { cwd }))).toEqual([
+      `orch.yaml:4:18: server.allowed_hosts: YAML tag !!set is not allowed: ${CORE}`,
+      'orch.yaml:5:9: server.port: YAML tag !!float does not fit its value; remove the tag or write a value of that type',
+    ])
+  })
+
+  test('tags on keys and on the document are refused; other parser warnings are errors too', () => {
+    expect(lines(validateConfigFile('orch.yaml', { cwd: workdir({ 'orch.yaml': '!k server: {}\n' }) }))).toEqual([
+      `orch.yaml:1:1: server: YAML tag !k is not allowed: ${CORE}`,
+    ])
+    expect(lines(validateConfigFile('orch.yaml', { cwd: workdir({ 'orch.yaml': '--- !doc\nserver: {}\n' }) }))).toEqual([
+      `orch.yaml:1:5: YAML tag !doc is not allowed: ${CORE}`,
+    ])
+    expect(lines(configError({ cwd: workdir({ 'orch.yaml': '%FOO bar\n---\nserver: {}\n' }), env: {} }).issues)).toEqual([
+      'orch.yaml:1:1: invalid YAML: Unknown directive %FOO',
+    ])
+  })
+
+  test("the core schema's own tags are read as before", () => {
+    const cwd = workdir({ 'orch.yaml': 'server: !!map {port: !!int "8080", host: !!str 127.0.0.1, allowed_hosts: !!seq [! a]}\n' })
+    expect(validateConfigFile('orch.yaml', { cwd })).toEqual([])
+    const { server } = resolveConfig({ cwd, env: {} }).config
+    expect([server.port, server.host, server.allowed_hosts]).toEqual([8080, '127.0.0.1', ['a']])
   })
 })
