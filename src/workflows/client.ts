@@ -30,20 +30,36 @@ export class WorkflowClient {
     )
   }
 
-  list() {
-    return this.request<{ workflows: any[] }>('GET', '/workflows')
+  /** Every workflow: the pages of GET /workflows, followed to the end. */
+  async list() {
+    const workflows: any[] = []
+    let cursor: string | null = null
+    do {
+      const query: string = cursor === null ? '' : `&cursor=${encodeURIComponent(cursor)}`
+      const page: { workflows: any[]; next_cursor: string | null } = await this.request('GET', `/workflows?limit=1000${query}`)
+      workflows.push(...page.workflows)
+      cursor = page.next_cursor
+    } while (cursor !== null)
+    return { workflows }
   }
 
-  get(id: string) {
-    return this.request<any>('GET', `/workflows/${encodeURIComponent(id)}`)
+  /** A workflow with its `recent` newest runs (GET /workflows/{id} and, for the runs, its runs list). */
+  async get(id: string, recent = 10) {
+    const workflow = await this.request<any>('GET', `/workflows/${encodeURIComponent(id)}`)
+    const { runs } = await this.runs(workflow.id, recent)
+    return { ...workflow, runs }
   }
 
   trigger(id: string) {
     return this.request<{ run_id: string; workflow_id: string; state: string }>('POST', `/workflows/${encodeURIComponent(id)}/runs`)
   }
 
-  runs(id: string, limit?: number) {
-    return this.request<{ runs: any[] }>('GET', `/workflows/${encodeURIComponent(id)}/runs${limit ? `?limit=${limit}` : ''}`)
+  runs(id: string, limit?: number, cursor?: string) {
+    const query = new URLSearchParams({ ...(limit ? { limit: String(limit) } : {}), ...(cursor ? { cursor } : {}) }).toString()
+    return this.request<{ runs: any[]; next_cursor: string | null }>(
+      'GET',
+      `/workflows/${encodeURIComponent(id)}/runs${query ? `?${query}` : ''}`,
+    )
   }
 
   run(runId: string) {

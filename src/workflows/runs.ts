@@ -6,9 +6,10 @@
  * ask for one. A step's task has the idempotency key `wf:<run>:<step>`: a crash between submitting it
  * and recording it resubmits nothing, the next pass finds the same task.
  */
+import * as v from 'valibot'
 import { logger } from '../log.ts'
 import type { SubmitInput, Task, TaskStore } from '../store/tasks.ts'
-import type { Definition, Step } from './schema.ts'
+import { type Definition, DefinitionSchema, type Step } from './schema.ts'
 import type { RunRow, StepRow, WorkflowStore } from './store.ts'
 import { outputText, stepRequest } from './template.ts'
 
@@ -139,6 +140,8 @@ export class RunDriver {
 
   private async submitReady(run: RunRow, steps: StepRow[]): Promise<void> {
     const def = JSON.parse(run.definition) as Definition
+    const unsound = storedDefinitionProblem(def)
+    if (unsound) return this.refuseDefinition(run, steps, unsound)
     const state = new Map(steps.map((s) => [s.step_id, s.state]))
     const outputs = new Map(steps.filter((s) => s.state === 'done').map((s) => [s.step_id, s.output ?? '']))
     const ready = def.steps.filter((s) => state.get(s.id) === 'pending' && (s.depends_on ?? []).every((d) => state.get(d) === 'done'))
@@ -172,6 +175,15 @@ export class RunDriver {
     if (again) void this.advance(run.id)
   }
 
+  /** Fail a run whose definition may not become tasks: nothing of it is submitted. */
+  private refuseDefinition(run: RunRow, steps: StepRow[], problem: string): void {
+    const error = `the run's definition is refused (${problem}); replace the workflow with a sound one`
+    this.closeSteps(run, steps, 'skipped')
+    if (this.store.finishRun(run.id, 'failed', error, this.now())) {
+      this.publish('run_finished', { workflow_id: run.workflow_id, run_id: run.id, state: 'failed', error })
+    }
+  }
+
   /** Note the step's task; true when another pass is needed now. */
   private record(run: RunRow, stepId: string, task: Task, now: number): boolean {
     if (this.store.submitted(run.id, stepId, task.id, now)) {
@@ -184,4 +196,15 @@ export class RunDriver {
     if (step?.task_id !== task.id) this.tasks.cancel(task.id)
     return false
   }
+}
+
+/**
+ * A run's copy of its definition, checked again before any of it becomes a task: one stored by an older
+ * orch (before tenant and model were held to the task API's rule) may carry what POST /queue/submit refuses.
+ */
+export function storedDefinitionProblem(def: unknown): string | undefined {
+  const result = v.safeParse(DefinitionSchema, def, { abortEarly: true })
+  if (result.success) return undefined
+  const issue = result.issues[0] as v.BaseIssue<unknown>
+  return `${v.getDotPath(issue) ?? 'definition'}: ${issue.message}`
 }

@@ -5,14 +5,17 @@
  * timezone. Every problem names its field as a dotted path (`steps.2.depends_on.0`), like the HTTP layer.
  */
 import * as v from 'valibot'
+import { modelNameSchema, tenantSchema } from '../store/task-fields.ts'
 import { nextRunAfter } from './cron.ts'
 import { templateRefs } from './template.ts'
 
 export const STEP_TYPES = ['chat', 'generate', 'embed'] as const
 export type StepType = (typeof STEP_TYPES)[number]
 
-const STEP_ID = /^[A-Za-z0-9_-]{1,64}$/
+export const WORKFLOW_NAME = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$/
+export const STEP_ID = /^[A-Za-z0-9_-]{1,64}$/
 const text = v.pipe(v.string(), v.maxLength(1_000_000))
+const stepId = v.pipe(v.string(), v.regex(STEP_ID, 'expected 1 to 64 letters, digits, "_" or "-"'))
 
 const MessageSchema = v.strictObject({
   role: v.picklist(['system', 'user', 'assistant']),
@@ -20,26 +23,36 @@ const MessageSchema = v.strictObject({
 })
 
 export const StepSchema = v.strictObject({
-  id: v.pipe(v.string(), v.regex(STEP_ID, 'expected 1 to 64 letters, digits, "_" or "-"')),
+  id: stepId,
   type: v.picklist(STEP_TYPES, 'expected chat, generate or embed'),
-  model: v.pipe(v.string(), v.minLength(1, 'expected a model name')),
+  model: modelNameSchema,
   prompt: v.optional(text),
   messages: v.optional(v.pipe(v.array(MessageSchema), v.minLength(1, 'expected at least one message'))),
   input: v.optional(v.union([text, v.array(text)], 'expected a string or an array of strings')),
   system: v.optional(text),
   options: v.optional(v.record(v.string(), v.unknown())),
-  depends_on: v.optional(v.array(v.string())),
+  // Step ids, so an unknown one is reported as such and a long string is not echoed back in a message.
+  depends_on: v.optional(v.pipe(v.array(stepId), v.maxLength(200, 'expected at most 200 steps'))),
 })
 
 export const DefinitionEntries = {
-  name: v.pipe(v.string(), v.regex(/^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$/, 'expected 1 to 128 letters, digits, "_", "." or "-"')),
+  name: v.pipe(v.string(), v.regex(WORKFLOW_NAME, 'expected 1 to 128 letters, digits, "_", "." or "-"')),
   description: v.optional(v.pipe(v.string(), v.maxLength(10_000))),
   steps: v.pipe(v.array(StepSchema), v.minLength(1, 'expected at least one step'), v.maxLength(200, 'expected at most 200 steps')),
-  schedule: v.optional(v.pipe(v.string(), v.minLength(1, 'expected a cron expression'))),
-  timezone: v.optional(v.pipe(v.string(), v.minLength(1, 'expected an IANA timezone such as Europe/Berlin'))),
+  schedule: v.optional(
+    v.pipe(v.string(), v.minLength(1, 'expected a cron expression'), v.maxLength(256, 'expected at most 256 characters')),
+  ),
+  timezone: v.optional(
+    v.pipe(
+      v.string(),
+      v.minLength(1, 'expected an IANA timezone such as Europe/Berlin'),
+      v.maxLength(128, 'expected at most 128 characters'),
+    ),
+  ),
   enabled: v.optional(v.boolean()),
   priority: v.optional(v.pipe(v.number(), v.finite())),
-  tenant: v.optional(v.pipe(v.string(), v.minLength(1))),
+  /** Every step's task gets it: the task API's own rule (POST /queue/submit), not a looser copy. */
+  tenant: v.optional(tenantSchema),
 }
 
 export const DefinitionSchema = v.strictObject(DefinitionEntries)

@@ -12,9 +12,23 @@ import { logger } from '../log.ts'
 import type { TaskStore } from '../store/tasks.ts'
 import { localTimezone, nextRunAfter, planFire } from './cron.ts'
 import { RunDriver, runOfKey } from './runs.ts'
-import { checkDefinition, type Definition } from './schema.ts'
-import type { RunRow, WorkflowRow, WorkflowStore } from './store.ts'
-import { runDetail, runView, workflowView } from './views.ts'
+import { checkDefinition, type Definition, WORKFLOW_NAME } from './schema.ts'
+import { decodeRunCursor, encodeRunCursor, type RunRow, type WorkflowRow, type WorkflowStore } from './store.ts'
+import { runDetail, workflowView } from './views.ts'
+
+/** A page of a list: at most `limit` items (1 to 1000, default 50), after `cursor` (a `next_cursor`). */
+export interface PageQuery {
+  limit?: number
+  cursor?: string
+}
+
+export const DEFAULT_PAGE = 50
+export const MAX_PAGE = 1000
+
+const pageSize = (limit: number | undefined) => Math.min(MAX_PAGE, Math.max(1, Math.trunc(limit ?? DEFAULT_PAGE)))
+
+const badCursor = () =>
+  workflowError(400, 'cursor: not a cursor from an earlier page (pass next_cursor back as it came)', 'E_VALIDATION', 'cursor')
 
 export interface WorkflowServiceOptions {
   store: WorkflowStore
@@ -102,25 +116,36 @@ export class WorkflowService {
     if (!updated) throw workflowError(404, `workflow ${workflow.id} was deleted meanwhile`, 'E_NOT_FOUND')
     this.publish(enabled ? 'workflow_enabled' : 'workflow_disabled', { workflow_id: workflow.id, name: workflow.name, next_run_at: next })
     this.rearm()
-    return workflowView(updated)
+    return this.view(updated)
   }
 
-  list() {
-    return this.store.list().map((w) => workflowView(w, this.store.runs(w.id, 1)[0]))
+  /** Workflows by name, a page at a time; each item is what `get` answers for it. */
+  list(query: PageQuery = {}) {
+    const limit = pageSize(query.limit)
+    // The cursor is the last name of the previous page: names are unique, and the list is ordered by them.
+    if (query.cursor !== undefined && !WORKFLOW_NAME.test(query.cursor)) throw badCursor()
+    const rows = this.store.list(limit, query.cursor)
+    const last = rows.at(-1)
+    return { workflows: rows.map((w) => this.view(w)), next_cursor: rows.length === limit && last ? last.name : null }
   }
 
-  get(idOrName: string, runs = 10) {
+  get(idOrName: string) {
+    return this.view(this.find(idOrName))
+  }
+
+  /** A workflow's runs, newest first, a page at a time; each item is what `run` answers for it. */
+  runs(idOrName: string, query: PageQuery = {}) {
     const workflow = this.find(idOrName)
+    const limit = pageSize(query.limit)
+    const before = query.cursor === undefined ? undefined : decodeRunCursor(query.cursor)
+    if (query.cursor !== undefined && !before) throw badCursor()
+    const rows = this.store.runs(workflow.id, limit, before)
+    const steps = this.store.stepsOf(rows.map((r) => r.id))
+    const last = rows.at(-1)
     return {
-      ...workflowView(workflow),
-      definition: JSON.parse(workflow.definition),
-      runs: this.store.runs(workflow.id, runs).map((r) => runView(r)),
+      runs: rows.map((r) => runDetail(r, steps.get(r.id) ?? [])),
+      next_cursor: rows.length === limit && last ? encodeRunCursor(last) : null,
     }
-  }
-
-  runs(idOrName: string, limit = 50) {
-    const workflow = this.find(idOrName)
-    return this.store.runs(workflow.id, Math.min(1000, Math.max(1, limit))).map((r) => runView(r))
   }
 
   run(runId: string) {
@@ -201,6 +226,10 @@ export class WorkflowService {
     const wait = earliest === undefined ? poll : Math.min(poll, Math.max(20, earliest - this.now()))
     this.timer = setTimeout(() => void this.tick(), wait)
     this.timer.unref?.()
+  }
+
+  private view(workflow: WorkflowRow) {
+    return workflowView(workflow, this.store.runs(workflow.id, 1)[0])
   }
 
   private find(idOrName: string): WorkflowRow {

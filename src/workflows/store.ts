@@ -48,6 +48,25 @@ export interface StepRow {
   finished_at: number | null
 }
 
+/** Where a page of runs ends: the next page starts after it. */
+export interface RunKey {
+  created_at: number
+  id: string
+}
+
+/** `<created_at base 36>.<run id>`, the same shape as the task list's cursor. */
+export function encodeRunCursor(run: RunKey): string {
+  return `${run.created_at.toString(36)}.${run.id}`
+}
+
+/** The key a cursor stands for; undefined when the text is not one of ours. */
+export function decodeRunCursor(cursor: string): RunKey | undefined {
+  const match = /^([0-9a-z]{1,11})\.(run_[0-9a-z]{1,40})$/.exec(cursor)
+  if (!match) return undefined
+  const createdAt = Number.parseInt(match[1] as string, 36)
+  return Number.isSafeInteger(createdAt) ? { created_at: createdAt, id: match[2] as string } : undefined
+}
+
 const ACTIVE = `state IN ('queued', 'running')`
 const OPEN_STEP = `state IN ('pending', 'queued', 'running')`
 
@@ -107,8 +126,11 @@ export class WorkflowStore {
     )
   }
 
-  list(): WorkflowRow[] {
-    return this.store.all<WorkflowRow>('SELECT * FROM workflows ORDER BY name')
+  /** By name, `limit` at a time, after the name `after` (keyset: one range read of the unique name index). */
+  list(limit: number, after?: string): WorkflowRow[] {
+    return after === undefined
+      ? this.store.all<WorkflowRow>('SELECT * FROM workflows ORDER BY name LIMIT ?', [limit])
+      : this.store.all<WorkflowRow>('SELECT * FROM workflows WHERE name > ? ORDER BY name LIMIT ?', [after, limit])
   }
 
   /** Deletes the workflow with its runs and steps (their tasks stay, until task retention prunes them). */
@@ -196,11 +218,22 @@ export class WorkflowStore {
     return this.store.one<RunRow>('SELECT * FROM workflow_runs WHERE id = ?', [id])
   }
 
-  runs(workflowId: string, limit: number): RunRow[] {
-    return this.store.all<RunRow>('SELECT * FROM workflow_runs WHERE workflow_id = ? ORDER BY created_at DESC, id DESC LIMIT ?', [
-      workflowId,
-      limit,
-    ])
+  /**
+   * Newest first, `limit` at a time; `before` is the (created_at, id) of the last run of the previous page
+   * (keyset: one range read of workflow_runs_recent, however far back the page is).
+   */
+  runs(workflowId: string, limit: number, before?: RunKey): RunRow[] {
+    if (before === undefined) {
+      return this.store.all<RunRow>('SELECT * FROM workflow_runs WHERE workflow_id = ? ORDER BY created_at DESC, id DESC LIMIT ?', [
+        workflowId,
+        limit,
+      ])
+    }
+    return this.store.all<RunRow>(
+      `SELECT * FROM workflow_runs WHERE workflow_id = ? AND (created_at, id) < (?, ?)
+       ORDER BY created_at DESC, id DESC LIMIT ?`,
+      [workflowId, before.created_at, before.id, limit],
+    )
   }
 
   activeRuns(limit = 1000): RunRow[] {
@@ -213,6 +246,18 @@ export class WorkflowStore {
 
   steps(runId: string): StepRow[] {
     return this.store.all<StepRow>('SELECT * FROM workflow_steps WHERE run_id = ? ORDER BY position', [runId])
+  }
+
+  /** The steps of many runs in one read (a page of runs), by run id. */
+  stepsOf(runIds: readonly string[]): Map<string, StepRow[]> {
+    const byRun = new Map<string, StepRow[]>(runIds.map((id) => [id, []]))
+    if (runIds.length === 0) return byRun
+    const rows = this.store.all<StepRow>(
+      'SELECT * FROM workflow_steps WHERE run_id IN (SELECT value FROM json_each(?)) ORDER BY run_id, position',
+      [JSON.stringify(runIds)],
+    )
+    for (const row of rows) byRun.get(row.run_id)?.push(row)
+    return byRun
   }
 
   /** queued → running when the run's first step is submitted; true if this call moved it. */

@@ -1,8 +1,16 @@
-/** What the API shows of workflows, runs and steps: rows as JSON, times in ms since the epoch. */
+/**
+ * What the API shows of workflows, runs and steps: rows as JSON, times in ms since the epoch. A workflow
+ * and a run each have one shape, whether it comes alone (GET by id) or as an item of a list: a client can
+ * take a list item for the whole object.
+ */
 import type { Definition } from './schema.ts'
 import type { RunRow, StepRow, WorkflowRow } from './store.ts'
 
-export function workflowView(row: WorkflowRow, lastRun?: RunRow) {
+/**
+ * A workflow: its row, its definition, and its newest run as a summary (`runView`, no steps: a list of
+ * workflows would otherwise carry every last run's outputs; GET /runs/{id} has them).
+ */
+export function workflowView(row: WorkflowRow, lastRun: RunRow | undefined) {
   const def = JSON.parse(row.definition) as Definition
   return {
     id: row.id,
@@ -15,7 +23,8 @@ export function workflowView(row: WorkflowRow, lastRun?: RunRow) {
     next_run_at: row.next_run_at,
     created_at: row.created_at,
     updated_at: row.updated_at,
-    ...(lastRun ? { last_run: runView(lastRun) } : {}),
+    definition: def,
+    last_run: lastRun ? runView(lastRun) : null,
   }
 }
 

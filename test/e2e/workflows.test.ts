@@ -111,7 +111,7 @@ describe('workflows over HTTP', () => {
 
     const detail = await call(t.url, 'GET', '/workflows/diamond')
     expect(detail.body.definition.steps).toHaveLength(4)
-    expect(detail.body.runs[0]).toMatchObject({ id: run.id, state: 'done', trigger: 'manual' })
+    expect(detail.body.last_run).toMatchObject({ id: run.id, state: 'done', trigger: 'manual' })
   }, 30_000)
 
   test('a failing step (400, not retryable) fails the run and skips its dependents', async () => {
@@ -205,6 +205,170 @@ describe('workflows over HTTP', () => {
     const on = await call(t.url, 'POST', '/workflows/tick/enable')
     expect(on.body.enabled).toBe(true)
     expect(on.body.next_run_at).toBeGreaterThan(Date.now() - 1000)
+  }, 30_000)
+})
+
+describe('what a workflow carries into its tasks', () => {
+  test('tenant follows POST /queue/submit: the attack tenant (303 characters, NUL, newline) is a 400 naming it, no task made', async () => {
+    const t = await testServe()
+    const attack = `${'x'.repeat(150)}\u0000\n${'y'.repeat(151)}`
+    expect(attack).toHaveLength(303)
+    const workflow = await call(t.url, 'POST', '/workflows', { ...diamond('tenanted'), tenant: attack, run: true })
+    expect(workflow.status).toBe(400)
+    expect(workflow.body.error).toMatchObject({ code: 'E_VALIDATION', field: 'tenant' })
+    const task = await call(t.url, 'POST', '/queue/submit', { type: 'generate', model: 'm', payload: { prompt: 'p' }, tenant: attack })
+    expect(task.status).toBe(400)
+    expect(task.body.error.field).toBe('tenant')
+    // One rule, so one message.
+    expect(workflow.body.error.message.split(', got')[0]).toBe(task.body.error.message.split(', got')[0])
+    for (const tenant of ['', 'a b', 'x'.repeat(129), 'semi;colon']) {
+      const refused = await call(t.url, 'POST', '/workflows', { ...diamond('tenanted'), tenant })
+      expect([tenant, refused.status, refused.body.error?.field]).toEqual([tenant, 400, 'tenant'])
+    }
+    expect((await call(t.url, 'GET', '/workflows')).body.workflows).toEqual([])
+    expect(t.server.deps.tasks.list().tasks).toEqual([])
+
+    // The widest tenant the rule allows reaches every step's task as written.
+    const tenant = `team.a:b@c-d_${'e'.repeat(115)}`
+    expect(tenant).toHaveLength(128)
+    const ok = await call(t.url, 'POST', '/workflows', { ...diamond('tenanted'), tenant, run: true })
+    expect(ok.status).toBe(201)
+    const run = await finishedRun(t.url, ok.body.run_id)
+    expect(run.steps.map((s: any) => t.server.deps.tasks.get(s.task_id)?.tenant)).toEqual([tenant, tenant, tenant, tenant])
+  }, 30_000)
+
+  test('model names: 1 to 256 characters (the task rule) and no control characters; depends_on holds step ids', async () => {
+    const t = await testServe()
+    const withModel = (model: string) => ({ name: 'm', steps: [{ id: 'a', type: 'generate', model, prompt: 'p' }] })
+    for (const model of ['', 'x'.repeat(257), 'llama\n3', 'llama\u00003', 'llama\u007f', 'llama\u009b3']) {
+      const refused = await call(t.url, 'POST', '/workflows', withModel(model))
+      expect([JSON.stringify(model), refused.status, refused.body.error?.field]).toEqual([JSON.stringify(model), 400, 'steps.0.model'])
+    }
+    const dep = await call(t.url, 'POST', '/workflows', {
+      name: 'd',
+      steps: [
+        { id: 'a', type: 'generate', model: 'm', prompt: 'p' },
+        { id: 'b', type: 'generate', model: 'm', prompt: 'p', depends_on: [`a\n${'z'.repeat(10_000)}`] },
+      ],
+    })
+    expect(dep.status).toBe(400)
+    expect(dep.body.error.field).toBe('steps.1.depends_on.0')
+    expect(dep.body.error.message.length).toBeLessThan(300)
+    expect(t.server.deps.tasks.list().tasks).toEqual([])
+    expect((await call(t.url, 'POST', '/workflows', withModel(`hf.co/org/${'q'.repeat(246)}`))).status).toBe(201)
+  }, 30_000)
+})
+
+describe('workflow lists: pages, and items equal to their GET by id', () => {
+  const generate = (name: string, extra: Record<string, unknown> = {}) => ({
+    name,
+    steps: [{ id: 'only', type: 'generate', model: 'llama3.2', prompt: `hello ${name}` }],
+    ...extra,
+  })
+
+  test('GET /workflows: limit (default 50, 1 to 1000), keyset next_cursor, 400 naming limit or cursor', async () => {
+    const t = await testServe()
+    const names = Array.from({ length: 53 }, (_, i) => `wf-${String(i).padStart(2, '0')}`)
+    for (const name of names) expect((await call(t.url, 'POST', '/workflows', generate(name))).status).toBe(201)
+
+    const first = await call(t.url, 'GET', '/workflows')
+    expect(first.status).toBe(200)
+    expect(first.body.workflows.map((w: any) => w.name)).toEqual(names.slice(0, 50))
+    expect(first.body.next_cursor).toEqual(expect.any(String))
+
+    const seen: string[] = []
+    let cursor: string | null = null
+    let pages = 0
+    do {
+      const page: { body: any } = await call(t.url, 'GET', `/workflows?limit=20${cursor ? `&cursor=${encodeURIComponent(cursor)}` : ''}`)
+      expect(page.body.workflows.length).toBeLessThanOrEqual(20)
+      seen.push(...page.body.workflows.map((w: any) => w.name))
+      cursor = page.body.next_cursor
+      pages++
+    } while (cursor !== null && pages < 10)
+    expect(seen).toEqual(names)
+    expect(pages).toBe(3)
+    expect((await call(t.url, 'GET', '/workflows?limit=1000')).body).toMatchObject({ next_cursor: null })
+    expect((await call(t.url, 'GET', '/workflows?limit=1')).body.workflows.map((w: any) => w.name)).toEqual(['wf-00'])
+
+    for (const limit of ['0', '1001', 'x', '1.5', '', '-1']) {
+      const bad = await call(t.url, 'GET', `/workflows?limit=${limit}`)
+      expect([limit, bad.status, bad.body.error?.field]).toEqual([limit, 400, 'limit'])
+      expect(bad.body.error.message).toContain('limit: expected an integer from 1 to 1000')
+    }
+    const bad = await call(t.url, 'GET', `/workflows?cursor=${encodeURIComponent('not a cursor!')}`)
+    expect([bad.status, bad.body.error?.field]).toEqual([400, 'cursor'])
+  }, 60_000)
+
+  test('GET /workflows/{id}/runs: limit, keyset next_cursor, 400 naming limit or cursor', async () => {
+    const t = await testServe()
+    const created = await call(t.url, 'POST', '/workflows', generate('many'))
+    const ids: string[] = []
+    for (let i = 0; i < 5; i++) ids.push((await call(t.url, 'POST', '/workflows/many/runs')).body.run_id)
+    for (const id of ids) await finishedRun(t.url, id)
+    // Newest first; two runs made within one millisecond are ordered by id, so the full list is the reference.
+    const all = (await call(t.url, 'GET', '/workflows/many/runs?limit=1000')).body.runs.map((r: any) => r.id)
+    expect([...all].sort()).toEqual([...ids].sort())
+
+    const seen: string[] = []
+    let cursor: string | null = null
+    let pages = 0
+    do {
+      const page: { body: any } = await call(t.url, 'GET', `/workflows/${created.body.id}/runs?limit=2${cursor ? `&cursor=${cursor}` : ''}`)
+      expect(page.body.runs.length).toBeLessThanOrEqual(2)
+      seen.push(...page.body.runs.map((r: any) => r.id))
+      cursor = page.body.next_cursor
+      pages++
+    } while (cursor !== null && pages < 10)
+    expect(seen).toEqual(all)
+    expect(pages).toBe(3)
+    expect((await call(t.url, 'GET', '/workflows/many/runs')).body).toMatchObject({ next_cursor: null })
+
+    for (const limit of ['0', '1001', 'x', '']) {
+      const bad = await call(t.url, 'GET', `/workflows/many/runs?limit=${limit}`)
+      expect([limit, bad.status, bad.body.error?.field]).toEqual([limit, 400, 'limit'])
+    }
+    for (const cursor of ['zzz', 'abc.def', `1.run_${'x'.repeat(50)}`]) {
+      const bad = await call(t.url, 'GET', `/workflows/many/runs?cursor=${cursor}`)
+      expect([cursor, bad.status, bad.body.error?.field]).toEqual([cursor, 400, 'cursor'])
+    }
+  }, 30_000)
+
+  test('every listed workflow equals its GET /workflows/{id}; every listed run its GET /runs/{id}', async () => {
+    const t = await testServe()
+    await call(t.url, 'POST', '/workflows', { ...generate('plain'), description: 'no schedule, never run' })
+    await call(t.url, 'POST', '/workflows', { ...diamond('dag'), tenant: 'team-a', priority: 3 })
+    await call(t.url, 'POST', '/workflows', { ...generate('nightly'), schedule: '0 2 * * *', timezone: 'Europe/Berlin' })
+    await call(t.url, 'POST', '/workflows', { ...generate('paused'), schedule: '0 3 * * *', timezone: 'UTC', enabled: false })
+    const failing = await call(t.url, 'POST', '/workflows', generate('fails'))
+    for (const name of ['dag', 'dag', 'nightly'])
+      await finishedRun(t.url, (await call(t.url, 'POST', `/workflows/${name}/runs`)).body.run_id)
+    ;(t.fakes[0] as FakeServer).failNext(1, 400, 'bad')
+    await finishedRun(t.url, (await call(t.url, 'POST', `/workflows/${failing.body.id}/runs`)).body.run_id)
+
+    const { workflows } = (await call(t.url, 'GET', '/workflows')).body
+    expect(workflows.map((w: any) => w.name)).toEqual(['dag', 'fails', 'nightly', 'paused', 'plain'])
+    for (const listed of workflows) {
+      expect(listed).toEqual((await call(t.url, 'GET', `/workflows/${listed.id}`)).body)
+      expect(listed).toEqual((await call(t.url, 'GET', `/workflows/${listed.name}`)).body)
+      const { runs } = (await call(t.url, 'GET', `/workflows/${listed.id}/runs`)).body
+      for (const run of runs) expect(run).toEqual((await call(t.url, 'GET', `/runs/${run.id}`)).body)
+      // last_run is the newest run without its steps, exactly.
+      if (runs.length === 0) expect(listed.last_run).toBeNull()
+      else {
+        const { steps, ...summary } = runs[0]
+        expect(steps.length).toBeGreaterThan(0)
+        expect(listed.last_run).toEqual(summary)
+      }
+    }
+    // The fields the items carry, so an item that dropped one would not pass as equal to a get that did too.
+    const dag = workflows[0]
+    expect(dag).toMatchObject({ name: 'dag', steps: 4, definition: { tenant: 'team-a', priority: 3 }, last_run: { state: 'done' } })
+    expect((await call(t.url, 'GET', '/workflows/dag/runs')).body.runs).toHaveLength(2)
+    expect(workflows[1].last_run.state).toBe('failed')
+    // enable and disable answer the same object too.
+    const disabled = await call(t.url, 'POST', '/workflows/nightly/disable')
+    expect(disabled.body).toEqual((await call(t.url, 'GET', '/workflows/nightly')).body)
   }, 30_000)
 })
 

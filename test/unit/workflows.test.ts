@@ -3,12 +3,15 @@ import * as v from 'valibot'
 import type { OrchEvent } from '../../src/bus/local.ts'
 import { LocalBus } from '../../src/bus/local.ts'
 import { configureLogging } from '../../src/log.ts'
+import { parseSubmit } from '../../src/server/routes/task-input.ts'
 import { openStore } from '../../src/store/db.ts'
+import { MAX_IDEMPOTENCY_KEY_LENGTH } from '../../src/store/task-fields.ts'
 import { TaskStore } from '../../src/store/tasks.ts'
 import { latestRunAtOrBefore, nextRunAfter, planFire } from '../../src/workflows/cron.ts'
+import { stepKey } from '../../src/workflows/runs.ts'
 import { checkDefinition, type Definition, DefinitionSchema, findCycle } from '../../src/workflows/schema.ts'
 import { WorkflowService } from '../../src/workflows/service.ts'
-import { WorkflowStore } from '../../src/workflows/store.ts'
+import { decodeRunCursor, encodeRunCursor, newId, WorkflowStore } from '../../src/workflows/store.ts'
 import { outputText, renderTemplate, stepRequest, templateRefs } from '../../src/workflows/template.ts'
 import { tempDir } from '../helpers/cli.ts'
 
@@ -86,6 +89,69 @@ describe('validation', () => {
     expect(v.getDotPath(bad.issues?.[0] as v.BaseIssue<unknown>)).toBe('steps.0.dependsOn')
     const type = v.safeParse(DefinitionSchema, { name: 'x', steps: [{ id: 'a', type: 'sing', model: 'm' }] })
     expect(v.getDotPath(type.issues?.[0] as v.BaseIssue<unknown>)).toBe('steps.0.type')
+  })
+})
+
+describe('the task fields a definition carries', () => {
+  const withTenant = (tenant: string) => ({ name: 'x', tenant, steps: [step('a')] })
+  const taskTakes = (tenant: string) => {
+    try {
+      parseSubmit({ type: 'generate', model: 'm', payload: { prompt: 'p' }, tenant }, null)
+      return true
+    } catch {
+      return false
+    }
+  }
+
+  test('tenant: the verdict of POST /queue/submit, sample for sample', () => {
+    const samples = [
+      'team-a',
+      'a.b:c@d_e-f',
+      'x'.repeat(128),
+      'x'.repeat(129),
+      '',
+      'a b',
+      'a\nb',
+      'a\u0000b',
+      `${'x'.repeat(150)}\u0000\n${'y'.repeat(151)}`,
+      'ü',
+      'a/b',
+    ]
+    const verdicts = samples.map((tenant) => [tenant, v.is(DefinitionSchema, withTenant(tenant))])
+    expect(verdicts).toEqual(samples.map((tenant) => [tenant, taskTakes(tenant)]))
+    expect(verdicts.filter(([, ok]) => ok)).toHaveLength(3)
+    const refused = v.safeParse(DefinitionSchema, withTenant('a\nb'))
+    expect(v.getDotPath(refused.issues?.[0] as v.BaseIssue<unknown>)).toBe('tenant')
+  })
+
+  test('model: 1 to 256 characters, no control characters', () => {
+    const withModel = (model: string) => ({ name: 'x', steps: [{ ...step('a'), model }] })
+    expect(v.is(DefinitionSchema, withModel('x'.repeat(256)))).toBe(true)
+    for (const model of ['', 'x'.repeat(257), 'a\tb', 'a\rb', 'a\u001bb', 'a\u0085b']) {
+      const result = v.safeParse(DefinitionSchema, withModel(model))
+      expect([JSON.stringify(model), v.getDotPath(result.issues?.[0] as v.BaseIssue<unknown>)]).toEqual([
+        JSON.stringify(model),
+        'steps.0.model',
+      ])
+    }
+  })
+
+  test("a step's idempotency key (wf:<run>:<step>) stays within the task API's limit for the longest ids", () => {
+    const run = newId('run', Number.MAX_SAFE_INTEGER)
+    const key = stepKey(run, 'x'.repeat(64))
+    expect(v.is(DefinitionSchema, { name: 'x', steps: [step('x'.repeat(64))] })).toBe(true)
+    expect(v.is(DefinitionSchema, { name: 'x', steps: [step('x'.repeat(65))] })).toBe(false)
+    expect(key.length).toBeLessThanOrEqual(MAX_IDEMPOTENCY_KEY_LENGTH)
+    expect(key).not.toMatch(/[\u0000-\u001f]/)
+  })
+})
+
+describe('run cursors', () => {
+  test('a cursor comes back as the key it was made from; anything else is not a cursor', () => {
+    const key = { created_at: 1_750_000_000_123, id: newId('run', 1_750_000_000_123) }
+    expect(decodeRunCursor(encodeRunCursor(key))).toEqual(key)
+    for (const bad of ['', 'x', '.run_a', 'abc.def', '1.run_', 'zzzzzzzzzzzz.run_a', '1.run_a;drop'])
+      expect(decodeRunCursor(bad)).toBeUndefined()
   })
 })
 
@@ -277,14 +343,29 @@ describe('runs over a real task store (no HTTP)', () => {
     expect(second.tasks.counts().done).toBe(4)
   }, 20_000)
 
+  test('a stored definition the schema now refuses (an older orch stored it) fails its run; no task is made', async () => {
+    const dir = tempDir('orch-wf-')
+    cleanups.push(dir.cleanup)
+    const { store, tasks, service } = open(dir.path)
+    // Written straight to the store, as a definition from before tenants were held to the task rule.
+    const bad = { ...diamond, name: 'old', tenant: 'bad tenant\n' }
+    new WorkflowStore(store).insert(bad, 'UTC', null, Date.now())
+    const run = await service.trigger('old')
+    const view = service.run(run.id)
+    expect(view.state).toBe('failed')
+    expect(view.error).toContain('tenant: expected 1 to 128 of letters, digits')
+    expect(view.steps.map((s) => s.state)).toEqual(['skipped', 'skipped', 'skipped', 'skipped'])
+    expect(tasks.list().tasks).toEqual([])
+  }, 20_000)
+
   test('a due schedule creates one run per occurrence, even when two services share the file', async () => {
     const dir = tempDir('orch-wf-')
     cleanups.push(dir.cleanup)
     const one = open(dir.path)
     const two = open(dir.path)
     one.service.create(def([step('a')], { name: 'tick', schedule: '* * * * * *', timezone: 'UTC' }))
-    await until(() => one.service.runs('tick').length >= 2, 5000)
-    const runs = two.service.runs('tick')
+    await until(() => one.service.runs('tick').runs.length >= 2, 5000)
+    const { runs } = two.service.runs('tick')
     const occurrences = runs.map((r) => r.scheduled_for)
     expect(new Set(occurrences).size).toBe(occurrences.length)
     expect(runs.every((r) => r.trigger === 'schedule' && (r.scheduled_for ?? 0) % 1000 === 0)).toBe(true)

@@ -4,6 +4,7 @@
  * `[3].type` in a bulk body), so a client can point at the mistake.
  */
 import * as v from 'valibot'
+import { MAX_IDEMPOTENCY_KEY_LENGTH, modelNameSchema, tenantSchema } from '../../store/task-fields.ts'
 import type { SubmitInput } from '../../store/tasks-types.ts'
 import { httpError } from '../http.ts'
 
@@ -15,10 +16,10 @@ const nonEmpty = (what: string, max: number) =>
   v.pipe(text(what), v.minLength(1, `expected a non-empty ${what}`), v.maxLength(max, `expected at most ${max} characters`))
 
 const common = {
-  model: v.optional(nonEmpty('model name', 256)),
+  model: v.optional(modelNameSchema),
   priority: v.optional(v.pipe(v.number('expected a number'), v.finite('expected a finite number'))),
-  tenant: v.optional(v.pipe(text('tenant name'), v.regex(/^[\w.:@-]{1,128}$/, 'expected 1 to 128 of letters, digits, . _ : @ -'))),
-  idempotency_key: v.optional(nonEmpty('idempotency key', 256)),
+  tenant: v.optional(tenantSchema),
+  idempotency_key: v.optional(nonEmpty('idempotency key', MAX_IDEMPOTENCY_KEY_LENGTH)),
   max_attempts: v.optional(
     v.pipe(
       v.number('expected a number'),
@@ -29,7 +30,7 @@ const common = {
   ),
 }
 
-const payloadModel = { model: v.optional(nonEmpty('model name', 256)) }
+const payloadModel = { model: v.optional(modelNameSchema) }
 const message = v.looseObject({
   role: v.picklist(['system', 'user', 'assistant', 'tool'], 'expected "system", "user", "assistant" or "tool"'),
   content: text('message text'),

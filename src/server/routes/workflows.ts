@@ -6,6 +6,7 @@
 import * as v from 'valibot'
 import { workflowService } from '../../workflows/extension.ts'
 import { DefinitionEntries } from '../../workflows/schema.ts'
+import { DEFAULT_PAGE, MAX_PAGE, type PageQuery } from '../../workflows/service.ts'
 import { type AppDeps, httpError, json, type Route, type RouteContext, readJson } from '../http.ts'
 
 const CreateSchema = v.strictObject({
@@ -19,12 +20,8 @@ const CreateSchema = v.strictObject({
 export function workflowRoutes(_deps: AppDeps): Route[] {
   return [
     { method: 'POST', path: '/workflows', handler: create },
-    { method: 'GET', path: '/workflows', handler: ({ deps }) => json({ workflows: workflowService(deps).list() }) },
-    {
-      method: 'GET',
-      path: '/workflows/:id',
-      handler: ({ deps, params, url }) => json(workflowService(deps).get(id(params), limit(url, 10))),
-    },
+    { method: 'GET', path: '/workflows', handler: ({ deps, url }) => json(workflowService(deps).list(pageQuery(url))) },
+    { method: 'GET', path: '/workflows/:id', handler: ({ deps, params }) => json(workflowService(deps).get(id(params))) },
     { method: 'DELETE', path: '/workflows/:id', handler: remove },
     { method: 'POST', path: '/workflows/:id/runs', handler: trigger },
     {
@@ -40,7 +37,7 @@ export function workflowRoutes(_deps: AppDeps): Route[] {
     {
       method: 'GET',
       path: '/workflows/:id/runs',
-      handler: ({ deps, params, url }) => json({ runs: workflowService(deps).runs(id(params), limit(url, 50)) }),
+      handler: ({ deps, params, url }) => json(workflowService(deps).runs(id(params), pageQuery(url))),
     },
     { method: 'GET', path: '/runs/:run_id', handler: ({ deps, params }) => json(workflowService(deps).run(params.run_id ?? '')) },
     { method: 'DELETE', path: '/runs/:run_id', handler: cancelRun },
@@ -83,12 +80,14 @@ function id(params: Record<string, string>): string {
   return params.id ?? ''
 }
 
-function limit(url: URL, fallback: number): number {
-  const raw = url.searchParams.get('limit')
-  if (raw === null) return fallback
-  const n = Number(raw)
-  if (!Number.isInteger(n) || n < 1 || n > 1000) {
-    throw httpError(400, `limit: expected an integer from 1 to 1000, got ${JSON.stringify(raw)}`, 'E_VALIDATION', { field: 'limit' })
+/** `?limit=&cursor=` of a list, by GET /tasks' rules: limit 1 to 1000 (default 50), a 400 naming the field. */
+function pageQuery(url: URL): PageQuery {
+  const q = url.searchParams
+  const raw = q.get('limit')
+  const limit = raw === null ? DEFAULT_PAGE : Number(raw)
+  if (!Number.isInteger(limit) || limit < 1 || limit > MAX_PAGE) {
+    throw httpError(400, `limit: expected an integer from 1 to ${MAX_PAGE}, got ${JSON.stringify(raw)}`, 'E_VALIDATION', { field: 'limit' })
   }
-  return n
+  const cursor = q.get('cursor') || undefined
+  return cursor === undefined ? { limit } : { limit, cursor }
 }
