@@ -119,7 +119,8 @@ try {
       `  - { name: fake, type: ollama, url: "${process.env.BENCH_NO_RUN ? 'http://127.0.0.1:9' : fakeUrl}", concurrency: 8 }`,
       'runtime: { ollama: { concurrency: 8 } }',
       'logging: { level: error }',
-      'tasks: { synchronous: FULL }',
+      // The bench queues more than a tenant's default bound; it measures throughput, not the bound.
+      'tasks: { synchronous: FULL, max_queued: 0, max_queued_per_tenant: 0 }',
       'infrastructure_system:',
       '  llm_orchestration: { caching: { enabled: false } }',
       '',

@@ -162,6 +162,26 @@ const server = section('HTTP server of orch serve', {
   port: v.optional(port('Listen port'), 9097),
   token: v.optional(str('Bearer token clients must send (Authorization: Bearer TOKEN)', { example: 'change-me' })),
   body_limit_bytes: v.optional(int('Largest request body accepted, in bytes'), 1048576),
+  body_timeout_ms: v.optional(int('Milliseconds a request body may take to arrive in full; later: 408, connection closed'), 30000),
+  max_json_depth: v.optional(
+    int('Deepest nesting of arrays and objects accepted in a JSON body (and in JSON inside it), checked before parsing', {
+      max: 1000,
+    }),
+    64,
+  ),
+  max_open_requests: v.optional(
+    nonNegativeInt('Requests handled at once (streams and SSE included); more are answered 503 at once and closed; 0: no bound'),
+    4096,
+  ),
+  idle_timeout_s: v.optional(
+    int(
+      'Seconds a connection may stay silent (keep-alive, slow headers or body) before it is closed; model calls, streams and SSE are exempt',
+      {
+        max: 255,
+      },
+    ),
+    30,
+  ),
   allowed_hosts: v.optional(
     stringList('Extra host names accepted in Host and Origin headers (loopback names and server.host always are)', {
       example: ['orch.internal'],
@@ -220,6 +240,18 @@ export const OrchConfigSchema = v.strictObject(
         retry_max_ms: v.optional(int('Longest retry delay in milliseconds'), 60000),
         priority_aging_ms: v.optional(int('A waiting task gains one priority level per this many milliseconds'), 10000),
         retention_hours: v.optional(num('Finished tasks and their results are pruned after this many hours', { min: 0 }), 168),
+        max_queued: v.optional(
+          nonNegativeInt(
+            'Most tasks queued at once over all tenants; a submission past it is refused with 429 and Retry-After (0: no bound)',
+          ),
+          1000000,
+        ),
+        max_queued_per_tenant: v.optional(
+          nonNegativeInt(
+            'Most tasks one tenant may have queued at once, so one tenant cannot fill the queue for the others; past it that tenant is refused with 429 (0: no bound)',
+          ),
+          100000,
+        ),
         synchronous: v.optional(
           oneOf(['FULL', 'NORMAL'], 'FULL: every commit reaches the disk; NORMAL: faster, may lose the last commits on power loss'),
           'FULL',
@@ -241,7 +273,12 @@ export const OrchConfigSchema = v.strictObject(
       }),
       {},
     ),
-    pool_queue_timeout: v.optional(int('Milliseconds a request may wait in the queue'), 5000),
+    pool_queue_timeout: v.optional(
+      int(
+        'Milliseconds a request may wait in the queue; one that, by the measured service time, cannot get a slot within it is refused at once (503)',
+      ),
+      5000,
+    ),
     pool_max_queue_size: v.optional(int('Queued requests before new ones are rejected'), 1000),
     graceful_shutdown_timeout_ms: v.optional(int('Milliseconds between SIGTERM and SIGKILL when stopping workers'), 6000),
     logging: v.optional(logging, {}),

@@ -169,18 +169,20 @@ export class Engine {
       signal: context.signal,
     })
     let outcome: Outcome = 'failure'
+    let loadNs: number | undefined
     const started = performance.now()
     try {
       this.counters.calls++
       const response = await slot.backend.embed(request, { signal: context.signal })
       outcome = 'success'
+      loadNs = response.load_duration
       return response.embeddings
     } catch (error) {
       outcome = outcomeOf(error)
       this.counters.call_errors++
       throw error
     } finally {
-      slot.release(outcome)
+      slot.release(outcome, { loadMs: nsToMs(loadNs) })
       this.report({
         backend: slot.backend.name,
         model: request.model,
@@ -253,7 +255,7 @@ export class Engine {
     } finally {
       options.signal?.removeEventListener('abort', onAbort)
       if (!finished) controller.abort()
-      slot.release(outcome)
+      slot.release(outcome, { loadMs: nsToMs(last?.load_duration) })
       this.report({
         backend: slot.backend.name,
         model: request.model,
@@ -267,6 +269,10 @@ export class Engine {
       })
     }
   }
+}
+
+function nsToMs(ns: number | undefined): number | undefined {
+  return typeof ns === 'number' && Number.isFinite(ns) ? ns / 1e6 : undefined
 }
 
 /** What a failed call says about the backend: its own fault (breaker) or the request's / caller's (neutral). */

@@ -27,6 +27,37 @@ export function queueTimeoutError(waitedMs: number, model: string): OrchError {
   )
 }
 
+/**
+ * Refused on arrival: by the measured service time, the requests ahead would hold every slot until this
+ * one's queue timeout ran out, or too near it to count on. Retry-After: when the queue, draining at that
+ * rate, would have room.
+ */
+export function queueCannotDrainError(e: {
+  model: string
+  ahead: number
+  serviceMs: number
+  slots: number
+  waitMs: number
+  timeoutMs: number
+}): OrchError {
+  const retryAfterS = Math.max(1, Math.ceil((e.waitMs - e.timeoutMs) / 1000))
+  return schedulerError(
+    'E_OVERLOADED',
+    `the queue cannot drain within pool_queue_timeout (${e.timeoutMs} ms): ${e.ahead} waiting for "${e.model}", ~${Math.round(e.serviceMs)} ms each, ${e.slots} slot${e.slots === 1 ? '' : 's'}`,
+    `retry in ${retryAfterS} s; add capacity (backends, concurrency) or raise pool_queue_timeout`,
+    {
+      status: 503,
+      retryable: true,
+      retry_after_s: retryAfterS,
+      reason: 'queue_cannot_drain',
+      waiting: e.ahead,
+      service_ms: Math.round(e.serviceMs),
+      slots: e.slots,
+      estimated_wait_ms: Math.round(e.waitMs),
+    },
+  )
+}
+
 export function noBackendError(model: string, backends: string[]): OrchError {
   const where = backends.length > 0 ? `none of ${backends.join(', ')} answers` : 'no backend is configured'
   return schedulerError(

@@ -34,6 +34,8 @@ export function taskStoreOptions(config: OrchConfig): TaskStoreOptions {
     leaseMs: t.lease_ms,
     agingMs: t.priority_aging_ms,
     retentionMs: t.retention_hours * 3_600_000,
+    maxQueued: t.max_queued,
+    maxQueuedPerTenant: t.max_queued_per_tenant,
   }
 }
 

@@ -7,9 +7,21 @@
  * where a request gains one priority level per `agingMs` waited, so nothing starves. Limits: per backend
  * (`concurrency`), per provider (`runtime.<provider>.concurrency`), per model (`parallel: false` → one at a
  * time on a backend), and overall (`agent_runner_concurrency`).
+ *
+ * Overload is answered at once: a request the queue cannot serve within its queue timeout (judged by the
+ * measured service time of its model, see `drainEstimate`, with DRAIN_MARGIN to spare) is refused on
+ * arrival instead of waiting the timeout out, so a client under a flood learns in milliseconds to back off.
  */
 import type { BreakerOptions } from './breaker.ts'
-import { breakerOpenError, cancelledError, modelNotFoundError, noBackendError, queueFullError, queueTimeoutError } from './errors.ts'
+import {
+  breakerOpenError,
+  cancelledError,
+  modelNotFoundError,
+  noBackendError,
+  queueCannotDrainError,
+  queueFullError,
+  queueTimeoutError,
+} from './errors.ts'
 import { type BackendEntry, BackendState, type Capacity, normalizeModel, route } from './router.ts'
 
 export interface SchedulerOptions {
@@ -38,15 +50,54 @@ export interface AcquireOptions {
 
 export type Outcome = 'success' | 'failure' | 'neutral'
 
+export interface ReleaseTiming {
+  /**
+   * Milliseconds of the call the backend spent loading the model (Ollama's load_duration). A warm model
+   * does not spend them again, so they stay out of the service-time estimate.
+   */
+  loadMs?: number | undefined
+}
+
 export interface Slot {
   readonly backend: BackendState['backend']
   readonly waitedMs: number
   /** Give the slot back; `failure` counts against the backend's breaker, `neutral` (cancel, 4xx) does not. */
-  release(outcome: Outcome): void
+  release(outcome: Outcome, timing?: ReleaseTiming): void
+}
+
+/** How long a new request would wait for a slot, and what the figure rests on. */
+export interface DrainEstimate {
+  /** Requests for the model that would be served before this one. */
+  ahead: number
+  /** Mean slot hold time of the model, measured (EWMA). */
+  serviceMs: number
+  /** Slots that can serve the model now or as they free. */
+  slots: number
+  waitMs: number
+}
+
+/** Weight of the newest hold time in a model's service-time average: a few calls move it, one outlier does not. */
+const SERVICE_EWMA_ALPHA = 0.2
+
+/**
+ * A request is admitted only if its estimated wait fits in its timeout with this share to spare. The
+ * service time drifts up under the very burst being judged (the host is busier), and over a deep queue a
+ * few percent add up to more than a service time: a request admitted only to time out would get the slow
+ * refusal this is here to avoid. Measured: at 100x capacity, 200 ms calls and a 5 s timeout, no margin let
+ * the last round in and out again at 5 s.
+ */
+export const DRAIN_MARGIN = 0.1
+
+/** A call holding a slot: its model, and when it got the slot. */
+interface Hold {
+  model: string
+  since: number
 }
 
 interface Job {
   model: string
+  /** `model` normalised (name:tag), as limits and estimates key it. */
+  key: string
   priority: number
   tenant: string
   enqueuedAt: number
@@ -65,6 +116,8 @@ export interface SchedulerStats {
   queue_timeouts: number
   pool_saturated: number
   rejected: number
+  /** Refused on arrival because the queue could not drain within the queue timeout (also in pool_saturated). */
+  overloaded: number
   workers: number
   available: number
   busy: number
@@ -80,7 +133,13 @@ export class Scheduler {
   private readonly providerInflight = new Map<string, number>()
   private breakerTimer: ReturnType<typeof setTimeout> | undefined
   private readonly now: () => number
-  private readonly counters = { requests: 0, errors: 0, queue_timeouts: 0, pool_saturated: 0, rejected: 0 }
+  private readonly counters = { requests: 0, errors: 0, queue_timeouts: 0, pool_saturated: 0, rejected: 0, overloaded: 0 }
+  /** Waiting requests by normalised model, then tenant: what a drain estimate counts ahead of a new one. */
+  private readonly waiting = new Map<string, Map<string, number>>()
+  /** Mean slot hold time by normalised model (EWMA); absent until the model's first call ended. */
+  private readonly serviceMs = new Map<string, number>()
+  /** Calls in flight by backend, for the time their slots still stay taken. */
+  private readonly holds = new Map<BackendState, Set<Hold>>()
   private readonly capacity: Capacity
   /** Set when health or a breaker changed: waiting requests may have become unservable. */
   private recheck = false
@@ -138,9 +197,19 @@ export class Scheduler {
       const retryAfter = Math.max(1, Math.ceil(this.options.queueTimeoutMs / 1000))
       return this.refuse(queueFullError(this.options.maxQueue, retryAfter))
     }
+    const timeoutMs = options.queueTimeoutMs ?? this.options.queueTimeoutMs
+    if (this.queuedCount > 0) {
+      const estimate = this.drainEstimate(options.model, options.tenant, options.priority)
+      if (estimate && estimate.waitMs * (1 + DRAIN_MARGIN) > timeoutMs) {
+        this.counters.pool_saturated++
+        this.counters.overloaded++
+        return this.refuse(queueCannotDrainError({ ...estimate, model: options.model, timeoutMs }))
+      }
+    }
     return new Promise<Slot>((resolve, reject) => {
       const job: Job = {
         model: options.model,
+        key: normalizeModel(options.model),
         priority: options.priority ?? 0,
         tenant: options.tenant ?? 'default',
         enqueuedAt: this.now(),
@@ -152,8 +221,81 @@ export class Scheduler {
       }
       // Fast path: nothing waiting ahead of it and a slot is free.
       if (this.queuedCount === 0 && this.tryDispatch(job)) return
-      this.enqueue(job, options.queueTimeoutMs ?? this.options.queueTimeoutMs)
+      this.enqueue(job, timeoutMs)
     })
+  }
+
+  /**
+   * How long a request for `model` arriving now would wait for a slot; undefined while there is nothing
+   * to go on (no call of the model has ended yet, or no slot can serve it now), when nobody judges.
+   *
+   * The brief form is ahead × service time ÷ slots. Calls in flight are counted too, because in a burst
+   * every slot was just taken: the slots free at their calls' residual times r₀ ≤ … ≤ rₛ₋₁ (service time
+   * minus age), then every service time after, so the request with `ahead` before it gets the slot that
+   * frees at r[ahead mod slots] + ⌊ahead ÷ slots⌋ × service time. Only requests for the same model are
+   * counted ahead, and of other tenants only as many as round-robin serves before this one's turn: other
+   * traffic can only make the wait longer, so the figure errs towards admitting.
+   */
+  drainEstimate(model: string, tenant = 'default', priority = 0): DrainEstimate | undefined {
+    const m = normalizeModel(model)
+    const serviceMs = this.serviceMs.get(m)
+    if (serviceMs === undefined) return undefined
+    const residuals = this.slotResiduals(m, serviceMs)
+    const slots = residuals.length
+    if (slots === 0) return undefined
+    const ahead = this.waitingAhead(m, tenant, priority)
+    const waitMs = (residuals[ahead % slots] as number) + Math.floor(ahead / slots) * serviceMs
+    return { ahead, serviceMs, slots, waitMs }
+  }
+
+  /** Requests for model `m` served before a new one of `tenant` at `priority`. */
+  private waitingAhead(m: string, tenant: string, priority: number): number {
+    const byTenant = this.waiting.get(m)
+    if (!byTenant) return 0
+    let own = 0
+    if (byTenant.has(tenant)) {
+      const now = this.now()
+      for (const job of this.queues.get(tenant) ?? []) {
+        if (job.key === m && effective(job, now, this.options.agingMs) >= priority) own++
+      }
+    }
+    // Tenants take turns: before this request's turn, another tenant is served at most own + 1 times.
+    let ahead = own
+    for (const [other, n] of byTenant) if (other !== tenant) ahead += Math.min(n, own + 1)
+    return ahead
+  }
+
+  /**
+   * When each slot able to serve `m` frees, in ms from now, ascending: 0 for a free one, else the service
+   * time left of the call holding it. Limits on provider and overall keep the soonest ones.
+   */
+  private slotResiduals(m: string, serviceMs: number): number[] {
+    const now = this.now()
+    const serial = this.options.serialModels.has(m)
+    const byProvider = new Map<string, number[]>()
+    for (const state of this.states.values()) {
+      if (!state.usable || !state.serves(m) || !state.breaker.canPass()) continue
+      const slots = serial ? 1 : state.concurrency
+      const left: number[] = []
+      for (const hold of this.holds.get(state) ?? []) {
+        if (serial && hold.model !== m) continue
+        left.push(Math.max(0, (this.serviceMs.get(hold.model) ?? serviceMs) - (now - hold.since)))
+      }
+      left.sort((a, b) => a - b)
+      const free = Math.max(0, slots - left.length)
+      const own = [...new Array<number>(free).fill(0), ...left.slice(0, slots - free)]
+      const list = byProvider.get(state.provider) ?? []
+      list.push(...own)
+      byProvider.set(state.provider, list)
+    }
+    const all: number[] = []
+    for (const [provider, list] of byProvider) {
+      list.sort((a, b) => a - b)
+      const limit = this.options.providerLimits[provider]
+      all.push(...(limit === undefined ? list : list.slice(0, limit)))
+    }
+    all.sort((a, b) => a - b)
+    return Number.isFinite(this.options.globalLimit) ? all.slice(0, this.options.globalLimit) : all
   }
 
   stats(): SchedulerStats {
@@ -171,6 +313,7 @@ export class Scheduler {
   drain(error: unknown): void {
     for (const jobs of this.queues.values()) for (const job of jobs.splice(0)) this.settle(job, error)
     this.queuedCount = 0
+    this.waiting.clear()
     if (this.breakerTimer) clearTimeout(this.breakerTimer)
   }
 
@@ -223,6 +366,7 @@ export class Scheduler {
     }
     queue.push(job)
     this.queuedCount++
+    this.countWaiting(job, 1)
     job.timer = setTimeout(() => {
       if (!this.remove(job)) return
       this.counters.queue_timeouts++
@@ -258,6 +402,7 @@ export class Scheduler {
     if (!queue || index < 0) return false
     queue.splice(index, 1)
     this.queuedCount--
+    this.countWaiting(job, -1)
     if (queue.length === 0) {
       this.queues.delete(job.tenant)
       const at = this.tenantOrder.indexOf(job.tenant)
@@ -265,6 +410,23 @@ export class Scheduler {
       if (at < this.nextTenant) this.nextTenant--
     }
     return true
+  }
+
+  private countWaiting(job: Job, delta: number): void {
+    const m = job.key
+    const byTenant = this.waiting.get(m) ?? new Map<string, number>()
+    const n = (byTenant.get(job.tenant) ?? 0) + delta
+    if (n > 0) byTenant.set(job.tenant, n)
+    else byTenant.delete(job.tenant)
+    if (byTenant.size > 0) this.waiting.set(m, byTenant)
+    else this.waiting.delete(m)
+  }
+
+  /** A call ended: its hold time, less any model load, moves the model's service-time average. */
+  private observeHold(m: string, hold: Hold, timing: ReleaseTiming | undefined): void {
+    const sample = Math.max(0, this.now() - hold.since - Math.max(0, timing?.loadMs ?? 0))
+    const before = this.serviceMs.get(m)
+    this.serviceMs.set(m, before === undefined ? sample : before + SERVICE_EWMA_ALPHA * (sample - before))
   }
 
   private settle(job: Job, error: unknown): void {
@@ -287,19 +449,27 @@ export class Scheduler {
   }
 
   private grant(state: BackendState, job: Job): Slot {
-    const m = normalizeModel(job.model)
+    const m = job.key
     const isTrial = state.breaker.onStart()
     state.inflight++
     state.perModel.set(m, (state.perModel.get(m) ?? 0) + 1)
     this.inflight++
     this.providerInflight.set(state.provider, (this.providerInflight.get(state.provider) ?? 0) + 1)
+    const hold: Hold = { model: m, since: this.now() }
+    const holds = this.holds.get(state) ?? new Set<Hold>()
+    holds.add(hold)
+    this.holds.set(state, holds)
     let released = false
     return {
       backend: state.backend,
-      waitedMs: this.now() - job.enqueuedAt,
-      release: (outcome) => {
+      waitedMs: hold.since - job.enqueuedAt,
+      release: (outcome, timing) => {
         if (released) return
         released = true
+        holds.delete(hold)
+        if (holds.size === 0) this.holds.delete(state)
+        // Every outcome counts: a slot freed early by a cancel or a fast failure drains the queue as fast.
+        this.observeHold(m, hold, timing)
         state.inflight--
         state.perModel.set(m, (state.perModel.get(m) ?? 1) - 1)
         state.served++

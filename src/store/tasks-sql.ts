@@ -150,6 +150,8 @@ export const LIST_FIRST = `SELECT * FROM tasks WHERE ${LIST_FILTER} ORDER BY cre
 export const LIST_AFTER = `SELECT * FROM tasks WHERE ${LIST_FILTER} AND (created_at, id) < (?4, ?5) ORDER BY created_at DESC, id DESC LIMIT ?3`
 
 export const COUNTS = 'SELECT state, COUNT(*) AS n FROM tasks GROUP BY state'
+export const QUEUED_BY_TENANT = "SELECT tenant, COUNT(*) AS n FROM tasks WHERE state = 'queued' GROUP BY tenant"
+export const SELECT_STATE = 'SELECT state FROM tasks WHERE id = ?'
 export const NEXT_RUN_AFTER = "SELECT MIN(run_after) AS at FROM tasks INDEXED BY tasks_due WHERE state = 'queued'"
 export const PRUNE = "DELETE FROM tasks WHERE state IN ('done', 'failed', 'cancelled') AND finished_at < ?"
 

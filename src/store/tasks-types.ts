@@ -57,6 +57,10 @@ export interface TaskStoreOptions {
   agingMs: number
   /** Default age for `prune`: tasks.retention_hours; 168 hours when not given. */
   retentionMs?: number
+  /** Most queued tasks over all tenants (tasks.max_queued); 0 or absent: no bound. */
+  maxQueued?: number
+  /** Most queued tasks of one tenant (tasks.max_queued_per_tenant); 0 or absent: no bound. */
+  maxQueuedPerTenant?: number
   now?: () => number
   random?: () => number
 }

@@ -5,6 +5,12 @@
  * so a runner that lost its lease (expired, cancelled, requeued and claimed elsewhere) changes nothing.
  * Every change happens in one statement or one IMMEDIATE transaction, so several processes can share the
  * file and never claim the same task twice.
+ *
+ * The queue is bounded (tasks.max_queued, tasks.max_queued_per_tenant). Checking the bound must not cost a
+ * COUNT per submission, so the store keeps the number of queued tasks per tenant in memory: counted once
+ * when it opens, then moved exactly where a task enters or leaves `queued` (submit, claim, retry, release,
+ * recovery, cancel), and undone with the transaction when one rolls back. Other processes sharing the file
+ * move the real figure without this one noticing: `prune` (every 10 minutes in serve) counts again.
  */
 import { ExitCode, OrchError } from '../errors.ts'
 import { logger } from '../log.ts'
@@ -35,18 +41,26 @@ interface Pending {
 }
 
 type FailOutcome = { row: TaskRow | undefined; retry: boolean } | undefined
+type Inserted = { row: TaskRow; created: boolean }
 
 const DEFAULT_RETENTION_MS = 168 * 3_600_000
+/** Retry-After of a refusal by the queue bound: the queue drains only as runners take tasks, at no known rate. */
+const QUEUE_FULL_RETRY_AFTER_S = 5
 const STALLED_ERROR = JSON.stringify({ code: 'E_STALLED', message: 'the runner lost its lease (it died or stopped renewing)' })
 
 export class TaskStore {
-  readonly stats = { commits: 0, submitted: 0 }
+  readonly stats = { commits: 0, submitted: 0, refused: 0 }
   private readonly store: Store
   private readonly options: TaskStoreOptions
   private readonly now: () => number
   private readonly random: () => number
   private readonly listeners = new Set<(event: TaskEvent) => void>()
   private pending: Pending[] = []
+  /** Queued tasks by tenant (tenants with none are absent), and their sum. */
+  private readonly queued = new Map<string, number>()
+  private queuedTotal = 0
+  /** Count changes made inside the transaction under way, to undo if it rolls back. */
+  private journal: Array<[string, number]> | undefined
 
   constructor(store: Store, options: TaskStoreOptions) {
     if (!(options.agingMs > 0) || !Number.isFinite(options.agingMs)) {
@@ -56,6 +70,19 @@ export class TaskStore {
     this.options = options
     this.now = options.now ?? Date.now
     this.random = options.random ?? Math.random
+    this.recount()
+  }
+
+  /** Queued tasks now, over all tenants and by tenant, as this store keeps them (no query). */
+  queuedCounts(): { total: number; byTenant: Record<string, number> } {
+    return { total: this.queuedTotal, byTenant: Object.fromEntries(this.queued) }
+  }
+
+  /** Count queued tasks again from the file: one grouped count, at open and at prune. */
+  recount(): void {
+    this.queued.clear()
+    this.queuedTotal = 0
+    for (const { tenant, n } of this.store.all<{ tenant: string; n: number }>(sql.QUEUED_BY_TENANT)) this.bump(tenant, n)
   }
 
   /** Queue one task; resolves after the transaction holding it commits. A known idempotency key returns its task. */
@@ -66,10 +93,16 @@ export class TaskStore {
     } catch (error) {
       return Promise.reject(error)
     }
-    return this.enqueue(row, input.payload)
+    return this.defer(
+      () => this.insert(row),
+      (result) => this.submitted(result as Inserted, input.payload),
+    )
   }
 
-  /** Several tasks in the same group commit, results in input order; one invalid input queues none of them. */
+  /**
+   * Several tasks in the same group commit, results in input order. All or nothing: one invalid input, or
+   * one task past the queue bound, queues none of them (they share a savepoint).
+   */
   submitMany(inputs: SubmitInput[]): Promise<Array<{ task: Task; created: boolean }>> {
     let rows: TaskRow[]
     try {
@@ -77,7 +110,10 @@ export class TaskStore {
     } catch (error) {
       return Promise.reject(error)
     }
-    return Promise.all(rows.map((row, i) => this.enqueue(row, inputs[i]?.payload)))
+    return this.defer(
+      () => this.counted(() => rows.map((row) => this.insert(row, rows.length))),
+      (results) => (results as Inserted[]).map((result, i) => this.submitted(result, inputs[i]?.payload)),
+    )
   }
 
   /** Lease up to `limit` due tasks, best effective priority first. */
@@ -92,7 +128,11 @@ export class TaskStore {
       filter.models ? JSON.stringify(filter.models) : null,
       Math.trunc(limit),
     ]
-    const rows = this.store.write(() => this.store.all<TaskRow>(sql.CLAIM, params))
+    const rows = this.counted(() => {
+      const claimed = this.store.all<TaskRow>(sql.CLAIM, params)
+      for (const row of claimed) this.adjust(row.tenant, -1)
+      return claimed
+    })
     // RETURNING gives no order; restore the claim order so the caller starts the best task first.
     rows.sort((a, b) => b.claim_rank - a.claim_rank || a.created_at - b.created_at || (a.id < b.id ? -1 : a.id > b.id ? 1 : 0))
     return this.emitAll(rows, 'claimed')
@@ -129,7 +169,7 @@ export class TaskStore {
 
   /** Record a failed attempt: back to the queue after a backoff, or failed for good. Undefined unless `owner` holds it. */
   fail(id: string, owner: string, error: TaskError & { retryable: boolean }): Task | undefined {
-    return this.settleFail(this.store.write(() => this.failRow(id, owner, error)))
+    return this.settleFail(this.counted(() => this.failRow(id, owner, error)))
   }
 
   /** `fail`, committed with everything else of this event-loop turn. */
@@ -148,7 +188,11 @@ export class TaskStore {
     if (!task) return undefined
     const policy = { ...this.options.retry, maxAttempts: task.max_attempts }
     const decision = decideRetry(task.attempts, asRetryable(error), policy, this.random)
-    if (decision.retry) return { row: this.store.one<TaskRow>(sql.RETRY, [now + decision.delayMs, errorJson, now, id]), retry: true }
+    if (decision.retry) {
+      const row = this.store.one<TaskRow>(sql.RETRY, [now + decision.delayMs, errorJson, now, id])
+      if (row) this.adjust(row.tenant, 1)
+      return { row, retry: true }
+    }
     return { row: this.store.one<TaskRow>(sql.FAIL, [decision.reason, errorJson, now, now, id]), retry: false }
   }
 
@@ -160,13 +204,20 @@ export class TaskStore {
   /** Hand a running task back to the queue untouched (graceful shutdown); false unless `owner` holds it. */
   release(id: string, owner: string): boolean {
     const row = this.store.one<TaskRow>(sql.RELEASE, [this.now(), id, owner])
+    if (row) this.adjust(row.tenant, 1)
     if (row) this.emit(row, 'requeued')
     return row !== undefined
   }
 
   /** Cancel a queued or running task; a finished one is returned unchanged; undefined if unknown. */
   cancel(id: string): Task | undefined {
-    const row = this.store.one<TaskRow>(sql.CANCEL, [this.now(), id])
+    // RETURNING shows the row after the change: whether it left `queued` is read first, in the same transaction.
+    const row = this.counted(() => {
+      const before = this.store.one<{ state: TaskState }>(sql.SELECT_STATE, [id])
+      const cancelled = this.store.one<TaskRow>(sql.CANCEL, [this.now(), id])
+      if (cancelled && before?.state === 'queued') this.adjust(cancelled.tenant, -1)
+      return cancelled
+    })
     if (row) return this.emit(row, 'cancelled')
     return this.get(id)
   }
@@ -174,7 +225,7 @@ export class TaskStore {
   /** Running tasks whose lease ran out: requeued, or failed once they stalled more than maxStalled times. */
   recoverExpired(): Task[] {
     const params = [this.options.maxStalled, this.now(), STALLED_ERROR]
-    return this.emitRecovered(this.store.write(() => this.store.all<TaskRow>(sql.RECOVER_EXPIRED, params)))
+    return this.emitRecovered(this.counted(() => this.requeued(this.store.all<TaskRow>(sql.RECOVER_EXPIRED, params))))
   }
 
   /** At start-up: running tasks whose owner process is gone are handled as if their lease expired now. */
@@ -183,7 +234,7 @@ export class TaskStore {
     const dead = owners.filter((owner) => !isOwnerAlive(owner))
     if (dead.length === 0) return []
     const params = [this.options.maxStalled, this.now(), STALLED_ERROR, JSON.stringify(dead)]
-    return this.emitRecovered(this.store.write(() => this.store.all<TaskRow>(sql.RECOVER_OWNERS, params)))
+    return this.emitRecovered(this.counted(() => this.requeued(this.store.all<TaskRow>(sql.RECOVER_OWNERS, params))))
   }
 
   get(id: string): Task | undefined {
@@ -216,7 +267,10 @@ export class TaskStore {
 
   /** Delete finished tasks that finished more than `olderThanMs` ago; returns how many. */
   prune(olderThanMs = this.options.retentionMs ?? DEFAULT_RETENTION_MS): number {
-    return this.store.run(sql.PRUNE, [this.now() - olderThanMs]).changes
+    // Only finished tasks go, so the queued counts stay; counting again picks up other processes' changes.
+    const removed = this.store.run(sql.PRUNE, [this.now() - olderThanMs]).changes
+    this.recount()
+    return removed
   }
 
   onEvent(listener: (event: TaskEvent) => void): () => void {
@@ -224,19 +278,14 @@ export class TaskStore {
     return () => this.listeners.delete(listener)
   }
 
-  private enqueue(row: TaskRow, payload: unknown): Promise<{ task: Task; created: boolean }> {
-    return this.defer(
-      () => this.insert(row),
-      (result) => {
-        const { row: stored, created } = result as { row: TaskRow; created: boolean }
-        const task = rowToTask(stored, created ? (payload ?? null) : undefined)
-        if (created) {
-          this.stats.submitted++
-          this.notify({ type: 'task', task, change: 'submitted' })
-        }
-        return { task, created }
-      },
-    )
+  /** After the commit: the answer to one submission, and its event when it made a task. */
+  private submitted({ row, created }: Inserted, payload: unknown): { task: Task; created: boolean } {
+    const task = rowToTask(row, created ? (payload ?? null) : undefined)
+    if (created) {
+      this.stats.submitted++
+      this.notify({ type: 'task', task, change: 'submitted' })
+    }
+    return { task, created }
   }
 
   /**
@@ -292,7 +341,7 @@ export class TaskStore {
     this.pending = []
     let outcomes: Array<{ ok: true; value: unknown } | { ok: false; error: unknown }>
     try {
-      outcomes = this.store.write(() =>
+      outcomes = this.counted(() =>
         batch.map((item) => {
           try {
             return { ok: true as const, value: item.run() }
@@ -313,13 +362,75 @@ export class TaskStore {
     })
   }
 
-  private insert(row: TaskRow): { row: TaskRow; created: boolean } {
+  /** Inside a write transaction; `bulk`: the size of the submission it belongs to, for the refusal's message. */
+  private insert(row: TaskRow, bulk?: number): Inserted {
+    const refusal = this.boundRefusal(row.tenant, bulk)
+    if (refusal) {
+      // A repeated idempotency key adds nothing to the queue: it gets its task even when the queue is full.
+      const existing =
+        row.idempotency_key === null ? undefined : this.store.one<TaskRow>(sql.SELECT_BY_KEY, [row.tenant, row.idempotency_key])
+      if (existing) return { row: existing, created: false }
+      this.stats.refused++
+      throw refusal
+    }
     const { changes } = this.store.run(sql.INSERT_TASK, sql.insertParams(row))
-    if (changes > 0) return { row, created: true }
+    if (changes > 0) {
+      this.adjust(row.tenant, 1)
+      return { row, created: true }
+    }
     // The key is taken, by an earlier commit or earlier in this same batch: that task is the answer.
     const existing = this.store.one<TaskRow>(sql.SELECT_BY_KEY, [row.tenant, row.idempotency_key])
     if (!existing) throw new OrchError(`task ${row.id} was not inserted`, { code: 'E_TASK_INSERT' })
     return { row: existing, created: false }
+  }
+
+  /** The queue bound a new task of `tenant` would pass, as the error to refuse it with; undefined when it fits. */
+  private boundRefusal(tenant: string, bulk: number | undefined): OrchError | undefined {
+    const max = this.options.maxQueued ?? 0
+    if (max > 0 && this.queuedTotal >= max) return queueBoundError('tasks.max_queued', max, this.queuedTotal, undefined, bulk)
+    const perTenant = this.options.maxQueuedPerTenant ?? 0
+    const own = this.queued.get(tenant) ?? 0
+    if (perTenant > 0 && own >= perTenant) return queueBoundError('tasks.max_queued_per_tenant', perTenant, own, tenant, bulk)
+    return undefined
+  }
+
+  /**
+   * A write transaction (a savepoint inside one) whose queued-count changes are undone if it rolls back,
+   * so the counts only ever reflect what committed.
+   */
+  private counted<T>(fn: () => T): T {
+    const outer = this.journal
+    const journal: Array<[string, number]> = []
+    this.journal = journal
+    try {
+      const result = this.store.write(fn)
+      outer?.push(...journal)
+      return result
+    } catch (error) {
+      for (const [tenant, delta] of journal.reverse()) this.bump(tenant, -delta)
+      throw error
+    } finally {
+      this.journal = outer
+    }
+  }
+
+  /** A task of `tenant` entered (+1) or left (-1) the queue. */
+  private adjust(tenant: string, delta: number): void {
+    this.bump(tenant, delta)
+    this.journal?.push([tenant, delta])
+  }
+
+  private bump(tenant: string, delta: number): void {
+    const n = (this.queued.get(tenant) ?? 0) + delta
+    if (n > 0) this.queued.set(tenant, n)
+    else this.queued.delete(tenant)
+    this.queuedTotal += delta
+  }
+
+  /** Recovered rows that went back to the queue are counted in; the others failed. */
+  private requeued(rows: TaskRow[]): TaskRow[] {
+    for (const row of rows) if (row.state === 'queued') this.adjust(row.tenant, 1)
+    return rows
   }
 
   private emitRecovered(rows: TaskRow[]): Task[] {
@@ -351,6 +462,17 @@ export class TaskStore {
 /** decideRetry judges errors by class; a plain TaskError carries its verdict in `retryable`. */
 function asRetryable(error: TaskError & { retryable: boolean }): OrchError {
   return new OrchError(error.message, { code: error.code, details: { retryable: error.retryable } })
+}
+
+/** 429: the durable queue holds as many tasks as its bound (over all tenants, or of one tenant) allows. */
+function queueBoundError(key: string, limit: number, queued: number, tenant: string | undefined, bulk: number | undefined): OrchError {
+  const whose = tenant === undefined ? 'the task queue is full' : `tenant "${tenant}" has as many tasks queued as it may`
+  const whole = bulk === undefined ? '' : `; none of the ${bulk} tasks of this submission was queued`
+  return new OrchError(`${whose}: ${queued} queued, ${key} is ${limit}${whole}`, {
+    code: 'E_TASK_QUEUE_FULL',
+    hint: `retry in ${QUEUE_FULL_RETRY_AFTER_S} s, as runners take tasks off the queue; or raise ${key} (0: no bound)`,
+    details: { status: 429, retryable: true, retry_after_s: QUEUE_FULL_RETRY_AFTER_S, key, limit },
+  })
 }
 
 function invalid(message: string): OrchError {

@@ -62,6 +62,8 @@ describe('defaults', () => {
       retry_max_ms: 60000,
       priority_aging_ms: 10000,
       retention_hours: 168,
+      max_queued: 1000000,
+      max_queued_per_tenant: 100000,
       synchronous: 'FULL',
     })
     expect(config.backend_timeouts).toEqual({ connect_ms: 5000, first_token_ms: 120000, idle_ms: 30000, total_ms: 600000 })
@@ -72,7 +74,16 @@ describe('defaults', () => {
       config.graceful_shutdown_timeout_ms,
     ]).toEqual([10000, 5000, 1000, 6000])
     expect(config.logging).toEqual({ level: 'info', categories: {} })
-    expect(config.server).toEqual({ host: '127.0.0.1', port: 9097, body_limit_bytes: 1048576, allowed_hosts: [] })
+    expect(config.server).toEqual({
+      host: '127.0.0.1',
+      port: 9097,
+      body_limit_bytes: 1048576,
+      body_timeout_ms: 30000,
+      max_json_depth: 64,
+      max_open_requests: 4096,
+      idle_timeout_s: 30,
+      allowed_hosts: [],
+    })
     expect(config.backends).toEqual([{ name: 'ollama', type: 'ollama', url: 'http://127.0.0.1:11434', concurrency: 4 }])
     expect(config.batch).toEqual({
       inputs_root: 'Data/Inputs',

@@ -2,7 +2,7 @@ import { describe, expect, test } from 'bun:test'
 import { OrchError } from '../../src/errors.ts'
 import { CircuitBreaker } from '../../src/scheduler/breaker.ts'
 import { statusOf } from '../../src/scheduler/errors.ts'
-import { Scheduler, type SchedulerOptions, type Slot } from '../../src/scheduler/scheduler.ts'
+import { DRAIN_MARGIN, Scheduler, type SchedulerOptions, type Slot } from '../../src/scheduler/scheduler.ts'
 import { type StubBackend, stubBackend } from '../helpers/stub-backend.ts'
 
 function scheduler(
@@ -289,5 +289,164 @@ describe('circuit breaker', () => {
     const slot = await s.acquire({ model: 'm' })
     expect(performance.now() - started).toBeGreaterThanOrEqual(70)
     slot.release('success')
+  })
+})
+
+describe('overload: refused at once when the queue cannot drain within the timeout', () => {
+  /** A scheduler on a hand-driven clock: hold times are exact, the queue timeout (real ms) never fires. */
+  function clocked(concurrency: number, extra: Partial<SchedulerOptions> = {}) {
+    const clock = { t: 0 }
+    const s = scheduler([{ backend: stubBackend('a'), concurrency }], { queueTimeoutMs: 1000, now: () => clock.t, ...extra })
+    return { s, clock }
+  }
+
+  /** Measures a service time of `ms` for `model` with one call per slot. */
+  async function measure(s: Scheduler, clock: { t: number }, slots: number, ms: number, model = 'm') {
+    const held = await Promise.all(Array.from({ length: slots }, () => s.acquire({ model })))
+    clock.t += ms
+    for (const slot of held) slot.release('success')
+  }
+
+  test('with no measurement yet (cold start) nothing is refused by estimate: requests wait as before', async () => {
+    const { s } = clocked(2)
+    const held = await Promise.all([s.acquire({ model: 'm' }), s.acquire({ model: 'm' })])
+    const waiting = Array.from({ length: 100 }, () => s.acquire({ model: 'm' }).catch((e: unknown) => e))
+    await Bun.sleep(1)
+    expect(s.drainEstimate('m')).toBeUndefined()
+    expect(s.stats()).toMatchObject({ queued: 100, overloaded: 0, rejected: 0 })
+    s.drain(new Error('end'))
+    await Promise.all(waiting)
+    for (const slot of held) slot.release('neutral')
+  })
+
+  test('the first request that cannot get a slot in time is refused at once: 503, Retry-After, the figures, counted', async () => {
+    const { s, clock } = clocked(2)
+    await measure(s, clock, 2, 100)
+    const held = await Promise.all([s.acquire({ model: 'm' }), s.acquire({ model: 'm' })])
+    // Both slots were just taken, so they free at 100 ms, then every 100 ms: the request with k waiting
+    // ahead gets a slot at 100 + ⌊k / 2⌋ × 100 ms. With the margin (a tenth) to spare, that fits in
+    // 1000 ms for k ≤ 17 (900 ms); k = 18 would get its slot at 1000 ms, too near to count on.
+    const admitted = Array.from({ length: 18 }, () => s.acquire({ model: 'm' }))
+    expect(DRAIN_MARGIN).toBe(0.1)
+    expect(s.drainEstimate('m')).toEqual({ ahead: 18, serviceMs: 100, slots: 2, waitMs: 1000 })
+    const started = performance.now()
+    const error = await s.acquire({ model: 'm' }).catch((e: unknown) => e)
+    expect(performance.now() - started).toBeLessThan(10)
+    expect(codeOf(error)).toBe('E_OVERLOADED')
+    expect(statusOf(error)).toBe(503)
+    expect((error as OrchError).details).toMatchObject({ retryable: true, retry_after_s: 1, reason: 'queue_cannot_drain' })
+    expect((error as OrchError).message).toBe(
+      'the queue cannot drain within pool_queue_timeout (1000 ms): 18 waiting for "m", ~100 ms each, 2 slots',
+    )
+    expect((error as OrchError).hint).toContain('pool_queue_timeout')
+    expect(s.stats()).toMatchObject({ queued: 18, overloaded: 1, pool_saturated: 1, rejected: 1 })
+    // A request with a longer timeout of its own still fits.
+    const patient = s.acquire({ model: 'm', queueTimeoutMs: 2000 })
+    expect(s.stats().queued).toBe(19)
+
+    // Every admitted request is served within its timeout, as the estimate said.
+    const granted: Slot[] = [...held]
+    const waits: number[] = []
+    for (const p of [...admitted, patient]) {
+      p.then((slot) => {
+        granted.push(slot)
+        waits.push(slot.waitedMs)
+      })
+    }
+    while (granted.length > 0) {
+      clock.t += 100
+      for (const slot of granted.splice(0)) slot.release('success')
+      await Bun.sleep(0)
+    }
+    expect(waits).toHaveLength(19)
+    expect(Math.max(...waits.slice(0, 18))).toBeLessThanOrEqual(900)
+    expect(s.stats()).toMatchObject({ queued: 0, inflight: 0, overloaded: 1, queue_timeouts: 0 })
+  })
+
+  test('a burst that fits in the timeout is never refused (1.5x the slots, and up to the last request that fits)', async () => {
+    const { s, clock } = clocked(4)
+    await measure(s, clock, 4, 200)
+    for (const burst of [6, 4 + 4 * 4]) {
+      const requests = Array.from({ length: burst }, () => s.acquire({ model: 'm' }))
+      const outcomes: Array<Slot | unknown> = []
+      for (const p of requests)
+        p.then(
+          (slot) => outcomes.push(slot),
+          (e: unknown) => outcomes.push(e),
+        )
+      await Bun.sleep(0)
+      expect(s.stats().overloaded).toBe(0)
+      let served = 0
+      while (served < burst) {
+        clock.t += 200
+        const slots = outcomes.splice(0) as Slot[]
+        for (const slot of slots) slot.release('success')
+        served += slots.length
+        await Bun.sleep(0)
+      }
+      expect(s.stats()).toMatchObject({ overloaded: 0, rejected: 0, queued: 0, inflight: 0 })
+    }
+  })
+
+  test('steady state: calls in flight at different ages free their slots sooner, and count so', async () => {
+    const { s, clock } = clocked(2)
+    await measure(s, clock, 2, 100)
+    const first = await s.acquire({ model: 'm' })
+    clock.t += 60
+    const second = await s.acquire({ model: 'm' })
+    const queued = Array.from({ length: 3 }, () => s.acquire({ model: 'm' }).catch(() => undefined))
+    // Residuals 40 and 100 ms: 3 ahead → the second slot's second turn, 100 + 100.
+    expect(s.drainEstimate('m')).toMatchObject({ ahead: 3, slots: 2, waitMs: 200 })
+    s.drain(new Error('end'))
+    await Promise.all(queued)
+    first.release('neutral')
+    second.release('neutral')
+  })
+
+  test('another tenant is counted only as far as round-robin serves it first; priority jumps the own queue', async () => {
+    const { s, clock } = clocked(1)
+    await measure(s, clock, 1, 100)
+    const held = await s.acquire({ model: 'm', tenant: 'flood' })
+    // One slot, 100 ms a call: 9 fit in the 1000 ms timeout with a tenth to spare, the 10th does not.
+    const flood = Array.from({ length: 9 }, () => s.acquire({ model: 'm', tenant: 'flood' }).catch((e: unknown) => e))
+    const refused = await s.acquire({ model: 'm', tenant: 'flood' }).catch((e: unknown) => e)
+    expect(codeOf(refused)).toBe('E_OVERLOADED')
+    // The quiet tenant is next in turn after one of the flood's: 100 + 100 ms, well within 1000.
+    expect(s.drainEstimate('m', 'quiet')).toMatchObject({ ahead: 1, waitMs: 200 })
+    const quiet = s.acquire({ model: 'm', tenant: 'quiet' }).catch((e: unknown) => e)
+    expect(s.drainEstimate('m', 'flood', 5)).toMatchObject({ ahead: 1 })
+    const urgent = s.acquire({ model: 'm', tenant: 'flood', priority: 5 }).catch((e: unknown) => e)
+    // Requests for another model are not counted against this one.
+    expect(s.drainEstimate('other')).toBeUndefined()
+    expect(s.stats()).toMatchObject({ queued: 11, overloaded: 1 })
+    s.drain(new Error('end'))
+    await Promise.all([...flood, quiet, urgent])
+    held.release('neutral')
+  })
+
+  test('time spent loading the model stays out of the service time; the average follows new hold times', async () => {
+    const { s, clock } = clocked(1)
+    const slot = await s.acquire({ model: 'm' })
+    clock.t += 30_100
+    slot.release('success', { loadMs: 30_000 })
+    const held = await s.acquire({ model: 'm' })
+    const queued = s.acquire({ model: 'm' }).catch(() => undefined)
+    expect(s.drainEstimate('m')?.serviceMs).toBe(100)
+    clock.t += 200
+    held.release('success')
+    const next = (await queued) as Slot
+    expect(s.drainEstimate('m')?.serviceMs).toBeCloseTo(120, 6)
+    next.release('success')
+  })
+
+  test('no slot can serve the model now (circuit open, backend down): no estimate, the other refusals apply', async () => {
+    const { s, clock } = clocked(1, { breaker: { enabled: true, failureThreshold: 1, resetTimeoutMs: 10_000, waitForClose: true } })
+    await measure(s, clock, 1, 100)
+    const held = await s.acquire({ model: 'm' })
+    const queued = s.acquire({ model: 'm' }).catch(() => undefined)
+    held.release('failure')
+    expect(s.drainEstimate('m')).toBeUndefined()
+    s.drain(new Error('end'))
+    await queued
   })
 })

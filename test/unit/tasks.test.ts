@@ -4,7 +4,15 @@ import { OrchError } from '../../src/errors.ts'
 import { configureLogging } from '../../src/log.ts'
 import { backoffMs } from '../../src/scheduler/retry.ts'
 import { openStore, type Store } from '../../src/store/db.ts'
-import { isLocalOwnerAlive, ownerId, parseOwner, type TaskEvent, TaskStore, type TaskStoreOptions } from '../../src/store/tasks.ts'
+import {
+  isLocalOwnerAlive,
+  ownerId,
+  parseOwner,
+  type SubmitInput,
+  type TaskEvent,
+  TaskStore,
+  type TaskStoreOptions,
+} from '../../src/store/tasks.ts'
 import { tempDir } from '../helpers/cli.ts'
 
 const T0 = 1_700_000_000_000
@@ -77,7 +85,7 @@ describe('submit: group commit and durability', () => {
     await f.tasks.submit({ type: 'a' })
     await f.tasks.submit({ type: 'b' })
     await f.tasks.submitMany([{ type: 'c' }, { type: 'd' }, { type: 'e' }])
-    expect(f.tasks.stats).toEqual({ commits: 3, submitted: 5 })
+    expect(f.tasks.stats).toEqual({ commits: 3, submitted: 5, refused: 0 })
   })
 
   test('a submission resolves only once another connection can read its row', async () => {
@@ -575,3 +583,172 @@ describe('queries and housekeeping', () => {
     expect(() => new TaskStore(f.store, { retry: RETRY, maxStalled: 1, leaseMs: 1, agingMs: 0 })).toThrow(OrchError)
   })
 })
+
+describe('queue bound (tasks.max_queued, tasks.max_queued_per_tenant)', () => {
+  const refusal = (result: PromiseSettledResult<unknown>) => (result as PromiseRejectedResult).reason as OrchError
+
+  test('past the total bound a submission is refused with 429, Retry-After and the key; a claim makes room again', async () => {
+    const f = fixture({ maxQueued: 5 })
+    // One group commit: the bound holds inside a batch too.
+    const results = await Promise.allSettled(Array.from({ length: 8 }, (_, i) => f.tasks.submit({ type: 'x', payload: { i } })))
+    expect(results.map((r) => r.status)).toEqual([...Array(5).fill('fulfilled'), ...Array(3).fill('rejected')])
+    const error = refusal(results[5] as PromiseSettledResult<unknown>)
+    expect(error.code).toBe('E_TASK_QUEUE_FULL')
+    expect(error.details).toMatchObject({ status: 429, retryable: true, retry_after_s: 5, key: 'tasks.max_queued', limit: 5 })
+    expect(error.message).toBe('the task queue is full: 5 queued, tasks.max_queued is 5')
+    expect(error.hint).toContain('raise tasks.max_queued (0: no bound)')
+    expect(f.tasks.counts().queued).toBe(5)
+    expect(f.tasks.stats).toMatchObject({ submitted: 5, refused: 3 })
+    f.tasks.claim('w', 2)
+    await f.tasks.submit({ type: 'x' })
+    await f.tasks.submit({ type: 'x' })
+    await expect(f.tasks.submit({ type: 'x' })).rejects.toThrow('tasks.max_queued')
+    expect(f.tasks.queuedCounts()).toEqual({ total: 5, byTenant: { default: 5 } })
+  })
+
+  test('past its own bound one tenant is refused; another tenant is still accepted', async () => {
+    const f = fixture({ maxQueued: 100, maxQueuedPerTenant: 3 })
+    for (let i = 0; i < 3; i++) await f.tasks.submit({ type: 'x', tenant: 'noisy' })
+    const error = (await f.tasks.submit({ type: 'x', tenant: 'noisy' }).catch((e: unknown) => e)) as OrchError
+    expect(error.code).toBe('E_TASK_QUEUE_FULL')
+    expect(error.message).toBe('tenant "noisy" has as many tasks queued as it may: 3 queued, tasks.max_queued_per_tenant is 3')
+    expect(error.details).toMatchObject({ status: 429, key: 'tasks.max_queued_per_tenant', retry_after_s: 5 })
+    expect((await f.tasks.submit({ type: 'x', tenant: 'quiet' })).created).toBe(true)
+    expect(f.tasks.queuedCounts()).toEqual({ total: 4, byTenant: { noisy: 3, quiet: 1 } })
+  })
+
+  test('a bulk submission that would pass the bound is refused whole: nothing committed, no event', async () => {
+    const f = fixture({ maxQueued: 5 })
+    await f.tasks.submitMany([{ type: 'x' }, { type: 'x' }, { type: 'x' }])
+    const events = f.events.length
+    const error = (await f.tasks.submitMany([{ type: 'a' }, { type: 'b' }, { type: 'c' }]).catch((e: unknown) => e)) as OrchError
+    expect(error.code).toBe('E_TASK_QUEUE_FULL')
+    expect(error.message).toContain('none of the 3 tasks of this submission was queued')
+    expect(f.tasks.counts().queued).toBe(3)
+    expect(f.tasks.list({}).tasks.map((t) => t.type)).toEqual(['x', 'x', 'x'])
+    expect(f.events.length).toBe(events)
+    expect(f.tasks.queuedCounts().total).toBe(3)
+    // Submissions of the same turn beside the refused bulk are judged on their own.
+    const [single, bulk] = await Promise.allSettled([f.tasks.submit({ type: 'd' }), f.tasks.submitMany([{ type: 'e' }, { type: 'f' }])])
+    expect([single.status, bulk.status]).toEqual(['fulfilled', 'rejected'])
+    expect((await f.tasks.submitMany([{ type: 'g' }])).map((r) => r.created)).toEqual([true])
+    expect(f.tasks.queuedCounts().total).toBe(5)
+  })
+
+  test('a repeated idempotency key gets its task even when the queue is full, alone or in a bulk', async () => {
+    const f = fixture({ maxQueued: 2, maxQueuedPerTenant: 2 })
+    const first = await f.tasks.submit({ type: 'x', idempotency_key: 'k1' })
+    await f.tasks.submit({ type: 'x', idempotency_key: 'k2' })
+    const again = await f.tasks.submit({ type: 'x', idempotency_key: 'k1' })
+    expect(again).toMatchObject({ created: false, task: { id: first.task.id } })
+    const bulk = await f.tasks.submitMany([
+      { type: 'x', idempotency_key: 'k2' },
+      { type: 'x', idempotency_key: 'k1' },
+    ])
+    expect(bulk.map((r) => r.created)).toEqual([false, false])
+    await expect(f.tasks.submit({ type: 'x', idempotency_key: 'k3' })).rejects.toThrow('tasks.max_queued')
+    expect(f.tasks.stats).toMatchObject({ submitted: 2, refused: 1 })
+  })
+
+  test('0 means no bound', async () => {
+    const f = fixture({ maxQueued: 0, maxQueuedPerTenant: 0 })
+    await f.tasks.submitMany(Array.from({ length: 50 }, () => ({ type: 'x' })))
+    expect(f.tasks.queuedCounts().total).toBe(50)
+  })
+
+  test('the counts are read once at open, undone with a failed commit, and counted again at prune', async () => {
+    const f = fixture()
+    await f.tasks.submitMany([
+      { type: 'x', tenant: 'a' },
+      { type: 'x', tenant: 'a' },
+      { type: 'x', tenant: 'b' },
+    ])
+    const reopened = new TaskStore(f.store, { retry: RETRY, maxStalled: 1, leaseMs: 30_000, agingMs: 10_000 })
+    expect(reopened.queuedCounts()).toEqual({ total: 3, byTenant: { a: 2, b: 1 } })
+    // Another connection changes the file; this store learns it at its next prune.
+    const other = sibling(f)
+    await other.submit({ type: 'x', tenant: 'c' })
+    other.claim('elsewhere', 2)
+    expect(f.tasks.queuedCounts().total).toBe(3)
+    f.tasks.prune()
+    expect(f.tasks.queuedCounts()).toEqual(realQueued(f.store))
+    // A commit that fails leaves the counts as they were.
+    const lost = [f.tasks.submit({ type: 'y' }), f.tasks.submit({ type: 'y', tenant: 'z' })]
+    f.store.close()
+    expect((await Promise.allSettled(lost)).map((r) => r.status)).toEqual(['rejected', 'rejected'])
+    expect(f.tasks.queuedCounts()).toEqual({ total: 2, byTenant: { b: 1, c: 1 } })
+  })
+
+  test('random operations never make the maintained counts drift from a real COUNT', async () => {
+    for (const seed of [1, 2, 3, 4, 5]) {
+      const random = prng(seed)
+      const pick = <T>(items: T[]): T => items[Math.floor(random() * items.length)] as T
+      const f = fixture({ maxQueued: 40, maxQueuedPerTenant: 15, maxStalled: 2, random })
+      const tenants = ['a', 'b', 'c', 'default']
+      const owners = ['w1', 'w2', 'dead:1:x']
+      const input = (): SubmitInput => ({
+        type: 'x',
+        tenant: pick(tenants),
+        ...(random() < 0.3 ? { idempotency_key: `k${Math.floor(random() * 30)}` } : {}),
+      })
+      const running = () => f.tasks.list({ state: 'running', limit: 1000 }).tasks
+      const ops: Array<() => Promise<unknown> | unknown> = [
+        () => Promise.allSettled(Array.from({ length: 1 + Math.floor(random() * 6) }, () => f.tasks.submit(input()))),
+        () => f.tasks.submitMany(Array.from({ length: 1 + Math.floor(random() * 8) }, input)).catch(() => undefined),
+        () => f.tasks.claim(pick(owners), 1 + Math.floor(random() * 5)),
+        () => {
+          const task = pick(running())
+          if (task) f.tasks.complete(task.id, task.lease_owner as string, { ok: true })
+        },
+        () => {
+          const task = pick(running())
+          if (task) f.tasks.fail(task.id, task.lease_owner as string, random() < 0.7 ? retryable : fatal)
+        },
+        async () => {
+          // Deferred outcomes share a group commit with submissions of the same turn.
+          const task = pick(running())
+          const later = task ? f.tasks.failLater(task.id, task.lease_owner as string, retryable) : undefined
+          await Promise.allSettled([later, f.tasks.submit(input())])
+        },
+        () => {
+          const task = pick(running())
+          if (task) f.tasks.release(task.id, task.lease_owner as string)
+        },
+        () => {
+          const task = pick(f.tasks.list({ limit: 1000 }).tasks)
+          if (task) f.tasks.cancel(task.id)
+        },
+        () => {
+          f.clock.t += Math.floor(random() * 40_000)
+          f.tasks.recoverExpired()
+        },
+        () => f.tasks.recoverAbandoned((owner) => !owner.startsWith('dead')),
+      ]
+      for (let step = 0; step < 300; step++) {
+        await pick(ops)()
+        expect(f.tasks.queuedCounts()).toEqual(realQueued(f.store))
+      }
+      f.clock.t += 10 * 3_600_000 * 24 * 8
+      f.tasks.prune()
+      expect(f.tasks.queuedCounts()).toEqual(realQueued(f.store))
+    }
+  })
+})
+
+/** What a COUNT over the file says, in the shape of queuedCounts. */
+function realQueued(store: Store): { total: number; byTenant: Record<string, number> } {
+  const rows = store.all<{ tenant: string; n: number }>("SELECT tenant, COUNT(*) AS n FROM tasks WHERE state = 'queued' GROUP BY tenant")
+  return { total: rows.reduce((sum, r) => sum + r.n, 0), byTenant: Object.fromEntries(rows.map((r) => [r.tenant, r.n])) }
+}
+
+/** mulberry32, seeded: a failing run replays. */
+function prng(seed: number): () => number {
+  let a = seed >>> 0
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0
+    let t = a
+    t = Math.imul(t ^ (t >>> 15), t | 1)
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296
+  }
+}
