@@ -1,10 +1,20 @@
 /**
  * The HTTP app as a factory: `createApp(deps, routes)` returns a fetch handler, so tests call it without a
- * port. Every request passes the same gates in order: Host/Origin allow-list (DNS rebinding), bearer token
- * (constant-time compare), route match; bodies are capped and validated inside the routes (http.ts).
+ * port. Routing and the error boundary are Hono's (its router decodes parameters without throwing); the
+ * gates are orch's, in this order, before any route code runs:
+ *   1. the request target: a missing or malformed Host header is a 400 (a browser always sends a valid one);
+ *   2. Host must name this server (DNS rebinding), and a browser's request from another origin is refused
+ *      (cross-site request forgery: `Origin` other than this server's own, `null` included, or
+ *      `Sec-Fetch-Site` other than same-origin/none) — clients that send no Origin (curl, SDKs) pass;
+ *   3. the bearer token (constant-time compare) on every route but the public ones.
+ * Whatever a route or a gate throws, and whatever is thrown outside them, ends as a JSON error in the
+ * route's dialect (orch, Ollama or OpenAI), never a stack or a message from the runtime, and is counted.
  */
 import { timingSafeEqual } from 'node:crypto'
+import { Hono } from 'hono'
+import { RegExpRouter } from 'hono/router/reg-exp-router'
 import { logger } from '../log.ts'
+import { statusOf } from '../scheduler/errors.ts'
 import { type AppDeps, type Dialect, errorResponse, httpError, type Route, type RouteContext } from './http.ts'
 
 export interface RequestRecord {
@@ -15,8 +25,17 @@ export interface RequestRecord {
   ms: number
 }
 
+/** What Bun.serve hands the fetch handler beside the request: per-request timeouts. */
+export interface ServerHandle {
+  timeout(request: Request, seconds: number): void
+  /** Requests whose response has not finished (streams included). */
+  readonly pendingRequests: number
+}
+
 export interface App {
-  fetch(request: Request): Promise<Response>
+  fetch(request: Request, server?: ServerHandle): Promise<Response>
+  /** For Bun.serve's `error` option: what escaped everything else, as a JSON 500, counted. */
+  fail(error: unknown): Response
   routes: Route[]
 }
 
@@ -25,58 +44,135 @@ export interface AppOptions {
   onRequest?: (record: RequestRecord) => void
 }
 
-interface CompiledRoute {
-  route: Route
-  segments: string[]
+/** Per-request values carried through Hono as its `env`. */
+interface RequestEnv {
+  server: ServerHandle | undefined
+  url: URL
+  pattern: string
 }
 
-const LOOPBACK_NAMES = new Set(['localhost', '127.0.0.1', '[::1]', '::1'])
+const LOOPBACK_NAMES = ['localhost', '127.0.0.1', '[::1]']
+/** A Host header: a DNS name or IPv4 address, or a bracketed IPv6 address, with an optional port. */
+const HOST_HEADER = /^(?:[a-z0-9](?:[a-z0-9.-]{0,251}[a-z0-9])?|\[[0-9a-f:.]{2,45}\])(?::\d{1,5})?$/i
+const SAFE_METHODS = new Set(['GET', 'HEAD', 'OPTIONS'])
 
 export function createApp(deps: AppDeps, routes: Route[], options: AppOptions = {}): App {
-  const compiled: CompiledRoute[] = routes.map((route) => ({ route, segments: split(route.path) }))
-  // Routes without parameters are found by one map lookup: the hot paths (/queue/submit, /api/chat) do no array work.
-  const exact = new Map<string, Route>()
-  for (const { route } of compiled) {
-    const key = `${route.method} ${route.path}`
-    if (!route.path.includes(':') && !exact.has(key)) exact.set(key, route)
-  }
-  const allowedHosts = new Set(
-    [...LOOPBACK_NAMES, deps.config.server.host, ...deps.config.server.allowed_hosts].map((h) => h.toLowerCase()),
-  )
+  const allowedHosts = new Set([...LOOPBACK_NAMES, deps.config.server.host, ...deps.config.server.allowed_hosts].map(normalHost))
   const token = deps.config.server.token
+  const maxOpen = deps.config.server.max_open_requests
+  const idleTimeoutS = deps.config.server.idle_timeout_s
   const log = logger('http')
+  const hono = new Hono<{ Bindings: RequestEnv }>({ router: new RegExpRouter() })
+  const patterns = routes.map((route) => ({ method: route.method, segments: split(route.path) }))
 
-  async function handle(request: Request): Promise<{ response: Response; pattern: string }> {
-    const url = new URL(request.url)
-    const direct = exact.get(`${request.method === 'HEAD' ? 'GET' : request.method} ${url.pathname}`)
-    const match = direct ? { route: direct, params: {} } : find(compiled, request.method, url.pathname)
-    const dialect: Dialect = match?.route.dialect ?? dialectOf(url.pathname)
+  for (const route of routes) {
+    hono.on(route.method, route.path, async (c) => {
+      const env = c.env
+      env.pattern = route.path
+      if (token && !route.public) checkToken(c.req.raw, token)
+      // Long routes (streams, SSE, long-polls, model calls) may be quiet for minutes: exempt from the idle
+      // timeout, bounded instead by their own timeouts and the client going away.
+      const ctx: RouteContext = { request: c.req.raw, url: env.url, params: c.req.param() as Record<string, string>, deps }
+      const { server } = env
+      if (!route.long || !server) return route.handler(ctx)
+      server.timeout(c.req.raw, 0)
+      // The exemption is the request's, not the connection's: once the answer is out, a keep-alive
+      // connection is held to the idle timeout again.
+      return untilSent(await route.handler(ctx), () => server.timeout(c.req.raw, idleTimeoutS))
+    })
+  }
+  hono.notFound((c) => {
+    const { pathname } = c.env.url
     try {
-      checkHost(request, allowedHosts)
-      if (token && !match?.route.public) checkToken(request, token)
-      if (!match) {
-        const allowed = compiled.filter((c) => matches(c.segments, split(url.pathname))).map((c) => c.route.method)
-        if (allowed.length > 0) throw httpError(405, `${request.method} is not allowed on ${url.pathname} (allowed: ${allowed.join(', ')})`)
-        throw httpError(404, `no such endpoint: ${request.method} ${url.pathname}`, 'E_NOT_FOUND')
-      }
-      const ctx: RouteContext = { request, url, params: match.params, deps }
-      return { response: await match.route.handler(ctx), pattern: match.route.path }
+      // Unknown paths need the token too: without it, nothing says which endpoints exist.
+      if (token) checkToken(c.req.raw, token)
+      const actual = split(pathname)
+      const allowed = patterns.filter((p) => matches(p.segments, actual)).map((p) => p.method)
+      if (allowed.length > 0) throw httpError(405, `${c.req.method} is not allowed on ${pathname} (allowed: ${allowed.join(', ')})`)
+      throw httpError(404, `no such endpoint: ${c.req.method} ${pathname}`, 'E_NOT_FOUND')
     } catch (error) {
-      const response = errorResponse(error, dialect)
-      if (response.status >= 500) log.warn(`${request.method} ${url.pathname} → ${response.status}: ${(error as Error).message}`)
-      return { response, pattern: match?.route.path ?? 'unmatched' }
+      return respond(error, c.req.raw, pathname)
+    }
+  })
+  hono.onError((error, c) => respond(error, c.req.raw, c.env.url.pathname))
+
+  /** The error as a response in the path's dialect; server faults are logged here, not shown to the client. */
+  function respond(error: unknown, request: Request, path: string): Response {
+    const dialect = dialectOf(path)
+    // The client went away: nobody reads the answer and nothing failed on our side.
+    if (request.signal.aborted && statusOf(error) >= 500) return errorResponse(httpError(499, 'the client closed the request'), dialect)
+    const response = errorResponse(error, dialect)
+    if (response.status >= 500) {
+      const detail = error instanceof Error ? error.message : String(error)
+      log.warn(`${request.method} ${path} → ${response.status}: ${detail}`)
+      if (response.status === 500 && error instanceof Error && error.stack) log.debug(error.stack)
+    }
+    return response
+  }
+
+  async function handle(request: Request, server: ServerHandle | undefined): Promise<{ response: Response; pattern: string }> {
+    const path = pathOf(request.url)
+    const env: RequestEnv = { server, url: undefined as unknown as URL, pattern: 'unmatched' }
+    try {
+      if (server && maxOpen > 0 && server.pendingRequests > maxOpen) {
+        throw httpError(503, `more than ${maxOpen} requests are open (server.max_open_requests)`, 'E_BUSY', {
+          retry_after_s: 1,
+          close: true,
+        })
+      }
+      // A Request made in process (tests, app.fetch) has an absolute URL and no Host header; one from the
+      // network without a Host header arrives with a bare path as its URL.
+      const host = request.headers.get('host') ?? (request.url.startsWith('http') ? hostOfUrl(request.url) : null)
+      if (host === null || !HOST_HEADER.test(host)) {
+        throw httpError(400, host === null ? 'the Host header is required' : 'the Host header is malformed', 'E_BAD_HOST')
+      }
+      const url = URL.parse(request.url)
+      // CONNECT's authority form and other targets that are not a path.
+      if (url === null) throw httpError(400, 'the request target is not a path', 'E_BAD_TARGET')
+      env.url = url
+      checkHost(normalHost(host), allowedHosts)
+      checkSite(request, host)
+      return { response: await hono.fetch(request, env), pattern: env.pattern }
+    } catch (error) {
+      return { response: respond(error, request, path), pattern: env.pattern }
     }
   }
 
   return {
     routes,
-    async fetch(request) {
+    async fetch(request, server) {
       const started = performance.now()
-      const { response, pattern } = await handle(request)
+      const { response, pattern } = await handle(request, server)
       options.onRequest?.({ method: request.method, route: pattern, status: response.status, ms: performance.now() - started })
       return response
     },
+    fail(error) {
+      log.warn(`request failed outside the app: ${error instanceof Error ? error.message : String(error)}`)
+      options.onRequest?.({ method: 'UNKNOWN', route: 'unmatched', status: 500, ms: 0 })
+      return errorResponse(new Error('internal error'), 'orch')
+    },
   }
+}
+
+const STREAMED = /event-stream|x-ndjson/
+
+/** Calls `done` once `response` is sent: at once for a whole body, when a stream ends for a streamed one. */
+function untilSent(response: Response, done: () => void): Response {
+  if (!response.body || !STREAMED.test(response.headers.get('content-type') ?? '')) {
+    done()
+    return response
+  }
+  const body = response.body.pipeThrough(new TransformStream<Uint8Array, Uint8Array>({ flush: done }))
+  return new Response(body, { status: response.status, statusText: response.statusText, headers: response.headers })
+}
+
+/** The path of a request URL without parsing it (a malformed one still has a dialect). */
+function pathOf(url: string): string {
+  const scheme = url.indexOf('://')
+  const start = scheme < 0 ? 0 : url.indexOf('/', scheme + 3)
+  if (start < 0) return '/'
+  const end = url.search(/[?#]/)
+  return end < 0 || end < start ? url.slice(start) : url.slice(start, end)
 }
 
 function dialectOf(path: string): Dialect {
@@ -85,29 +181,48 @@ function dialectOf(path: string): Dialect {
   return 'orch'
 }
 
-/** Host and Origin must name this server: a web page on another origin cannot drive it (DNS rebinding, CSRF). */
-function checkHost(request: Request, allowed: Set<string>): void {
-  const host = hostname(request.headers.get('host'))
-  if (host !== undefined && !allowed.has(host)) {
+function hostOfUrl(url: string): string | null {
+  return URL.parse(url)?.host ?? null
+}
+
+/** `Host: LOCALHOST:9097` → `localhost`; `[::1]:9097` → `[::1]`. */
+function normalHost(host: string): string {
+  const h = host.toLowerCase()
+  if (h === '::1') return '[::1]'
+  if (h.startsWith('[')) return h.slice(0, h.indexOf(']') + 1)
+  const colon = h.indexOf(':')
+  return colon < 0 ? h : h.slice(0, colon)
+}
+
+/** Host must name this server: a page on another site cannot reach it by rebinding its DNS name. */
+function checkHost(host: string, allowed: Set<string>): void {
+  if (!allowed.has(host)) {
     throw httpError(403, `host "${host}" is not allowed; add it to server.allowed_hosts if this is intended`, 'E_HOST_NOT_ALLOWED')
-  }
-  const origin = request.headers.get('origin')
-  if (origin && origin !== 'null') {
-    let originHost: string | undefined
-    try {
-      originHost = new URL(origin).hostname.toLowerCase()
-    } catch {
-      originHost = undefined
-    }
-    if (!originHost || !allowed.has(originHost)) throw httpError(403, `origin "${origin}" is not allowed`, 'E_ORIGIN_NOT_ALLOWED')
   }
 }
 
-function hostname(header: string | null): string | undefined {
-  if (!header) return undefined
-  const h = header.toLowerCase()
-  if (h.startsWith('[')) return h.slice(0, h.indexOf(']') + 1)
-  return h.split(':')[0]
+/**
+ * A browser names the page that sent a request in Origin (`null` for sandboxed frames, data: pages, some
+ * redirects) and, in current browsers, Sec-Fetch-Site. Only this server's own origin may send anything but
+ * a safe method; an Origin from elsewhere is refused on every method. Requests without either header are
+ * not from a web page (curl, SDKs) and pass.
+ */
+function checkSite(request: Request, host: string): void {
+  const origin = request.headers.get('origin')
+  if (origin !== null && !sameOrigin(origin, host)) {
+    throw httpError(403, `origin "${origin.slice(0, 200)}" is not allowed: orch serve answers only its own pages`, 'E_ORIGIN_NOT_ALLOWED')
+  }
+  if (SAFE_METHODS.has(request.method)) return
+  const site = request.headers.get('sec-fetch-site')
+  if (site !== null && site !== 'same-origin' && site !== 'none') {
+    throw httpError(403, `a ${site} request from a web page cannot change anything here`, 'E_ORIGIN_NOT_ALLOWED')
+  }
+}
+
+function sameOrigin(origin: string, host: string): boolean {
+  const h = host.toLowerCase()
+  const o = origin.toLowerCase()
+  return o === `http://${h}` || o === `https://${h}`
 }
 
 function checkToken(request: Request, token: string): void {
@@ -132,18 +247,4 @@ function split(path: string): string[] {
 
 function matches(pattern: string[], actual: string[]): boolean {
   return pattern.length === actual.length && pattern.every((p, i) => p.startsWith(':') || p === actual[i])
-}
-
-function find(routes: CompiledRoute[], method: string, path: string): { route: Route; params: Record<string, string> } | undefined {
-  const actual = split(path)
-  for (const { route, segments } of routes) {
-    if (route.method !== method && !(method === 'HEAD' && route.method === 'GET')) continue
-    if (!matches(segments, actual)) continue
-    const params: Record<string, string> = {}
-    segments.forEach((p, i) => {
-      if (p.startsWith(':')) params[p.slice(1)] = decodeURIComponent(actual[i] as string)
-    })
-    return { route, params }
-  }
-  return undefined
 }

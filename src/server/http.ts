@@ -43,8 +43,11 @@ export interface Route {
   handler: Handler
   /** Answers without a token (liveness probes). */
   public?: boolean
-  /** The error dialect of this route. */
-  dialect?: Dialect
+  /**
+   * May hold the connection quiet for long (model calls, streams, SSE, long-polls): exempt from
+   * server.idle_timeout_s; bounded by its own timeouts, server.body_timeout_ms and the client leaving.
+   */
+  long?: boolean
 }
 
 export type Dialect = 'orch' | 'ollama' | 'openai'
@@ -61,10 +64,13 @@ export function httpError(status: number, message: string, code = `E_HTTP_${stat
 export function errorResponse(error: unknown, dialect: Dialect = 'orch'): Response {
   const status = statusOf(error)
   const known = error instanceof OrchError
-  const message = known || error instanceof Error ? (error as Error).message : String(error)
+  // An unexpected fault's own message may name files, code or runtime internals: the log has it, not the client.
+  const message = status === 500 && !known ? 'internal error (the orch serve log has the details)' : (error as Error).message
   const headers: Record<string, string> = {}
   const retryAfter = known ? error.details?.retry_after_s : undefined
   if (typeof retryAfter === 'number') headers['retry-after'] = String(retryAfter)
+  // The rest of a body that never arrived would be read as the next request: end the connection.
+  if (known && error.details?.close === true) headers.connection = 'close'
   const code = known ? error.code : 'E_INTERNAL'
   if (dialect === 'ollama') return json({ error: message }, status, headers)
   if (dialect === 'openai') {
@@ -86,15 +92,62 @@ export async function readJson<S extends v.GenericSchema>(ctx: RouteContext, sch
   return validate(schema, await readJsonValue(ctx))
 }
 
-/** The body parsed as JSON (undefined when empty), capped at server.body_limit_bytes; 400 when not JSON. */
+/**
+ * The body parsed as JSON (undefined when empty), capped at server.body_limit_bytes and
+ * server.max_json_depth; 400 when not JSON or nested too deep.
+ */
 export async function readJsonValue(ctx: RouteContext): Promise<unknown> {
-  const text = await readBody(ctx.request, ctx.deps.config.server.body_limit_bytes)
+  const { server } = ctx.deps.config
+  const text = await readBody(ctx.request, server.body_limit_bytes, server.body_timeout_ms)
   if (text === '') return undefined
+  return parseJsonBounded(text, server.max_json_depth, 'the body')
+}
+
+/**
+ * JSON.parse behind a nesting bound. Every later walk of the value (validation, cache keys, forwarding)
+ * recurses, and a body nested 10⁵ deep would exhaust the stack or hold the event loop for a second: the
+ * depth is measured on the text first, in one pass that recurses nowhere.
+ */
+export function parseJsonBounded(text: string, maxDepth: number, what: string, field = ''): unknown {
+  const depth = jsonDepth(text, maxDepth)
+  if (depth > maxDepth) {
+    throw httpError(400, `${what} is nested deeper than ${maxDepth} levels (server.max_json_depth)`, 'E_JSON_TOO_DEEP', { field })
+  }
   try {
     return JSON.parse(text)
   } catch (error) {
-    throw httpError(400, `the body is not valid JSON: ${(error as Error).message}`, 'E_BAD_JSON')
+    throw httpError(400, `${what} is not valid JSON: ${(error as Error).message}`, 'E_BAD_JSON', { field })
   }
+}
+
+const OPEN_BRACE = 123
+const OPEN_BRACKET = 91
+const CLOSE_BRACE = 125
+const CLOSE_BRACKET = 93
+const QUOTE = 34
+const BACKSLASH = 92
+
+/** The deepest nesting of arrays and objects in `text`, stopping once past `stopAbove`; strings skipped. */
+export function jsonDepth(text: string, stopAbove: number): number {
+  let depth = 0
+  let deepest = 0
+  const n = text.length
+  for (let i = 0; i < n; i++) {
+    const c = text.charCodeAt(i)
+    if (c === QUOTE) {
+      for (i++; i < n; i++) {
+        const d = text.charCodeAt(i)
+        if (d === BACKSLASH) i++
+        else if (d === QUOTE) break
+      }
+    } else if (c === OPEN_BRACE || c === OPEN_BRACKET) {
+      if (++depth > deepest) {
+        deepest = depth
+        if (deepest > stopAbove) return deepest
+      }
+    } else if (c === CLOSE_BRACE || c === CLOSE_BRACKET) depth--
+  }
+  return deepest
 }
 
 export function validate<S extends v.GenericSchema>(schema: S, data: unknown): v.InferOutput<S> {
@@ -107,13 +160,32 @@ export function validate<S extends v.GenericSchema>(schema: S, data: unknown): v
   throw httpError(400, message, 'E_VALIDATION', { field })
 }
 
-/** The body as text: one read when its length is declared (and within the cap), else counted as it arrives. */
-export async function readBody(request: Request, limit: number): Promise<string> {
+/**
+ * The body as text: one read when its length is declared (and within the cap), else counted as it arrives.
+ * The whole body must arrive within `timeoutMs`: a client that stops short, or trickles, gets a 408 and
+ * its connection is closed (server.body_timeout_ms).
+ */
+export async function readBody(request: Request, limit: number, timeoutMs = 0): Promise<string> {
   const declared = Number(request.headers.get('content-length') ?? Number.NaN)
   if (declared > limit) throw tooLarge(limit)
-  if (declared <= limit) return request.text()
-  if (!request.body) return ''
-  const reader = request.body.getReader()
+  if (declared === 0 || !request.body) return ''
+  const reading = declared <= limit ? request.text() : readCounted(request.body, limit)
+  if (timeoutMs <= 0) return reading
+  let timer: ReturnType<typeof setTimeout> | undefined
+  const late = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(bodyTimeout(timeoutMs)), timeoutMs)
+  })
+  try {
+    return await Promise.race([reading, late])
+  } finally {
+    clearTimeout(timer)
+    // The losing read would reject later with nobody listening.
+    reading.catch(() => undefined)
+  }
+}
+
+async function readCounted(body: ReadableStream<Uint8Array>, limit: number): Promise<string> {
+  const reader = body.getReader()
   const parts: Uint8Array[] = []
   let size = 0
   for (;;) {
@@ -127,6 +199,12 @@ export async function readBody(request: Request, limit: number): Promise<string>
     parts.push(value)
   }
   return new TextDecoder().decode(Buffer.concat(parts))
+}
+
+function bodyTimeout(ms: number): OrchError {
+  return httpError(408, `the request body did not arrive within ${ms} ms (server.body_timeout_ms)`, 'E_BODY_TIMEOUT', {
+    close: true,
+  })
 }
 
 function tooLarge(limit: number): OrchError {

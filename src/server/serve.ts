@@ -50,12 +50,28 @@ export interface RunningServer {
 
 const LOOPBACK = /^(127\.\d+\.\d+\.\d+|localhost|::1|\[::1\])$/
 
-/** Binding beyond loopback without a token would expose the models to the network: refuse, with the reason. */
+/** Fewest characters of a token that guards a server reachable from the network. */
+export const MIN_NETWORK_TOKEN_LENGTH = 16
+
+/**
+ * Binding beyond loopback without a token would expose the models to the network, and a short token is
+ * guessed as easily: refuse both, with the reason.
+ */
 export function checkBind(host: string, token: string | undefined): void {
-  if (LOOPBACK.test(host) || token) return
-  throw new ConfigError([{ path: 'server.token', message: `required to bind to ${host}: any host on the network could use your models` }], {
-    hint: 'set server.token (or ORCH_SERVER_TOKEN), or bind to 127.0.0.1',
-  })
+  if (LOOPBACK.test(host)) return
+  const hint = 'set server.token (or ORCH_SERVER_TOKEN) to a long random value, e.g. `openssl rand -hex 24`, or bind to 127.0.0.1'
+  if (!token) {
+    throw new ConfigError(
+      [{ path: 'server.token', message: `required to bind to ${host}: any host on the network could use your models` }],
+      {
+        hint,
+      },
+    )
+  }
+  if (token.length < MIN_NETWORK_TOKEN_LENGTH) {
+    const message = `must be at least ${MIN_NETWORK_TOKEN_LENGTH} characters to bind to ${host}, got ${token.length}`
+    throw new ConfigError([{ path: 'server.token', message }], { hint })
+  }
 }
 
 export async function startServe(options: ServeOptions): Promise<RunningServer> {
@@ -111,12 +127,16 @@ export async function startServe(options: ServeOptions): Promise<RunningServer> 
     server = Bun.serve({
       hostname: host,
       port,
-      fetch: app.fetch,
+      fetch: (request, bunServer) => app.fetch(request, bunServer),
+      // Nothing the runtime would answer on its own (its development error page shows code and paths).
+      error: (error) => app.fail(error),
+      development: false,
       // The app answers bodies over body_limit_bytes with a JSON 413 (by Content-Length, before reading); Bun's
       // own cap, above it, only stops what the app would otherwise have to count through.
       maxRequestBodySize: config.server.body_limit_bytes + 1024 * 1024,
-      // Streams and SSE can be quiet for long: Bun's default 10 s idle timeout would cut them.
-      idleTimeout: 0,
+      // Silent connections (idle keep-alive, headers or a body that stop short) are closed; routes that may
+      // be quiet for long (streams, SSE, model calls) lift it for their own request (Route.long).
+      idleTimeout: config.server.idle_timeout_s,
     })
   } catch (cause) {
     for (const extension of extensions.reverse()) await extension.stop()

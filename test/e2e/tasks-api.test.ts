@@ -151,6 +151,10 @@ describe('POST /queue/submit', () => {
         '[3].type',
       ],
       [[gen('ok'), { ...gen('x'), max_attempts: 0 }], '[1].max_attempts'],
+      // A model name goes into log lines: a newline would forge one.
+      [{ type: 'generate', model: 'llama3.2\nforged log line', payload: { prompt: 'x' } }, 'model'],
+      [{ type: 'generate', payload: { model: 'm\u0000', prompt: 'x' } }, 'payload.model'],
+      [{ ...gen('t'), tenant: `a${'\u0000'}b` }, 'tenant'],
     ]
     for (const [body, field] of cases) {
       const r = await post(body)
@@ -223,8 +227,12 @@ describe('auth and exposure', () => {
       await expect(started).rejects.toBeInstanceOf(ConfigError)
       await expect(started).rejects.toThrow('server.token')
       // With a token the check passes (checked without binding anything beyond loopback).
-      expect(() => checkBind('0.0.0.0', 'a-token')).not.toThrow()
+      expect(() => checkBind('0.0.0.0', 'a-token-of-16-chr')).not.toThrow()
       expect(() => checkBind('127.0.0.1', undefined)).not.toThrow()
+      // A token guessed in a few tries guards nothing on the network: 15 characters are refused, 16 pass.
+      expect(() => checkBind('0.0.0.0', 'x')).toThrow('server.token')
+      expect(() => checkBind('0.0.0.0', 'x'.repeat(15))).toThrow('at least 16 characters')
+      expect(() => checkBind('0.0.0.0', 'x'.repeat(16))).not.toThrow()
     } finally {
       dir.cleanup()
     }

@@ -79,6 +79,7 @@ describe('OpenAI requests to canonical ones', () => {
         ],
         response_format: { type: 'json_schema', json_schema: { name: 'x', schema: { type: 'object' } } },
       }),
+      64,
     )
     expect(request.messages).toEqual([{ role: 'user', content: 'look\nclosely', images: ['AAAA'] }])
     expect(request.format).toEqual({ type: 'object' })
@@ -90,6 +91,17 @@ describe('OpenAI requests to canonical ones', () => {
     const bad = body({
       messages: [{ role: 'assistant', content: null, tool_calls: [{ id: 'x', function: { name: 'f', arguments: '{nope' } }] }],
     })
-    expect(() => chatRequest(bad)).toThrow('messages.0.tool_calls.0.function.arguments')
+    expect(() => chatRequest(bad, 64)).toThrow('messages.0.tool_calls.0.function.arguments')
+    const deep = body({
+      messages: [
+        {
+          role: 'assistant',
+          content: null,
+          tool_calls: [{ id: 'x', function: { name: 'f', arguments: `${'['.repeat(65)}${']'.repeat(65)}` } }],
+        },
+      ],
+    })
+    expect(() => chatRequest(deep, 64)).toThrow('nested deeper than 64 levels (server.max_json_depth)')
+    expect(() => chatRequest(deep, 65)).not.toThrow()
   })
 })

@@ -24,7 +24,7 @@ const HEADERS = {
 }
 
 export function eventRoutes(_deps: AppDeps, options: EventRouteOptions = {}): Route[] {
-  return [{ method: 'GET', path: '/events', handler: (ctx) => eventStream(ctx, options) }]
+  return [{ method: 'GET', path: '/events', long: true, handler: (ctx) => eventStream(ctx, options) }]
 }
 
 function eventStream(ctx: RouteContext, options: EventRouteOptions): Response {

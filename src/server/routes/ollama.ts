@@ -115,6 +115,7 @@ export function ollamaRoutes(deps: AppDeps): Route[] {
     {
       method: 'POST',
       path: '/api/chat',
+      long: true,
       handler: async (ctx) => {
         const call = startCall(ctx)
         const body = await readJson(ctx, ChatBody)
@@ -126,6 +127,7 @@ export function ollamaRoutes(deps: AppDeps): Route[] {
     {
       method: 'POST',
       path: '/api/generate',
+      long: true,
       handler: async (ctx) => {
         const call = startCall(ctx)
         const body = await readJson(ctx, GenerateBody)
@@ -137,6 +139,7 @@ export function ollamaRoutes(deps: AppDeps): Route[] {
     {
       method: 'POST',
       path: '/api/embed',
+      long: true,
       handler: async (ctx) => {
         const call = startCall(ctx)
         const body = await readJson(ctx, EmbedBody)
@@ -153,6 +156,7 @@ export function ollamaRoutes(deps: AppDeps): Route[] {
     {
       method: 'POST',
       path: '/api/embeddings',
+      long: true,
       handler: async (ctx) => {
         const call = startCall(ctx)
         const body = await readJson(ctx, EmbeddingsBody)

@@ -5,7 +5,7 @@
  */
 import * as v from 'valibot'
 import type { ChatChunk, ChatMessage, ChatRequest, GenerateRequest, GenerationStats, ModelOptions } from '../../backends/types.ts'
-import { httpError } from '../http.ts'
+import { httpError, parseJsonBounded } from '../http.ts'
 import { defined, object } from './compat.ts'
 
 type Json = Record<string, any>
@@ -90,7 +90,8 @@ function options(body: ChatCompletionInput | CompletionInput, maxTokens: number 
   return Object.keys(out).length > 0 ? out : undefined
 }
 
-export function chatRequest(body: ChatCompletionInput): ChatRequest {
+/** `maxJsonDepth` bounds the JSON inside strings (tool call arguments) as server.max_json_depth bounds the body. */
+export function chatRequest(body: ChatCompletionInput, maxJsonDepth: number): ChatRequest {
   const toolNames = new Map<string, string>()
   const messages = body.messages.map((m, i): ChatMessage => {
     const out: ChatMessage = { role: m.role === 'developer' ? 'system' : m.role, content: '' }
@@ -101,7 +102,7 @@ export function chatRequest(body: ChatCompletionInput): ChatRequest {
     if (m.tool_calls?.length) {
       out.tool_calls = m.tool_calls.map((t, j) => {
         if (t.id) toolNames.set(t.id, t.function.name)
-        return { function: { name: t.function.name, arguments: parseArguments(t.function.arguments, i, j) } }
+        return { function: { name: t.function.name, arguments: parseArguments(t.function.arguments, i, j, maxJsonDepth) } }
       })
     }
     if (m.role === 'tool' && m.tool_call_id) {
@@ -149,11 +150,13 @@ function textOf(parts: v.InferOutput<typeof Part>[], images: string[], i: number
   return texts.join('\n')
 }
 
-function parseArguments(text: string, i: number, j: number): unknown {
+function parseArguments(text: string, i: number, j: number, maxDepth: number): unknown {
+  if (text === '') return {}
+  const field = `messages.${i}.tool_calls.${j}.function.arguments`
   try {
-    return text === '' ? {} : JSON.parse(text)
-  } catch {
-    const field = `messages.${i}.tool_calls.${j}.function.arguments`
+    return parseJsonBounded(text, maxDepth, field, field)
+  } catch (error) {
+    if ((error as { code?: string }).code === 'E_JSON_TOO_DEEP') throw error
     throw httpError(400, `${field}: expected a JSON object encoded as a string`, 'E_VALIDATION', { field })
   }
 }

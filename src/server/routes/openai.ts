@@ -101,10 +101,11 @@ export function openaiRoutes(deps: AppDeps): Route[] {
     {
       method: 'POST',
       path: '/v1/chat/completions',
+      long: true,
       handler: async (ctx) => {
         const call = startCall(ctx)
         const body = await readJson(ctx, ChatCompletionBody)
-        const request = chatRequest(body)
+        const request = chatRequest(body, ctx.deps.config.server.max_json_depth)
         if (body.stream) return streamResponse(engine.chat(request, call.options), chatStream(body), call)
         return json(chatCompletion(await engine.chatOnce(request, call.options), body.model))
       },
@@ -112,6 +113,7 @@ export function openaiRoutes(deps: AppDeps): Route[] {
     {
       method: 'POST',
       path: '/v1/completions',
+      long: true,
       handler: async (ctx) => {
         const call = startCall(ctx)
         const body = await readJson(ctx, CompletionBody)
@@ -132,6 +134,7 @@ export function openaiRoutes(deps: AppDeps): Route[] {
     {
       method: 'POST',
       path: '/v1/embeddings',
+      long: true,
       handler: async (ctx) => {
         const call = startCall(ctx)
         const body = await readJson(ctx, EmbeddingsBody)

@@ -21,7 +21,7 @@ export function taskRoutes(deps: AppDeps): Route[] {
     { method: 'GET', path: '/tasks', handler: list },
     { method: 'GET', path: '/tasks/:id', handler: (ctx) => json(found(ctx)) },
     { method: 'DELETE', path: '/tasks/:id', handler: cancel },
-    { method: 'GET', path: '/tasks/:id/wait', handler: (ctx) => wait(ctx, waiters) },
+    { method: 'GET', path: '/tasks/:id/wait', long: true, handler: (ctx) => wait(ctx, waiters) },
   ]
 }
 
