@@ -70,15 +70,23 @@ export function createApp(deps: AppDeps, routes: Route[], options: AppOptions = 
       const env = c.env
       env.pattern = route.path
       if (token && !route.public) checkToken(c.req.raw, token)
-      // Long routes (streams, SSE, long-polls, model calls) may be quiet for minutes: exempt from the idle
-      // timeout, bounded instead by their own timeouts and the client going away.
       const ctx: RouteContext = { request: c.req.raw, url: env.url, params: c.req.param() as Record<string, string>, deps }
       const { server } = env
       if (!route.long || !server) return route.handler(ctx)
+      // Long routes (streams, SSE, long-polls, model calls) may be quiet for minutes: exempt from the idle
+      // timeout, bounded instead by their own timeouts and the client going away. The exemption is the
+      // request's, not the connection's: once the answer is out (or refused), a keep-alive connection is
+      // held to the idle timeout again.
+      const restore = () => server.timeout(c.req.raw, idleTimeoutS)
       server.timeout(c.req.raw, 0)
-      // The exemption is the request's, not the connection's: once the answer is out, a keep-alive
-      // connection is held to the idle timeout again.
-      return untilSent(await route.handler(ctx), () => server.timeout(c.req.raw, idleTimeoutS))
+      let response: Response
+      try {
+        response = await route.handler(ctx)
+      } catch (error) {
+        restore()
+        throw error
+      }
+      return untilSent(response, restore)
     })
   }
   hono.notFound((c) => {

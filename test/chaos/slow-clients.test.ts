@@ -146,10 +146,16 @@ describe('quiet routes are not cut, and open requests are bounded', () => {
     })
     const { id } = (await submitted.json()) as { id: string }
     const body = JSON.stringify({ model: 'llama3.2', prompt: 'one two' })
-    const [poll, stream] = await Promise.all([
+    const refused = `${head('POST', '/api/chat', 2)}{}`
+    const [poll, stream, invalid] = await Promise.all([
       rawRequest(port, head('GET', `/tasks/${id}/wait?timeout=1500ms`), { timeoutMs: 15_000, untilClose: true }),
       rawRequest(port, `${head('POST', '/api/generate', body.length)}${body}`, { timeoutMs: 15_000, untilClose: true }),
+      // A long route that refuses its request gives the exemption back too.
+      rawRequest(port, refused, { timeoutMs: 15_000, untilClose: true }),
     ])
+    expect(invalid.status).toBe(400)
+    expect(invalid.closed).toBe(true)
+    expect(invalid.ms).toBeLessThan(IDLE_S * 1000 * 3 + 1500)
     for (const r of [poll, stream]) {
       expect(r.status).toBe(200)
       expect(r.hung).toBe(false)
