@@ -32,6 +32,7 @@ import { tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
 import { parseArgs } from 'node:util'
 import type { Subprocess } from 'bun'
+import { prng } from '../../test/helpers/prng.ts'
 
 const HERE = import.meta.dir
 const REPO = resolve(HERE, '../..')
@@ -123,18 +124,6 @@ export interface LoopResult {
 
 // ---------------------------------------------------------------------------------------------------------
 // pieces
-
-/** mulberry32: a small seeded PRNG, so the kill moments of a seed are the same on every run. */
-export function prng(seed: number): () => number {
-  let a = seed >>> 0
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0
-    let t = a
-    t = Math.imul(t ^ (t >>> 15), t | 1)
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296
-  }
-}
 
 export interface DbSnapshot {
   integrity: string

@@ -9,23 +9,12 @@ import { afterAll, expect, test } from 'bun:test'
 import { openStore, type Store } from '../../src/store/db.ts'
 import { type SubmitInput, type Task, type TaskChange, type TaskEvent, TaskStore } from '../../src/store/tasks.ts'
 import { tempDir } from '../helpers/cli.ts'
+import { prng } from '../helpers/prng.ts'
 
 const SEED = Number(process.env.TASKS_SEED ?? 0x5eed)
 const TASKS = 3000
 const LEASE_MS = 1000
 const MAX_STALLED = 1
-
-/** mulberry32: small, fast, good enough to drive a simulation. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0
-    let t = a
-    t = Math.imul(t ^ (t >>> 15), t | 1)
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296
-  }
-}
 
 type Outcome = 'retryable' | 'fatal' | 'stall'
 

@@ -14,6 +14,7 @@ import {
   type TaskStoreOptions,
 } from '../../src/store/tasks.ts'
 import { tempDir } from '../helpers/cli.ts'
+import { prng } from '../helpers/prng.ts'
 
 const T0 = 1_700_000_000_000
 const RETRY = { maxAttempts: 3, baseMs: 1000, maxMs: 60_000 }
@@ -739,16 +740,4 @@ describe('queue bound (tasks.max_queued, tasks.max_queued_per_tenant)', () => {
 function realQueued(store: Store): { total: number; byTenant: Record<string, number> } {
   const rows = store.all<{ tenant: string; n: number }>("SELECT tenant, COUNT(*) AS n FROM tasks WHERE state = 'queued' GROUP BY tenant")
   return { total: rows.reduce((sum, r) => sum + r.n, 0), byTenant: Object.fromEntries(rows.map((r) => [r.tenant, r.n])) }
-}
-
-/** mulberry32, seeded: a failing run replays. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0
-    let t = a
-    t = Math.imul(t ^ (t >>> 15), t | 1)
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296
-  }
 }
