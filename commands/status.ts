@@ -1,5 +1,6 @@
 /** `orch status`: is the background `orch serve` running; its pid, URL, uptime and, live, its queue and backends. */
 
+import { networkReason } from '../src/backends/timeouts.ts'
 import { serveLogPath } from '../src/daemon/logfile.ts'
 import { daemonState } from '../src/daemon/pidfile.ts'
 import { defineOrchCommand, globalArgs, printJson, printText } from './_args.ts'
@@ -38,7 +39,7 @@ async function live(url: string, token: string | undefined): Promise<Live> {
     else out.error = `/stats answered ${stats.status}`
     return out
   } catch (error) {
-    return { answering: false, error: `no answer from ${url}: ${(error as Error).message}` }
+    return { answering: false, error: `no answer from ${url}: ${networkReason(error)}` }
   }
 }
 

@@ -31,13 +31,13 @@ export const ollamaBackend = (o: OllamaBackendOptions): Backend => {
   const host = o.url.replace(/\/+$/, '')
   const headers = o.apiKey ? { authorization: `Bearer ${o.apiKey}` } : undefined
   const begin = (phase: 'model' | 'meta', options?: CallOptions) => {
-    const call = startCall({ backend: o.name, timeouts: o.timeouts, signal: options?.signal, phase })
+    const call = startCall({ backend: o.name, url: o.url, timeouts: o.timeouts, signal: options?.signal, phase })
     return { call, client: new Ollama({ host, fetch: call.fetch, headers }) }
   }
 
   /** One non-streamed call through a client bound to this call's signal. */
   const once = <T>(phase: 'model' | 'meta', options: CallOptions | undefined, run: (client: Ollama) => Promise<T>) =>
-    callOnce({ backend: o.name, timeouts: o.timeouts, signal: options?.signal, phase }, (call) =>
+    callOnce({ backend: o.name, url: o.url, timeouts: o.timeouts, signal: options?.signal, phase }, (call) =>
       run(new Ollama({ host, fetch: call.fetch, headers })),
     )
 

@@ -32,7 +32,7 @@ export const openaiBackend = (o: OpenAIBackendOptions): Backend => {
   }
 
   const once = <T>(phase: Phase, options: CallOptions | undefined, run: (call: CallGuard) => Promise<T>): Promise<T> =>
-    callOnce({ backend: o.name, timeouts: o.timeouts, signal: options?.signal, phase }, run)
+    callOnce({ backend: o.name, url: o.url, timeouts: o.timeouts, signal: options?.signal, phase }, run)
 
   async function* streamed<T>(
     options: CallOptions | undefined,
@@ -41,7 +41,7 @@ export const openaiBackend = (o: OpenAIBackendOptions): Backend => {
     convert: (events: AsyncIterable<any>, model: string) => AsyncIterable<T>,
     model: string,
   ): AsyncGenerator<T> {
-    const call = startCall({ backend: o.name, timeouts: o.timeouts, signal: options?.signal, phase: 'model' })
+    const call = startCall({ backend: o.name, url: o.url, timeouts: o.timeouts, signal: options?.signal, phase: 'model' })
     let completed = false
     try {
       const response = await send(call, path, body)

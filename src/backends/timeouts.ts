@@ -6,7 +6,8 @@
  * Why the header deadline is not always `connect_ms`: Ollama (and llama.cpp's server) send the response
  * headers with the first chunk, after loading the model. For calls that may load a model (chat, generate,
  * embed) the wait for headers is part of the first-token wait; `connect_ms` bounds the calls that don't
- * (tags, ps, version, health).
+ * (tags, ps, version, health). Their small body is read in one go after the headers, within `idle_ms`:
+ * without it, a server that sent headers and then stalled held a health check until `total_ms`.
  */
 import { BackendError, type HealthStatus } from './types.ts'
 
@@ -21,6 +22,8 @@ export type TimeoutName = keyof BackendTimeouts
 
 export interface CallGuardOptions {
   backend: string
+  /** The backend's URL, named in connection errors. */
+  url?: string | undefined
   timeouts: BackendTimeouts
   signal?: AbortSignal | undefined
   /** 'model': headers and the first chunk are bounded by first_token_ms; 'meta': headers by connect_ms. */
@@ -61,24 +64,60 @@ export function abortedError(backend: string, reason?: unknown): BackendError {
   return new BackendError(`${backend}: request aborted by the caller`, { kind: 'aborted', backend, cause: reason })
 }
 
-// Node-style codes and the ones Bun's fetch uses.
-const LOST_CODES = new Set(['ECONNRESET', 'EPIPE', 'ConnectionClosed', 'ConnectionReset'])
-const CONNECT_CODES = new Set([
-  ...LOST_CODES,
-  'ECONNREFUSED',
-  'ENOTFOUND',
-  'EHOSTUNREACH',
-  'ENETUNREACH',
-  'ETIMEDOUT',
-  'ConnectionRefused',
-  'FailedToOpenSocket',
-])
+/**
+ * Network failures by code (Node's, and the ones Bun's fetch uses), in orch's words. The runtime's own
+ * message is never shown: Bun's carries hints for its own users ("Is the computer able to access the
+ * url?", "pass `verbose: true` in the second argument to fetch()") that mean nothing to orch's.
+ * `lost`: the connection was made, then cut (reset, closed before the answer was complete).
+ */
+const NETWORK: Record<string, { what: string; lost?: true }> = {
+  ECONNREFUSED: { what: 'connection refused (nothing listens on that port)' },
+  ConnectionRefused: { what: 'connection refused (nothing listens on that port)' },
+  ECONNRESET: { what: 'the backend closed the connection (reset) before the answer was complete', lost: true },
+  ConnectionReset: { what: 'the backend closed the connection (reset) before the answer was complete', lost: true },
+  ConnectionClosed: { what: 'the backend closed the connection before the answer was complete', lost: true },
+  EPIPE: { what: 'the backend closed the connection while the request was being sent', lost: true },
+  ENOTFOUND: { what: 'host not found (DNS lookup failed)' },
+  EAI_AGAIN: { what: 'DNS lookup failed (temporary failure; is the DNS server reachable?)' },
+  EAI_NONAME: { what: 'host not found (DNS lookup failed)' },
+  DNSException: { what: 'DNS lookup failed' },
+  ETIMEDOUT: { what: 'connection timed out' },
+  ConnectionTimedOut: { what: 'connection timed out' },
+  EHOSTUNREACH: { what: 'host unreachable' },
+  ENETUNREACH: { what: 'network unreachable' },
+  EADDRNOTAVAIL: { what: 'address not available' },
+  FailedToOpenSocket: { what: 'could not open a socket' },
+  UnableToConnect: { what: 'could not connect' },
+}
+const TLS_CODE = /CERT|TLS|SSL|SELF_SIGNED|UNABLE_TO_(GET|VERIFY)/
+
+/** Bun's hint sentences, cut from any message that still carries one (a library's error built from a fetch error). */
+const RUNTIME_HINTS = [
+  /\s*Is the computer able to access the url\??/gi,
+  /\s*For more information, pass `verbose: true` in the second argument to fetch\(\)\.?/gi,
+]
+
+/** What went wrong with a connection, in orch's words: by its code when known, else its cleaned message. */
+export function networkReason(thrown: unknown): string {
+  const e = thrown as { code?: unknown; message?: unknown }
+  const code = typeof e?.code === 'string' ? e.code : ''
+  const known = NETWORK[code]?.what
+  if (known) return known
+  const message = cleanMessage(typeof e?.message === 'string' ? e.message : String(thrown))
+  return code && !message.includes(code) ? `${message} (${code})` : message
+}
+
+export function cleanMessage(message: string): string {
+  let out = message
+  for (const hint of RUNTIME_HINTS) out = out.replace(hint, '')
+  return out === message ? message : out.replace(/[\s:.]+$/, '')
+}
 
 /** Maps what fetch, a body read or a client library threw to a BackendError (without abort context). */
-export function toBackendError(backend: string, thrown: unknown): BackendError {
+export function toBackendError(backend: string, thrown: unknown, url?: string): BackendError {
   if (thrown instanceof BackendError) return thrown
   const e = thrown as { name?: string; message?: string; code?: string; status_code?: unknown; error?: unknown }
-  const message = typeof e?.message === 'string' ? e.message : String(thrown)
+  const message = cleanMessage(typeof e?.message === 'string' ? e.message : String(thrown))
   if (e?.name === 'ResponseError' && typeof e.status_code === 'number') {
     const status = e.status_code
     return new BackendError(`${backend}: HTTP ${status}: ${message}`, { kind: 'http', backend, status, cause: thrown })
@@ -88,16 +127,23 @@ export function toBackendError(backend: string, thrown: unknown): BackendError {
     return new BackendError(`${backend}: stream failed: ${message}`, { kind: 'protocol', backend, retryable: true, cause: thrown })
   }
   const code = typeof e?.code === 'string' ? e.code : ''
-  if (CONNECT_CODES.has(code) || (thrown instanceof TypeError && /fetch|connect|socket/i.test(message))) {
+  const known = NETWORK[code]
+  const tls = code !== '' && TLS_CODE.test(code)
+  if (known || tls || (thrown instanceof TypeError && /fetch|connect|socket|network/i.test(message))) {
     // A connection cut after it was made (reset, closed) is the same kind: another attempt may work.
-    const lost = LOST_CODES.has(code)
-    return new BackendError(`${backend}: ${lost ? 'connection lost' : 'cannot connect'}: ${message}`, {
+    const lost = known?.lost === true
+    const what = known?.what ?? (tls ? `TLS handshake failed (${code})` : code ? `network error (${code})` : 'network error')
+    const where = lost ? (url ? `connection to ${url} lost` : 'connection lost') : `cannot connect to ${url ?? 'the backend'}`
+    return new BackendError(`${backend}: ${where}: ${what}`, {
       kind: 'connect',
       backend,
       cause: thrown,
+      details: { ...(code ? { network: code } : {}), ...(url ? { url } : {}) },
       hint: lost
-        ? 'the backend closed the connection; is it restarting or out of memory?'
-        : 'is the backend running at its configured url?',
+        ? 'the backend closed the connection; is it restarting, crashing or out of memory?'
+        : tls
+          ? "check the backend's certificate, or its url's scheme (http or https)"
+          : 'is the backend running at its configured url?',
     })
   }
   return new BackendError(`${backend}: unexpected answer: ${message}`, { kind: 'protocol', backend, cause: thrown })
@@ -134,6 +180,8 @@ export function startCall(o: CallGuardOptions): CallGuard {
     else idle = setTimeout(checkIdle, left)
   }
   let ended = false
+  // A metadata call's body, once its headers are in (see the top of the file).
+  let body: ReturnType<typeof setTimeout> | undefined
   // The reason end() aborts with: not a failure of the call, so error() never reports it.
   let endReason: BackendError | undefined
 
@@ -143,6 +191,7 @@ export function startCall(o: CallGuardOptions): CallGuard {
     clearTimeout(total)
     clearTimeout(firstToken)
     clearTimeout(idle)
+    clearTimeout(body)
     caller?.removeEventListener('abort', onCallerAbort)
     if (completed || signal.aborted) return
     endReason = new BackendError(`${backend}: call ended`, { kind: 'aborted', backend })
@@ -173,7 +222,12 @@ export function startCall(o: CallGuardOptions): CallGuard {
   const boundFetch = (async (input: string | URL | Request, init?: RequestInit) => {
     const headers = o.phase === 'meta' ? setTimeout(expire, timeouts.connect_ms, 'connect_ms') : undefined
     try {
-      return await guard(fetch(input, { ...init, signal }))
+      const response = await guard(fetch(input, { ...init, signal }))
+      if (o.phase === 'meta' && !ended) {
+        clearTimeout(body)
+        body = setTimeout(expire, timeouts.idle_ms, 'idle_ms')
+      }
+      return response
     } finally {
       clearTimeout(headers)
     }
@@ -212,7 +266,9 @@ export function startCall(o: CallGuardOptions): CallGuard {
   }
 
   const error = (thrown: unknown): BackendError =>
-    signal.aborted && signal.reason instanceof BackendError && signal.reason !== endReason ? signal.reason : toBackendError(backend, thrown)
+    signal.aborted && signal.reason instanceof BackendError && signal.reason !== endReason
+      ? signal.reason
+      : toBackendError(backend, thrown, o.url)
 
   return { signal, fetch: boundFetch, stream, guard, error, end }
 }

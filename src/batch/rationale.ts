@@ -3,6 +3,7 @@
  * evidence. Any failure (timeout, error, an answer that is not `{"rationale": "..."}`) keeps the rules
  * text, so a batch never fails because of the model; `rationale_source` records which one is there.
  */
+import { networkReason } from '../backends/timeouts.ts'
 import type { Engine } from '../scheduler/engine.ts'
 import type { MetricResult } from './metrics/shared.ts'
 
@@ -95,6 +96,9 @@ export function serveWriter(url: string, token: string | undefined, model: strin
       headers: { 'content-type': 'application/json', ...(token ? { authorization: `Bearer ${token}` } : {}) },
       body: JSON.stringify({ model, messages: messages(system, user), format: 'json', stream: false, options: { temperature: 0 } }),
       signal,
+    }).catch((error: unknown) => {
+      if (signal.aborted) throw error
+      throw new Error(`${url}/api/chat: no answer: ${networkReason(error)}`)
     })
     if (!response.ok) throw new Error(`${url}/api/chat answered ${response.status}`)
     const body = (await response.json()) as { message?: { content?: unknown } }

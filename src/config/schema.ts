@@ -268,7 +268,10 @@ export const OrchConfigSchema = v.strictObject(
           5000,
         ),
         first_token_ms: v.optional(int('Until the first streamed chunk (includes model load time)'), 120000),
-        idle_ms: v.optional(int('Longest gap between two streamed chunks'), 30000),
+        idle_ms: v.optional(
+          int('Longest gap between two streamed chunks; for health and model-list calls, the wait for the body after its headers'),
+          30000,
+        ),
         total_ms: v.optional(int('Whole call, first byte to last'), 600000),
       }),
       {},

@@ -4,7 +4,11 @@
  * leaving. Each fake (fake-ollama.ts, fake-openai.ts) adds only its wire format.
  */
 
-export type Hang = 'before-headers' | 'after-first-chunk' | false
+/**
+ * Where a call stops answering, until the client leaves: before the response headers, right after them
+ * (no chunk), or after the first streamed chunk. `stallAfterChunks` stops after any number of chunks.
+ */
+export type Hang = 'before-headers' | 'after-headers' | 'after-first-chunk' | false
 
 export interface FakeBehaviour {
   /** Milliseconds before the response headers, every call. */
@@ -13,8 +17,12 @@ export interface FakeBehaviour {
   tokenDelayMs: number
   /** Milliseconds of work per model call whatever its input size (coalescing benchmarks). */
   callCostMs: number
-  /** Never answer (before-headers), or stop after the first streamed chunk; until the client leaves. */
+  /** Never answer (before-headers), send only the headers, or stop after the first streamed chunk; until the client leaves. */
   hang: Hang
+  /** Stop a stream after this many chunks (0: right after the headers), until the client leaves; unset: never. */
+  stallAfterChunks?: number
+  /** A trickle: a stream never finishes, one more token every `tokenDelayMs` after the first, until the client leaves. */
+  endless?: boolean
   /** Models served (a name without a tag means `:latest` for Ollama). */
   models: string[]
   /** Models reported as loaded; a model call loads its model. */
@@ -38,6 +46,8 @@ export interface FakeCall {
   status: number | undefined
   /** The client went away before the response was complete. */
   aborted: boolean
+  /** When each streamed chunk was written (performance.now()), the headers-only preamble not counted. */
+  chunkTimes: number[]
 }
 
 export interface FakeStats {
@@ -71,9 +81,12 @@ export interface Exchange {
   call: FakeCall
   body: any
   behaviour: FakeBehaviour
-  /** A streamed response: `frames` go out `tokenDelayMs` apart; the call ends when the last one is written. */
-  stream(frames: string[], contentType: string): Response
-  /** A JSON response. */
+  /**
+   * A streamed response: `frames` go out `tokenDelayMs` apart; the call ends when the last one is written.
+   * `more(i)` is the i-th frame of an endless stream (behaviour `endless`): a token chunk of the wire format.
+   */
+  stream(frames: string[], contentType: string, more?: (i: number) => string): Response
+  /** A JSON response; with hang `after-headers` (or stallAfterChunks 0), the headers and then nothing. */
   json(status: number, body: unknown): Response
 }
 
@@ -81,6 +94,11 @@ export interface FakeWire {
   /** Whether a path is a model call (counted in flight, subject to failNext, cost and parallel). */
   isModelCall(path: string): boolean
   errorResponse(status: number, message: string): Response
+  /**
+   * Bytes the wire format's clients ignore (whitespace before a JSON line, an SSE comment). Bun.serve sends
+   * the headers with the first body bytes, so a stream that stalls right after its headers writes these.
+   */
+  ignorable: string
   route(method: string, path: string, x: Exchange): Response | Promise<Response>
 }
 
@@ -186,6 +204,7 @@ export async function startFake(wire: FakeWire, defaults: FakeBehaviour, options
       endedAt: undefined,
       status: undefined,
       aborted: false,
+      chunkTimes: [],
     }
     calls.push(call)
     let slot = false
@@ -233,18 +252,48 @@ export async function startFake(wire: FakeWire, defaults: FakeBehaviour, options
       call,
       body,
       behaviour,
-      json: (status, answer) => Response.json(answer, { status }),
-      stream(frames, contentType) {
+      json(status, answer) {
+        if (behaviour.hang !== 'after-headers' && behaviour.stallAfterChunks !== 0) return Response.json(answer, { status })
+        // Headers, one space (JSON allows it before the value), then nothing until the client leaves.
+        streaming = true
+        let sent = false
+        const stalled = new ReadableStream<Uint8Array>({
+          async pull(controller) {
+            if (!sent) {
+              sent = true
+              return controller.enqueue(encoder.encode(' '))
+            }
+            await pause(Number.POSITIVE_INFINITY, leave)
+            end(undefined, true)
+          },
+          cancel: () => end(undefined, true),
+        })
+        return new Response(stalled, { status, headers: { 'content-type': 'application/json' } })
+      },
+      stream(frames, contentType, more) {
         streaming = true
         let i = 0
-        const hangAfterFirst = behaviour.hang === 'after-first-chunk'
+        const { hang, stallAfterChunks, endless, tokenDelayMs } = behaviour
+        const stallAt = hang === 'after-headers' ? 0 : hang === 'after-first-chunk' ? 1 : (stallAfterChunks ?? Number.POSITIVE_INFINITY)
+        const forever = endless === true && more !== undefined
+        let preamble = stallAt === 0
         const stream = new ReadableStream<Uint8Array>({
           async pull(controller) {
-            if (i > 0) await pause(hangAfterFirst ? Number.POSITIVE_INFINITY : behaviour.tokenDelayMs, leave)
+            if (preamble) {
+              // Gets the headers out (Bun.serve holds them until the first body bytes); clients skip it.
+              preamble = false
+              return controller.enqueue(encoder.encode(wire.ignorable))
+            }
+            if (i >= stallAt) await pause(Number.POSITIVE_INFINITY, leave)
+            else if (i > 0) await pause(tokenDelayMs, leave)
             if (leave.aborted) return end(undefined, true)
-            const frame = frames[i++]
-            if (frame !== undefined) controller.enqueue(encoder.encode(frame))
-            if (i >= frames.length) {
+            const frame = forever && i > 0 ? more(i) : frames[i]
+            i++
+            if (frame !== undefined) {
+              controller.enqueue(encoder.encode(frame))
+              call.chunkTimes.push(performance.now())
+            }
+            if (!forever && i >= frames.length) {
               controller.close()
               end(200, false)
             }

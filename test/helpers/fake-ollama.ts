@@ -53,7 +53,8 @@ export function startFakeOllama(options: FakeOllamaOptions = {}): Promise<FakeSe
     apiKey !== undefined && path !== '/' && x.request.headers.get('authorization') !== `Bearer ${apiKey}`
       ? errorResponse(401, 'unauthorized')
       : route(method, path, x)
-  return startFake({ isModelCall: (path) => MODEL_CALLS.has(path), errorResponse, route: guarded }, DEFAULTS, behaviour)
+  // A space before the next JSON line: the ollama client parses ' {...}' as it parses '{...}'.
+  return startFake({ isModelCall: (path) => MODEL_CALLS.has(path), errorResponse, ignorable: ' ', route: guarded }, DEFAULTS, behaviour)
 }
 
 function errorResponse(status: number, message: string): Response {
@@ -122,7 +123,7 @@ function generation(x: Exchange, model: string, kind: 'chat' | 'generate'): Resp
     return x.json(200, { ...last, ...piece(tokens.join('')) })
   }
   const frames = [...tokens.map((t) => chunk(t, false)), last].map((c) => `${JSON.stringify(c)}\n`)
-  return x.stream(frames, 'application/x-ndjson')
+  return x.stream(frames, 'application/x-ndjson', (i) => `${JSON.stringify(chunk(` t${i}`, false))}\n`)
 }
 
 function modelEntry(name: string) {

@@ -60,7 +60,8 @@ export function startFakeOpenAI(options: FakeOpenAIOptions = {}): Promise<FakeSe
     return completion(x, model, path === '/v1/chat/completions' ? 'chat' : 'text')
   }
   return startFake(
-    { isModelCall: (path) => MODEL_CALLS.has(path), errorResponse: (s, m) => errorResponse(s, m), route },
+    // An SSE comment line: clients skip it.
+    { isModelCall: (path) => MODEL_CALLS.has(path), errorResponse: (s, m) => errorResponse(s, m), ignorable: ': stall\n\n', route },
     DEFAULTS,
     behaviour,
   )
@@ -111,5 +112,5 @@ function completion(x: Exchange, model: string, kind: 'chat' | 'text'): Response
   frames.push(chunk([kind === 'chat' ? { index: 0, delta: {}, finish_reason: finish } : { index: 0, text: '', finish_reason: finish }]))
   if (body.stream_options?.include_usage === true) frames.push(chunk([], { usage }))
   frames.push('data: [DONE]\n\n')
-  return x.stream(frames, 'text/event-stream')
+  return x.stream(frames, 'text/event-stream', (i) => chunk([delta(` t${i}`, i)]))
 }

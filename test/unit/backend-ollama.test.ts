@@ -143,7 +143,10 @@ describe('ollamaBackend errors', () => {
     expect(await failure(() => dead.listModels())).toMatchObject({ kind: 'connect' })
     const health = await dead.health()
     expect(health.ok).toBe(false)
-    expect(health.error).toContain('cannot connect')
+    // orch's words, never Bun's hints ("Is the computer able to access the url?").
+    const said = `dead: cannot connect to ${url}: connection refused (nothing listens on that port)`
+    expect(error.message).toBe(said)
+    expect(health.error).toBe(said)
   })
 
   test('an error line mid-stream, or a stream without done, is a retryable protocol error', async () => {

@@ -156,8 +156,12 @@ describe('openaiBackend errors', () => {
     const gone = await startFakeOpenAI()
     const url = gone.url
     await gone.stop()
-    expect(await failure(() => collectChat(backend(url).chat(ask('x'))))).toMatchObject({ kind: 'connect', retryable: true })
-    expect((await backend(url).health()).ok).toBe(false)
+    const error = await failure(() => collectChat(backend(url).chat(ask('x'))))
+    expect(error).toMatchObject({ kind: 'connect', retryable: true })
+    const health = await backend(url).health()
+    expect(health.ok).toBe(false)
+    expect(error.message).toMatch(/^\w+: cannot connect to http:\/\/127\.0\.0\.1:\d+: connection refused \(nothing listens on that port\)$/)
+    expect(health.error).toBe(error.message)
   })
 
   test('a stream that stops without a finish_reason is a retryable protocol error', async () => {

@@ -6,7 +6,7 @@ import { afterAll, beforeAll, beforeEach, describe, expect, test } from 'bun:tes
 import { ollamaBackend } from '../../src/backends/ollama.ts'
 import { openaiBackend } from '../../src/backends/openai.ts'
 import { collectChat } from '../../src/backends/registry.ts'
-import { type BackendTimeouts, startCall } from '../../src/backends/timeouts.ts'
+import { type BackendTimeouts, cleanMessage, StreamFailure, startCall, toBackendError } from '../../src/backends/timeouts.ts'
 import { type Backend, BackendError, type ChatRequest } from '../../src/backends/types.ts'
 import { ROOT } from '../helpers/cli.ts'
 import { type FakeServer, startFakeOllama } from '../helpers/fake-ollama.ts'
@@ -59,6 +59,23 @@ describe('deadlines against fake-ollama', () => {
     fake.set({ hang: 'before-headers' })
     expectTimeout(await timed(() => ollama({ connect_ms: 150 }).listModels()), 'connect_ms', 150)
     await lastCallAborted()
+  })
+
+  test('idle_ms: a metadata call whose body stalls after the headers (not total_ms)', async () => {
+    fake.set({ hang: 'after-headers' })
+    expectTimeout(await timed(() => ollama({ connect_ms: 1000, idle_ms: 150 }).listModels()), 'idle_ms', 150)
+    await lastCallAborted()
+    const health = await ollama({ connect_ms: 1000, idle_ms: 150 }).health()
+    expect(health).toMatchObject({ ok: false, error: 'local: timed out waiting for the next chunk (idle_ms 150 ms)' })
+    expect(health.latency_ms).toBeLessThan(150 + LATE)
+    const openai = await startFakeOpenAI({ hang: 'after-headers' })
+    try {
+      const backend = openaiBackend({ name: 'vllm', url: openai.url, timeouts: limits({ connect_ms: 1000, idle_ms: 150 }) })
+      expectTimeout(await timed(() => backend.listModels()), 'idle_ms', 150)
+      await openai.until(() => openai.stats.inFlight === 0 && openai.calls.every((c) => c.aborted))
+    } finally {
+      await openai.stop()
+    }
   })
 
   test('first_token_ms: a model call covers headers and the first chunk (Ollama sends them together)', async () => {
@@ -203,4 +220,91 @@ describe('startCall without HTTP', () => {
     expect(await new Response(child.stdout).text()).toBe('done\n')
     expect(code).toBe(0)
   }, 20_000)
+})
+
+describe('network errors in orch words', () => {
+  // What Bun's fetch throws: a TypeError with a code, and a message made for Bun's users.
+  const bunError = (code: string, message: string) => Object.assign(new TypeError(`${code}: ${message}`), { code })
+  const REFUSED = 'Unable to connect. Is the computer able to access the url?'
+  const CLOSED =
+    'The socket connection was closed unexpectedly. For more information, pass `verbose: true` in the second argument to fetch()'
+  const url = 'http://10.0.0.7:11434'
+
+  test.each([
+    ['ECONNREFUSED', REFUSED, 'b: cannot connect to http://10.0.0.7:11434: connection refused (nothing listens on that port)'],
+    ['ConnectionRefused', REFUSED, 'b: cannot connect to http://10.0.0.7:11434: connection refused (nothing listens on that port)'],
+    [
+      'ECONNRESET',
+      CLOSED,
+      'b: connection to http://10.0.0.7:11434 lost: the backend closed the connection (reset) before the answer was complete',
+    ],
+    [
+      'ConnectionClosed',
+      CLOSED,
+      'b: connection to http://10.0.0.7:11434 lost: the backend closed the connection before the answer was complete',
+    ],
+    ['ENOTFOUND', 'getaddrinfo ENOTFOUND gpu-box', 'b: cannot connect to http://10.0.0.7:11434: host not found (DNS lookup failed)'],
+    [
+      'EAI_AGAIN',
+      'getaddrinfo EAI_AGAIN gpu-box',
+      'b: cannot connect to http://10.0.0.7:11434: DNS lookup failed (temporary failure; is the DNS server reachable?)',
+    ],
+    ['ETIMEDOUT', 'connect ETIMEDOUT', 'b: cannot connect to http://10.0.0.7:11434: connection timed out'],
+    ['EHOSTUNREACH', 'connect EHOSTUNREACH', 'b: cannot connect to http://10.0.0.7:11434: host unreachable'],
+    ['FailedToOpenSocket', 'Was there a typo in the url or port?', 'b: cannot connect to http://10.0.0.7:11434: could not open a socket'],
+    [
+      'DEPTH_ZERO_SELF_SIGNED_CERT',
+      'self signed certificate',
+      'b: cannot connect to http://10.0.0.7:11434: TLS handshake failed (DEPTH_ZERO_SELF_SIGNED_CERT)',
+    ],
+    [
+      'ESOMETHINGNEW',
+      'Unable to connect. Is the computer able to access the url?',
+      'b: cannot connect to http://10.0.0.7:11434: network error (ESOMETHINGNEW)',
+    ],
+  ])('%s', (code, message, said) => {
+    const error = toBackendError('b', bunError(code, message), url)
+    expect(error.message).toBe(said)
+    expect(error).toMatchObject({ kind: 'connect', retryable: true, details: { network: code, url } })
+    expect(JSON.stringify(error)).not.toMatch(/verbose|Is the computer able|typo/)
+  })
+
+  test('the code wins over the class: a lost connection is retryable whatever the library wrapped it in', () => {
+    const error = toBackendError('b', Object.assign(new Error('read ECONNRESET'), { code: 'ECONNRESET' }))
+    expect(error).toMatchObject({ kind: 'connect', retryable: true })
+    expect(error.message).toBe('b: connection lost: the backend closed the connection (reset) before the answer was complete')
+  })
+
+  test("Bun's hint sentences are cut from any other message that carries one", () => {
+    expect(cleanMessage(`ECONNRESET: ${CLOSED}`)).toBe('ECONNRESET: The socket connection was closed unexpectedly')
+    expect(cleanMessage(`ECONNREFUSED: ${REFUSED}`)).toBe('ECONNREFUSED: Unable to connect')
+    const wrapped = Object.assign(new Error(`upstream said: ECONNREFUSED: ${REFUSED}`), { name: 'ResponseError', status_code: 502 })
+    expect(toBackendError('b', wrapped).message).toBe('b: HTTP 502: upstream said: ECONNREFUSED: Unable to connect')
+    expect(toBackendError('b', new StreamFailure(`cut: ${CLOSED}`)).message).toBe(
+      'b: stream failed: cut: The socket connection was closed unexpectedly',
+    )
+    expect(toBackendError('b', new TypeError(`fetch failed. ${CLOSED}`)).message).toBe('b: cannot connect to the backend: network error')
+  })
+
+  test('through HTTP: a closed port, and a server that resets the connection', async () => {
+    const gone = Bun.listen({ hostname: '127.0.0.1', port: 0, socket: { data() {} } })
+    const closed = `http://127.0.0.1:${gone.port}`
+    gone.stop(true)
+    const resetting = Bun.listen({ hostname: '127.0.0.1', port: 0, socket: { data: (socket) => void socket.terminate() } })
+    const reset = `http://127.0.0.1:${resetting.port}`
+    try {
+      for (const make of [ollamaBackend, openaiBackend]) {
+        const request = { ...ask, model: 'm' }
+        const refused = await timed(() => collectChat(make({ name: 'x', url: closed, timeouts: limits({}) }).chat(request)))
+        expect(refused.error.message).toBe(`x: cannot connect to ${closed}: connection refused (nothing listens on that port)`)
+        const cut = await timed(() => make({ name: 'x', url: reset, timeouts: limits({}) }).listModels())
+        expect(cut.error.message).toBe(
+          `x: connection to ${reset} lost: the backend closed the connection (reset) before the answer was complete`,
+        )
+        expect((await make({ name: 'x', url: reset, timeouts: limits({}) }).health()).error).toBe(cut.error.message)
+      }
+    } finally {
+      resetting.stop(true)
+    }
+  })
 })

@@ -87,4 +87,14 @@ describe('serveWriter', () => {
       server.stop(true)
     }
   })
+
+  test('a serve that does not answer is named in orch words, without the runtime hints', async () => {
+    const closed = Bun.serve({ port: 0, fetch: () => new Response('') })
+    const port = closed.port
+    closed.stop(true)
+    const writer = serveWriter(`http://127.0.0.1:${port}`, undefined, 'llama3.2')
+    const error = (await writer('s', 'u', AbortSignal.timeout(5000)).catch((e: Error) => e)) as Error
+    expect(error.message).toBe(`http://127.0.0.1:${port}/api/chat: no answer: connection refused (nothing listens on that port)`)
+    expect(error.message).not.toMatch(/verbose|Is the computer/)
+  })
 })
