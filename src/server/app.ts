@@ -119,7 +119,7 @@ export function createApp(deps: AppDeps, routes: Route[], options: AppOptions = 
   }
 
   async function handle(request: Request, server: ServerHandle | undefined): Promise<{ response: Response; pattern: string }> {
-    const path = pathOf(request.url)
+    // `url` is set before Hono sees the request (its handlers read it); until then a fault has no parsed URL.
     const env: RequestEnv = { server, url: undefined as unknown as URL, pattern: 'unmatched' }
     try {
       if (server && maxOpen > 0 && server.pendingRequests > maxOpen) {
@@ -142,7 +142,7 @@ export function createApp(deps: AppDeps, routes: Route[], options: AppOptions = 
       checkSite(request, host)
       return { response: await hono.fetch(request, env), pattern: env.pattern }
     } catch (error) {
-      return { response: respond(error, request, path), pattern: env.pattern }
+      return { response: respond(error, request, env.url?.pathname ?? pathOf(request.url)), pattern: env.pattern }
     }
   }
 
@@ -166,7 +166,8 @@ const STREAMED = /event-stream|x-ndjson/
 
 /** Calls `done` once `response` is sent: at once for a whole body, when a stream ends for a streamed one. */
 function untilSent(response: Response, done: () => void): Response {
-  if (!response.body || !STREAMED.test(response.headers.get('content-type') ?? '')) {
+  // The content type first: reading `response.body` of a whole answer would turn it into a stream.
+  if (!STREAMED.test(response.headers.get('content-type') ?? '') || !response.body) {
     done()
     return response
   }
@@ -179,8 +180,8 @@ function pathOf(url: string): string {
   const scheme = url.indexOf('://')
   const start = scheme < 0 ? 0 : url.indexOf('/', scheme + 3)
   if (start < 0) return '/'
-  const end = url.search(/[?#]/)
-  return end < 0 || end < start ? url.slice(start) : url.slice(start, end)
+  const query = url.indexOf('?', start)
+  return query < 0 ? url.slice(start) : url.slice(start, query)
 }
 
 function dialectOf(path: string): Dialect {

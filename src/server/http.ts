@@ -168,8 +168,13 @@ export function validate<S extends v.GenericSchema>(schema: S, data: unknown): v
 export async function readBody(request: Request, limit: number, timeoutMs = 0): Promise<string> {
   const declared = Number(request.headers.get('content-length') ?? Number.NaN)
   if (declared > limit) throw tooLarge(limit)
-  if (declared === 0 || !request.body) return ''
-  const reading = declared <= limit ? request.text() : readCounted(request.body, limit)
+  if (declared === 0) return ''
+  // `request.body` is read only without a declared length: touching it turns the runtime's own buffer into
+  // a JS stream, which costs more than the rest of this function.
+  let reading: Promise<string>
+  if (declared <= limit) reading = request.text()
+  else if (request.body) reading = readCounted(request.body, limit)
+  else return ''
   if (timeoutMs <= 0) return reading
   let timer: ReturnType<typeof setTimeout> | undefined
   const late = new Promise<never>((_, reject) => {

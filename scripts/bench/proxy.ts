@@ -1,0 +1,129 @@
+/**
+ * Proxied `/api/chat` throughput at many clients, with wrk (a JS load generator saturates before orch does):
+ * the Ollama test double straight, and through `orch serve` (cache off), in interleaved rounds; the figure
+ * is the ratio through/direct, with orch's CPU per call. `--compare DIR` adds a second checkout of orch
+ * (e.g. a `git worktree` of an older commit) to the same rounds, so a change is measured against its
+ * baseline on the same machine in the same minutes.
+ *
+ *   bun scripts/bench/proxy.ts [--seconds 5] [--clients 64] [--rounds 3] [--compare /tmp/orch-old]
+ * Last line: one JSON object.
+ */
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join, resolve } from 'node:path'
+import { parseArgs } from 'node:util'
+
+const { values } = parseArgs({
+  args: process.argv.slice(2),
+  options: {
+    seconds: { type: 'string', default: '5' },
+    clients: { type: 'string', default: '64' },
+    rounds: { type: 'string', default: '3' },
+    compare: { type: 'string' },
+  },
+})
+if (!Bun.which('wrk')) {
+  console.error('proxy.ts needs wrk (apt-get install wrk)')
+  process.exit(2)
+}
+const ROOT = resolve(import.meta.dir, '../..')
+const children: Array<ReturnType<typeof Bun.spawn>> = []
+const home = mkdtempSync(join(tmpdir(), 'orch-bench-proxy-'))
+
+async function spawnServer(args: string[], cwd: string): Promise<{ url: string; pid: number }> {
+  const child = Bun.spawn([process.execPath, '--no-env-file', ...args], {
+    cwd,
+    stdout: 'pipe',
+    stderr: 'ignore',
+    env: { ...process.env, NO_COLOR: '1' },
+  })
+  children.push(child)
+  const reader = child.stdout.getReader()
+  let text = ''
+  for (;;) {
+    const { value, done } = await reader.read()
+    if (done) throw new Error(`server ${args.join(' ')} exited before printing its url`)
+    text += new TextDecoder().decode(value)
+    try {
+      const parsed = JSON.parse(text) as { url: string }
+      reader.releaseLock()
+      return { url: parsed.url, pid: child.pid }
+    } catch {
+      // not complete yet
+    }
+  }
+}
+
+/** CPU seconds (user + system) a process has used so far. */
+function cpuSeconds(pid: number): number {
+  const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]?.split(' ') ?? []
+  return (Number(fields[11]) + Number(fields[12])) / 100
+}
+
+const lua = join(home, 'chat.lua')
+writeFileSync(
+  lua,
+  `wrk.method = "POST"\nwrk.headers["content-type"] = "application/json"\nwrk.body = '{"model":"llama3.2","stream":false,"messages":[{"role":"user","content":"hello there"}],"options":{"temperature":0.7}}'\n`,
+)
+
+function wrk(url: string): { perSecond: number; errors: number } {
+  const r = Bun.spawnSync(['wrk', '-t2', `-c${values.clients}`, `-d${values.seconds}s`, '-s', lua, `${url}/api/chat`], { stdout: 'pipe' })
+  const out = r.stdout.toString()
+  const perSecond = Number(/Requests\/sec:\s+([\d.]+)/.exec(out)?.[1] ?? Number.NaN)
+  const errors = Number(/Non-2xx or 3xx responses:\s+(\d+)/.exec(out)?.[1] ?? 0)
+  return { perSecond, errors }
+}
+
+async function orchAt(root: string, name: string, fakeUrl: string) {
+  const cwd = mkdtempSync(join(home, `${name}-`))
+  writeFileSync(
+    join(cwd, 'orch.yaml'),
+    [
+      'backends:',
+      `  - { name: fake, type: ollama, url: "${fakeUrl}", concurrency: 256 }`,
+      'runtime: { ollama: { concurrency: 256 } }',
+      'infrastructure_system: { distributed_simulation: { agent_runner_concurrency: 256 }, llm_orchestration: { caching: { enabled: false } } }',
+      'logging: { level: error }',
+      '',
+    ].join('\n'),
+  )
+  return spawnServer([join(root, 'commands/index.ts'), 'serve', '--port', '0', '--json', '--home', join(cwd, '.orch')], cwd)
+}
+
+const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] as number
+
+try {
+  const fake = await spawnServer([join(ROOT, 'scripts/bench/servers/fake-ollama.ts')], ROOT)
+  const sides: Array<{ name: string; url: string; pid: number }> = [{ name: 'direct', url: fake.url, pid: fake.pid }]
+  sides.push({ name: 'orch', ...(await orchAt(ROOT, 'orch', fake.url)) })
+  if (values.compare) sides.push({ name: 'compare', ...(await orchAt(resolve(values.compare), 'compare', fake.url)) })
+  const results = new Map(sides.map((s) => [s.name, { perSecond: [] as number[], cpuUsPerCall: [] as number[], errors: 0 }]))
+  for (const side of sides) wrk(side.url) // warm-up: JIT, connections
+  for (let round = 1; round <= Number(values.rounds); round++) {
+    for (const side of sides) {
+      const cpu = cpuSeconds(side.pid)
+      const r = wrk(side.url)
+      const calls = r.perSecond * Number(values.seconds)
+      const entry = results.get(side.name)
+      entry?.perSecond.push(r.perSecond)
+      entry?.cpuUsPerCall.push(((cpuSeconds(side.pid) - cpu) / calls) * 1e6)
+      if (entry) entry.errors += r.errors
+      console.error(`round ${round} ${side.name}: ${Math.round(r.perSecond)} req/s${r.errors ? `, ${r.errors} errors` : ''}`)
+    }
+  }
+  const direct = median(results.get('direct')?.perSecond ?? [])
+  const summary: Record<string, number> = { direct_per_s: Math.round(direct), clients: Number(values.clients) }
+  for (const side of sides.slice(1)) {
+    const r = results.get(side.name)
+    if (!r) continue
+    summary[`${side.name}_per_s`] = Math.round(median(r.perSecond))
+    summary[`${side.name}_vs_direct`] = Number((median(r.perSecond) / direct).toFixed(3))
+    summary[`${side.name}_cpu_us_per_call`] = Math.round(median(r.cpuUsPerCall))
+    summary[`${side.name}_errors`] = r.errors
+  }
+  console.log(JSON.stringify(summary))
+} finally {
+  for (const child of children) child.kill('SIGTERM')
+  await Promise.all(children.map((c) => c.exited))
+  rmSync(home, { recursive: true, force: true })
+}
