@@ -44,6 +44,10 @@ try {
 } finally {
   await s.stop()
 }
+const rssAfter = process.memoryUsage().rss
+// The JS heap after a full collection tells a leak (grows with the count) from caches and allocator slack.
+Bun.gc(true)
+const heap = process.memoryUsage().heapUsed
 const mb = (n: number) => Math.round(n / 2 ** 20)
 console.log(
   JSON.stringify({
@@ -52,7 +56,8 @@ console.log(
     requests: total,
     findings,
     rss_mb_before: mb(rssBefore),
-    rss_mb_after: mb(process.memoryUsage().rss),
+    rss_mb_after: mb(rssAfter),
+    heap_mb_after_gc: mb(heap),
   }),
 )
 process.exit(findings > 0 ? 1 : 0)
