@@ -12,6 +12,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
 import { parseArgs } from 'node:util'
+import { spawnServer, stopAll } from './servers/spawn.ts'
 
 const { values } = parseArgs({
   args: process.argv.slice(2),
@@ -27,32 +28,7 @@ if (!Bun.which('wrk')) {
   process.exit(2)
 }
 const ROOT = resolve(import.meta.dir, '../..')
-const children: Array<ReturnType<typeof Bun.spawn>> = []
 const home = mkdtempSync(join(tmpdir(), 'orch-bench-proxy-'))
-
-async function spawnServer(args: string[], cwd: string): Promise<{ url: string; pid: number }> {
-  const child = Bun.spawn([process.execPath, '--no-env-file', ...args], {
-    cwd,
-    stdout: 'pipe',
-    stderr: 'ignore',
-    env: { ...process.env, NO_COLOR: '1' },
-  })
-  children.push(child)
-  const reader = child.stdout.getReader()
-  let text = ''
-  for (;;) {
-    const { value, done } = await reader.read()
-    if (done) throw new Error(`server ${args.join(' ')} exited before printing its url`)
-    text += new TextDecoder().decode(value)
-    try {
-      const parsed = JSON.parse(text) as { url: string }
-      reader.releaseLock()
-      return { url: parsed.url, pid: child.pid }
-    } catch {
-      // not complete yet
-    }
-  }
-}
 
 /** CPU seconds (user + system) a process has used so far. */
 function cpuSeconds(pid: number): number {
@@ -87,13 +63,13 @@ async function orchAt(root: string, name: string, fakeUrl: string) {
       '',
     ].join('\n'),
   )
-  return spawnServer([join(root, 'commands/index.ts'), 'serve', '--port', '0', '--json', '--home', join(cwd, '.orch')], cwd)
+  return spawnServer([join(root, 'commands/index.ts'), 'serve', '--port', '0', '--json', '--home', join(cwd, '.orch')], cwd, 'ignore')
 }
 
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] as number
 
 try {
-  const fake = await spawnServer([join(ROOT, 'scripts/bench/servers/fake-ollama.ts')], ROOT)
+  const fake = await spawnServer([join(ROOT, 'scripts/bench/servers/fake-ollama.ts')], ROOT, 'ignore')
   const sides: Array<{ name: string; url: string; pid: number }> = [{ name: 'direct', url: fake.url, pid: fake.pid }]
   sides.push({ name: 'orch', ...(await orchAt(ROOT, 'orch', fake.url)) })
   if (values.compare) sides.push({ name: 'compare', ...(await orchAt(resolve(values.compare), 'compare', fake.url)) })
@@ -123,7 +99,6 @@ try {
   }
   console.log(JSON.stringify(summary))
 } finally {
-  for (const child of children) child.kill('SIGTERM')
-  await Promise.all(children.map((c) => c.exited))
+  await stopAll()
   rmSync(home, { recursive: true, force: true })
 }

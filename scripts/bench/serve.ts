@@ -13,6 +13,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
 import { parseArgs } from 'node:util'
+import { spawnServer, stopAll } from './servers/spawn.ts'
 
 const { values } = parseArgs({
   args: process.argv.slice(2),
@@ -25,32 +26,6 @@ const { values } = parseArgs({
 const SECONDS = Number(values.seconds)
 const CLIENTS = Number(values.clients)
 const ROOT = resolve(import.meta.dir, '../..')
-const children: Array<ReturnType<typeof Bun.spawn>> = []
-
-async function spawnServer(args: string[], cwd = ROOT): Promise<string> {
-  const child = Bun.spawn([process.execPath, '--no-env-file', ...args], {
-    cwd,
-    stdout: 'pipe',
-    stderr: 'inherit',
-    env: { ...process.env, NO_COLOR: '1' },
-  })
-  children.push(child)
-  const reader = child.stdout.getReader()
-  let text = ''
-  // The first thing each server prints is one JSON object (maybe over several lines) with its url.
-  for (;;) {
-    const { value, done } = await reader.read()
-    if (done) throw new Error(`server ${args.join(' ')} exited before printing its url`)
-    text += new TextDecoder().decode(value)
-    try {
-      const parsed = JSON.parse(text) as { url: string }
-      reader.releaseLock()
-      return parsed.url
-    } catch {
-      // not complete yet
-    }
-  }
-}
 
 const body = JSON.stringify({ type: 'generate', model: 'llama3.2', payload: { model: 'llama3.2', prompt: 'hello' } })
 
@@ -111,7 +86,7 @@ async function proxyOverhead(
 
 const home = mkdtempSync(join(tmpdir(), 'orch-bench-serve-'))
 try {
-  const fakeUrl = await spawnServer([join(ROOT, 'scripts/bench/servers/fake-ollama.ts')])
+  const { url: fakeUrl } = await spawnServer([join(ROOT, 'scripts/bench/servers/fake-ollama.ts')], ROOT)
   writeFileSync(
     join(home, 'orch.yaml'),
     [
@@ -126,11 +101,11 @@ try {
       '',
     ].join('\n'),
   )
-  const orchUrl = await spawnServer(
+  const { url: orchUrl } = await spawnServer(
     [join(ROOT, 'commands/index.ts'), 'serve', '--port', '0', '--json', '--home', join(home, '.orch')],
     home,
   )
-  const echoUrl = await spawnServer([join(ROOT, 'scripts/bench/servers/echo.ts')])
+  const { url: echoUrl } = await spawnServer([join(ROOT, 'scripts/bench/servers/echo.ts')], ROOT)
 
   // Proxy overhead first: afterwards the submitted backlog keeps the server busy running tasks.
   // BENCH_NO_RUN=1 (diagnosis): orch's backend is a closed port, so submitted tasks only queue; no proxy figures.
@@ -162,7 +137,6 @@ try {
     }),
   )
 } finally {
-  for (const child of children) child.kill('SIGTERM')
-  await Promise.all(children.map((c) => c.exited))
+  await stopAll()
   rmSync(home, { recursive: true, force: true })
 }

@@ -1,0 +1,38 @@
+/**
+ * Servers of the benchmarks in their own processes: each prints one JSON object with its url first (maybe
+ * over several lines). `stopAll` ends every server started here.
+ */
+const children: Array<ReturnType<typeof Bun.spawn>> = []
+
+export async function spawnServer(
+  args: string[],
+  cwd: string,
+  stderr: 'inherit' | 'ignore' = 'inherit',
+): Promise<{ url: string; pid: number }> {
+  const child = Bun.spawn([process.execPath, '--no-env-file', ...args], {
+    cwd,
+    stdout: 'pipe',
+    stderr,
+    env: { ...process.env, NO_COLOR: '1' },
+  })
+  children.push(child)
+  const reader = child.stdout.getReader()
+  let text = ''
+  for (;;) {
+    const { value, done } = await reader.read()
+    if (done) throw new Error(`server ${args.join(' ')} exited before printing its url`)
+    text += new TextDecoder().decode(value)
+    try {
+      const parsed = JSON.parse(text) as { url: string }
+      reader.releaseLock()
+      return { url: parsed.url, pid: child.pid }
+    } catch {
+      // not complete yet
+    }
+  }
+}
+
+export async function stopAll(): Promise<void> {
+  for (const child of children) child.kill('SIGTERM')
+  await Promise.all(children.map((c) => c.exited))
+}
