@@ -1,11 +1,13 @@
 /**
- * Proxied `/api/chat` throughput at many clients, with wrk (a JS load generator saturates before orch does):
- * the Ollama test double straight, and through `orch serve` (cache off), in interleaved rounds; the figure
- * is the ratio through/direct, with orch's CPU per call. `--compare DIR` adds a second checkout of orch
+ * Throughput of orch serve at many clients, with wrk (a JS load generator saturates before orch does), in
+ * interleaved rounds against a baseline in the same run; the figure is the ratio, with orch's CPU per call.
+ *  - `--target chat` (default): proxied `/api/chat` (cache off) vs the Ollama test double straight.
+ *  - `--target submit`: durable `POST /queue/submit` (fsync'd, tasks only queue: the backend is a closed port)
+ *    vs a bare Bun.serve that reads the body and answers the same JSON. `--compare DIR` adds a second checkout of orch
  * (e.g. a `git worktree` of an older commit) to the same rounds, so a change is measured against its
  * baseline on the same machine in the same minutes.
  *
- *   bun scripts/bench/proxy.ts [--seconds 5] [--clients 64] [--rounds 3] [--compare /tmp/orch-old]
+ *   bun scripts/bench/proxy.ts [--target chat|submit] [--seconds 5] [--clients 64] [--rounds 3] [--compare /tmp/orch-old]
  * Last line: one JSON object.
  */
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
@@ -21,8 +23,11 @@ const { values } = parseArgs({
     clients: { type: 'string', default: '64' },
     rounds: { type: 'string', default: '3' },
     compare: { type: 'string' },
+    target: { type: 'string', default: 'chat' },
   },
 })
+const SUBMIT = values.target === 'submit'
+const PATH = SUBMIT ? '/queue/submit' : '/api/chat'
 if (!Bun.which('wrk')) {
   console.error('proxy.ts needs wrk (apt-get install wrk)')
   process.exit(2)
@@ -39,11 +44,15 @@ function cpuSeconds(pid: number): number {
 const lua = join(home, 'chat.lua')
 writeFileSync(
   lua,
-  `wrk.method = "POST"\nwrk.headers["content-type"] = "application/json"\nwrk.body = '{"model":"llama3.2","stream":false,"messages":[{"role":"user","content":"hello there"}],"options":{"temperature":0.7}}'\n`,
+  `wrk.method = "POST"\nwrk.headers["content-type"] = "application/json"\nwrk.body = '${
+    SUBMIT
+      ? '{"type":"generate","model":"llama3.2","payload":{"model":"llama3.2","prompt":"hello"}}'
+      : '{"model":"llama3.2","stream":false,"messages":[{"role":"user","content":"hello there"}],"options":{"temperature":0.7}}'
+  }'\n`,
 )
 
 function wrk(url: string): { perSecond: number; errors: number } {
-  const r = Bun.spawnSync(['wrk', '-t2', `-c${values.clients}`, `-d${values.seconds}s`, '-s', lua, `${url}/api/chat`], { stdout: 'pipe' })
+  const r = Bun.spawnSync(['wrk', '-t2', `-c${values.clients}`, `-d${values.seconds}s`, '-s', lua, `${url}${PATH}`], { stdout: 'pipe' })
   const out = r.stdout.toString()
   const perSecond = Number(/Requests\/sec:\s+([\d.]+)/.exec(out)?.[1] ?? Number.NaN)
   const errors = Number(/Non-2xx or 3xx responses:\s+(\d+)/.exec(out)?.[1] ?? 0)
@@ -56,7 +65,11 @@ async function orchAt(root: string, name: string, fakeUrl: string) {
     join(cwd, 'orch.yaml'),
     [
       'backends:',
-      `  - { name: fake, type: ollama, url: "${fakeUrl}", concurrency: 256 }`,
+      `  - { name: fake, type: ollama, url: "${SUBMIT ? 'http://127.0.0.1:9' : fakeUrl}", concurrency: 256 }`,
+      // The bench queues past the default bounds; an older checkout compared against has no such keys.
+      readFileSync(join(root, 'src/config/schema.ts'), 'utf8').includes('max_queued_per_tenant')
+        ? 'tasks: { synchronous: FULL, max_queued: 0, max_queued_per_tenant: 0 }'
+        : 'tasks: { synchronous: FULL }',
       'runtime: { ollama: { concurrency: 256 } }',
       'infrastructure_system: { distributed_simulation: { agent_runner_concurrency: 256 }, llm_orchestration: { caching: { enabled: false } } }',
       'logging: { level: error }',
@@ -69,7 +82,8 @@ async function orchAt(root: string, name: string, fakeUrl: string) {
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] as number
 
 try {
-  const fake = await spawnServer([join(ROOT, 'scripts/bench/servers/fake-ollama.ts')], ROOT, 'ignore')
+  const baseline = SUBMIT ? 'scripts/bench/servers/echo.ts' : 'scripts/bench/servers/fake-ollama.ts'
+  const fake = await spawnServer([join(ROOT, baseline)], ROOT, 'ignore')
   const sides: Array<{ name: string; url: string; pid: number }> = [{ name: 'direct', url: fake.url, pid: fake.pid }]
   sides.push({ name: 'orch', ...(await orchAt(ROOT, 'orch', fake.url)) })
   if (values.compare) sides.push({ name: 'compare', ...(await orchAt(resolve(values.compare), 'compare', fake.url)) })

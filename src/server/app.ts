@@ -66,28 +66,33 @@ export function createApp(deps: AppDeps, routes: Route[], options: AppOptions = 
   const patterns = routes.map((route) => ({ method: route.method, segments: split(route.path) }))
 
   for (const route of routes) {
-    hono.on(route.method, route.path, async (c) => {
+    hono.on(route.method, route.path, (c) => {
       const env = c.env
       env.pattern = route.path
       if (token && !route.public) checkToken(c.req.raw, token)
       const ctx: RouteContext = { request: c.req.raw, url: env.url, params: c.req.param() as Record<string, string>, deps }
       const { server } = env
-      if (!route.long || !server) return route.handler(ctx)
-      // Long routes (streams, SSE, long-polls, model calls) may be quiet for minutes: exempt from the idle
-      // timeout, bounded instead by their own timeouts and the client going away. The exemption is the
-      // request's, not the connection's: once the answer is out (or refused), a keep-alive connection is
-      // held to the idle timeout again.
-      const restore = () => server.timeout(c.req.raw, idleTimeoutS)
-      server.timeout(c.req.raw, 0)
-      let response: Response
-      try {
-        response = await route.handler(ctx)
-      } catch (error) {
-        restore()
-        throw error
-      }
-      return untilSent(response, restore)
+      return route.long && server ? answerLong(route, ctx, server) : route.handler(ctx)
     })
+  }
+
+  /**
+   * Long routes (streams, SSE, long-polls, model calls) may be quiet for minutes: exempt from the idle
+   * timeout, bounded instead by their own timeouts and the client going away. The exemption is the
+   * request's, not the connection's: once the answer is out (or refused), a keep-alive connection is held to
+   * the idle timeout again.
+   */
+  async function answerLong(route: Route, ctx: RouteContext, server: ServerHandle): Promise<Response> {
+    const restore = () => server.timeout(ctx.request, idleTimeoutS)
+    server.timeout(ctx.request, 0)
+    let response: Response
+    try {
+      response = await route.handler(ctx)
+    } catch (error) {
+      restore()
+      throw error
+    }
+    return untilSent(response, restore)
   }
   hono.notFound((c) => {
     const { pathname } = c.env.url
