@@ -229,7 +229,7 @@ export class Scheduler {
    * How long a request for `model` arriving now would wait for a slot; undefined while there is nothing
    * to go on (no call of the model has ended yet, or no slot can serve it now), when nobody judges.
    *
-   * The brief form is ahead × service time ÷ slots. Calls in flight are counted too, because in a burst
+   * The simple form is ahead × service time ÷ slots. Calls in flight are counted too, because in a burst
    * every slot was just taken: the slots free at their calls' residual times r₀ ≤ … ≤ rₛ₋₁ (service time
    * minus age), then every service time after, so the request with `ahead` before it gets the slot that
    * frees at r[ahead mod slots] + ⌊ahead ÷ slots⌋ × service time. Only requests for the same model are
