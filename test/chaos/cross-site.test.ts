@@ -7,20 +7,17 @@
  */
 import { afterAll, beforeAll, describe, expect, test } from 'bun:test'
 import { rawRequest } from '../helpers/raw-http.ts'
-import { startTestServe, type TestServe } from '../helpers/serve.ts'
+import { startOpenAndGuarded, type TestServe } from '../helpers/serve.ts'
 
 const TOKEN = 'cross-site-token-0123456789'
-let open: TestServe
-let guarded: TestServe
+let servers: Awaited<ReturnType<typeof startOpenAndGuarded>>
+const open = () => servers.open
+const guarded = () => servers.guarded
 
 beforeAll(async () => {
-  open = await startTestServe()
-  guarded = await startTestServe({ tweak: (c) => (c.server.token = TOKEN) })
+  servers = await startOpenAndGuarded(TOKEN)
 })
-afterAll(async () => {
-  await open.stop()
-  await guarded.stop()
-})
+afterAll(() => servers.stop())
 
 const task = JSON.stringify({ type: 'generate', payload: { model: 'llama3.2', prompt: 'from a web page' } })
 const workflow = JSON.stringify({ name: 'csrf-wf', steps: [{ id: 'a', type: 'generate', model: 'llama3.2', prompt: 'x' }] })
@@ -44,8 +41,8 @@ function bodyFor(path: string): string {
 }
 
 describe.each([
-  ['default config', () => open],
-  ['with server.token', () => guarded],
+  ['default config', open],
+  ['with server.token', guarded],
 ])('cross-site requests, %s', (_label, server) => {
   test('every state-changing route refuses foreign and null origins and cross-site fetches: 403, nothing created', async () => {
     const s = server()

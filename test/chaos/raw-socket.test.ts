@@ -7,20 +7,17 @@
  */
 import { afterAll, beforeAll, describe, expect, test } from 'bun:test'
 import { type RawResult, rawRequest } from '../helpers/raw-http.ts'
-import { startTestServe, type TestServe } from '../helpers/serve.ts'
+import { startOpenAndGuarded, type TestServe } from '../helpers/serve.ts'
 
 const TOKEN = 'raw-socket-token-0123456789'
-let open: TestServe
-let guarded: TestServe
+let servers: Awaited<ReturnType<typeof startOpenAndGuarded>>
+const open = () => servers.open
+const guarded = () => servers.guarded
 
 beforeAll(async () => {
-  open = await startTestServe()
-  guarded = await startTestServe({ tweak: (c) => (c.server.token = TOKEN) })
+  servers = await startOpenAndGuarded(TOKEN)
 })
-afterAll(async () => {
-  await open.stop()
-  await guarded.stop()
-})
+afterAll(() => servers.stop())
 
 const portOf = (s: TestServe) => Number(new URL(s.url).port)
 const BAD_ESCAPES = ['%ff', '%c0', '%zz', '%', '%%', '%00', '%e2%82', '..%2f..%2fetc%2fpasswd']
@@ -119,8 +116,8 @@ function expectSafe(name: string, r: RawResult): void {
 }
 
 describe.each([
-  ['default config', () => open],
-  ['with server.token', () => guarded],
+  ['default config', open],
+  ['with server.token', guarded],
 ])('raw socket corpus, %s', (_label, server) => {
   test('each malformed request gets a 4xx JSON error or a closed connection, never a 5xx, a stack or a hang', async () => {
     const s = server()

@@ -168,19 +168,7 @@ describe('quiet routes are not cut, and open requests are bounded', () => {
   }, 30_000)
 
   test('past server.max_open_requests a request is answered 503 at once and closed', async () => {
-    const controller = new AbortController()
-    // Event streams stay open until their client leaves.
-    const held = Array.from({ length: 45 }, () =>
-      s.fetch('/events', { signal: controller.signal }).then(
-        (r) =>
-          r.body
-            ?.getReader()
-            .read()
-            .then(() => r.status),
-        () => 0,
-      ),
-    )
-    await Bun.sleep(300)
+    const { controller, held } = await holdEventStreams(s, 45)
     const started = performance.now()
     const refused = await rawRequest(port, head('GET', '/health'), { timeoutMs: 3000 })
     expect(refused.status).toBe(503)
@@ -191,4 +179,33 @@ describe('quiet routes are not cut, and open requests are bounded', () => {
     await Promise.all(held)
     expect((await s.fetch('/health')).status).toBe(200)
   })
+
+  test('server.max_open_requests 0 sets no bound: past 40 open streams a request is still answered', async () => {
+    const unbounded = await startTestServe({ tweak: (c) => (c.server.max_open_requests = 0) })
+    try {
+      const { controller, held } = await holdEventStreams(unbounded, 45)
+      expect((await unbounded.fetch('/health')).status).toBe(200)
+      controller.abort()
+      await Promise.all(held)
+    } finally {
+      await unbounded.stop()
+    }
+  })
 })
+
+/** `n` event streams held open (they stay until their client leaves), until `controller` aborts them. */
+async function holdEventStreams(server: TestServe, n: number) {
+  const controller = new AbortController()
+  const held = Array.from({ length: n }, () =>
+    server.fetch('/events', { signal: controller.signal }).then(
+      (r) =>
+        r.body
+          ?.getReader()
+          .read()
+          .then(() => r.status),
+      () => 0,
+    ),
+  )
+  await Bun.sleep(300)
+  return { controller, held }
+}

@@ -57,3 +57,16 @@ export async function startTestServe(
     },
   }
 }
+
+/** Two servers for tests that must hold with and without server.token: the default config, and `token` set. */
+export async function startOpenAndGuarded(token: string): Promise<{ open: TestServe; guarded: TestServe; stop(): Promise<void> }> {
+  const [open, guarded] = await Promise.all([startTestServe(), startTestServe({ tweak: (c) => (c.server.token = token) })])
+  return {
+    open,
+    guarded,
+    async stop() {
+      await open.stop()
+      await guarded.stop()
+    },
+  }
+}
