@@ -10,6 +10,7 @@ import { OrchError } from '../errors.ts'
 import type { Engine } from '../scheduler/engine.ts'
 import { statusOf } from '../scheduler/errors.ts'
 import type { Store } from '../store/db.ts'
+import { DEFAULT_PAGE, MAX_PAGE } from '../store/page.ts'
 import type { TaskStore } from '../store/tasks.ts'
 
 export interface AppDeps {
@@ -148,6 +149,18 @@ export function jsonDepth(text: string, stopAbove: number): number {
     } else if (c === CLOSE_BRACE || c === CLOSE_BRACKET) depth--
   }
   return deepest
+}
+
+/** `?limit=` of a list by the one page rule (src/store/page.ts): a 400 naming the field when off. */
+export function pageLimit(url: URL): number {
+  const raw = url.searchParams.get('limit')
+  const limit = raw === null ? DEFAULT_PAGE : Number(raw)
+  if (!Number.isInteger(limit) || limit < 1 || limit > MAX_PAGE) {
+    throw httpError(400, `limit: expected an integer from 1 to ${MAX_PAGE}, got ${JSON.stringify(raw)}`, 'E_VALIDATION', {
+      field: 'limit',
+    })
+  }
+  return limit
 }
 
 export function validate<S extends v.GenericSchema>(schema: S, data: unknown): v.InferOutput<S> {

@@ -16,6 +16,7 @@ import { ExitCode, OrchError } from '../errors.ts'
 import { logger } from '../log.ts'
 import { decideRetry } from '../scheduler/retry.ts'
 import type { Store } from './db.ts'
+import { pageSize } from './page.ts'
 import * as sql from './tasks-sql.ts'
 import { decodeCursor, encodeCursor, newTaskId, rowToTask, type TaskRow, toJson } from './tasks-sql.ts'
 import type {
@@ -244,7 +245,7 @@ export class TaskStore {
 
   /** Newest first, `limit` (default 50, at most 1000) at a time; pass `next_cursor` back for the next page. */
   list(q: ListQuery = {}): { tasks: Task[]; next_cursor: string | null } {
-    const limit = Math.min(1000, Math.max(1, Math.trunc(q.limit ?? 50)))
+    const limit = pageSize(q.limit)
     const base = [q.state ?? null, q.tenant ?? null, limit]
     const rows = q.cursor
       ? this.store.all<TaskRow>(sql.LIST_AFTER, [...base, ...decodeCursor(q.cursor)])

@@ -9,6 +9,7 @@
 import type { LocalBus } from '../bus/local.ts'
 import { OrchError } from '../errors.ts'
 import { logger } from '../log.ts'
+import { pageSize } from '../store/page.ts'
 import type { TaskStore } from '../store/tasks.ts'
 import { localTimezone, nextRunAfter, planFire } from './cron.ts'
 import { RunDriver, runOfKey } from './runs.ts'
@@ -21,11 +22,6 @@ export interface PageQuery {
   limit?: number
   cursor?: string
 }
-
-export const DEFAULT_PAGE = 50
-export const MAX_PAGE = 1000
-
-const pageSize = (limit: number | undefined) => Math.min(MAX_PAGE, Math.max(1, Math.trunc(limit ?? DEFAULT_PAGE)))
 
 const badCursor = () =>
   workflowError(400, 'cursor: not a cursor from an earlier page (pass next_cursor back as it came)', 'E_VALIDATION', 'cursor')

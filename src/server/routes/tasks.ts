@@ -5,7 +5,7 @@
  */
 import type { LocalBus, OrchEvent } from '../../bus/local.ts'
 import type { SubmitInput, Task, TaskState } from '../../store/tasks-types.ts'
-import { type AppDeps, httpError, json, type Route, type RouteContext, readJsonValue } from '../http.ts'
+import { type AppDeps, httpError, json, pageLimit, type Route, type RouteContext, readJsonValue } from '../http.ts'
 import { parseSubmit } from './task-input.ts'
 
 const STATES: TaskState[] = ['queued', 'running', 'done', 'failed', 'cancelled']
@@ -54,10 +54,7 @@ function list(ctx: RouteContext): Response {
   if (state !== undefined && !STATES.includes(state as TaskState)) {
     throw badQuery('state', `expected one of ${STATES.join(', ')}, got "${state}"`)
   }
-  const limitText = q.get('limit')
-  const limit = limitText === null ? 50 : Number(limitText)
-  if (!Number.isInteger(limit) || limit < 1 || limit > 1000)
-    throw badQuery('limit', `expected an integer from 1 to 1000, got "${limitText}"`)
+  const limit = pageLimit(ctx.url)
   const cursor = q.get('cursor') || undefined
   const tenant = q.get('tenant') || undefined
   try {

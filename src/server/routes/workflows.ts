@@ -6,8 +6,8 @@
 import * as v from 'valibot'
 import { workflowService } from '../../workflows/extension.ts'
 import { DefinitionEntries } from '../../workflows/schema.ts'
-import { DEFAULT_PAGE, MAX_PAGE, type PageQuery } from '../../workflows/service.ts'
-import { type AppDeps, httpError, json, type Route, type RouteContext, readJson } from '../http.ts'
+import type { PageQuery } from '../../workflows/service.ts'
+import { type AppDeps, json, pageLimit, type Route, type RouteContext, readJson } from '../http.ts'
 
 const CreateSchema = v.strictObject({
   ...DefinitionEntries,
@@ -80,14 +80,9 @@ function id(params: Record<string, string>): string {
   return params.id ?? ''
 }
 
-/** `?limit=&cursor=` of a list, by GET /tasks' rules: limit 1 to 1000 (default 50), a 400 naming the field. */
+/** `?limit=&cursor=` of a list, by the page rule GET /tasks follows too. */
 function pageQuery(url: URL): PageQuery {
-  const q = url.searchParams
-  const raw = q.get('limit')
-  const limit = raw === null ? DEFAULT_PAGE : Number(raw)
-  if (!Number.isInteger(limit) || limit < 1 || limit > MAX_PAGE) {
-    throw httpError(400, `limit: expected an integer from 1 to ${MAX_PAGE}, got ${JSON.stringify(raw)}`, 'E_VALIDATION', { field: 'limit' })
-  }
-  const cursor = q.get('cursor') || undefined
+  const limit = pageLimit(url)
+  const cursor = url.searchParams.get('cursor') || undefined
   return cursor === undefined ? { limit } : { limit, cursor }
 }
