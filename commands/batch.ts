@@ -1,7 +1,7 @@
 /**
- * `orch batch`: seed 003's batch runner. One folder under `batch.inputs_root` is one batch; `tick` runs the
- * newest pending one, `schedule` ticks every interval, `run` scores one folder now. Exit codes as the
- * seed: 0 done (or nothing pending), 1 engine failure, 2 result file not written.
+ * `orch batch`: the batch runner. One folder under `batch.inputs_root` is one batch; `tick` runs the newest
+ * pending one, `schedule` ticks every interval, `run` scores one folder now. Exit codes: 0 done (or nothing
+ * pending), 1 engine failure, 2 result file not written or no inputs_root folder (docs/operations.md).
  */
 import { existsSync, statSync } from 'node:fs'
 import { basename, join, resolve } from 'node:path'
@@ -10,15 +10,17 @@ import { type BatchEngine, engineFor } from '../src/batch/run-engine.ts'
 import {
   type BatchSettings,
   checkBatchName,
+  E_BATCH_INPUTS_ROOT,
   formatAge,
   type LockInfo,
   listBatchFolders,
+  processedJsonFile,
   RESULT_FILE,
   type RunOutcome,
+  requireInputsRoot,
   resolveSettings,
   scanLocks,
   scoreFolder,
-  seedStateFile,
   staleLockMessage,
   tick,
 } from '../src/batch/runner.ts'
@@ -78,13 +80,23 @@ async function openWriter(args: RationaleArgValues, config: OrchConfig): Promise
   return { writer: engineWriter(engine, model), close }
 }
 
-async function withContext<T>(args: GlobalArgValues & RationaleArgValues, fn: (ctx: Context) => T | Promise<T>): Promise<T> {
+/**
+ * Config, store and engine for one command. With `needsInputsRoot` a missing inputs_root folder is a
+ * configuration error (exit 2), found before anything is opened: "nothing pending" would hide it.
+ */
+async function withContext<T>(
+  args: GlobalArgValues & RationaleArgValues,
+  fn: (ctx: Context) => T | Promise<T>,
+  options: { needsInputsRoot?: boolean } = {},
+): Promise<T> {
   const resolved = loadConfig(args)
   const { batch } = resolved.config
+  const settings = resolveSettings(batch, process.cwd())
+  if (options.needsInputsRoot) requireInputsRoot(settings)
   const rationale = await openWriter(args, resolved.config)
   const store = openStore(resolved.home)
   const ctx = {
-    settings: resolveSettings(batch, process.cwd()),
+    settings,
     intervalSeconds: batch.interval_seconds,
     store,
     engine: engineFor(batch.engine_command, rationale.writer, { maxInputBytes: batch.max_input_bytes }),
@@ -96,6 +108,10 @@ async function withContext<T>(args: GlobalArgValues & RationaleArgValues, fn: (c
       await rationale.close()
     })
 }
+
+/** For the commands that list inputs_root (`tick`, `schedule`, `status`): a missing folder exits 2. */
+const withInputsRoot = <T>(args: GlobalArgValues & RationaleArgValues, fn: (ctx: Context) => T | Promise<T>): Promise<T> =>
+  withContext(args, fn, { needsInputsRoot: true })
 
 function report(outcome: RunOutcome, json: boolean | undefined): number {
   if (json)
@@ -149,7 +165,7 @@ const tickCommand = defineOrchCommand({
   args: { ...globalArgs, ...rationaleArgs },
   examples: ['orch batch tick', 'orch batch tick --json', 'orch batch tick --llm'],
   run({ args }) {
-    return withContext(args, async (ctx) => report(await tick(ctx.settings, { store: ctx.store, engine: ctx.engine }), args.json))
+    return withInputsRoot(args, async (ctx) => report(await tick(ctx.settings, { store: ctx.store, engine: ctx.engine }), args.json))
   },
 })
 
@@ -169,7 +185,7 @@ const schedule = defineOrchCommand({
         hint: 'orch batch schedule --interval 600',
       })
     }
-    return withContext(args, async (ctx) => {
+    return withInputsRoot(args, async (ctx) => {
       const stop = new AbortController()
       process.removeAllListeners('SIGINT')
       process.once('SIGINT', () => stop.abort())
@@ -178,7 +194,7 @@ const schedule = defineOrchCommand({
         intervalMs: (interval ?? ctx.intervalSeconds) * 1000,
         all,
         signal: stop.signal,
-        tick: () => tick(ctx.settings, { store: ctx.store, engine: ctx.engine }),
+        tick: () => scheduledTick(ctx),
         pending: () => listBatchFolders(ctx.settings, ctx.store).filter((f) => f.state === 'pending').length,
         onBatch: (outcome, progress) => {
           if (args.json) printJsonLine({ event: 'batch', ...progressJson(progress), ...outcomeJson(outcome) })
@@ -195,14 +211,40 @@ const schedule = defineOrchCommand({
   },
 })
 
+/**
+ * One tick of a running schedule. inputs_root was there when it started; if it goes away (an unmounted
+ * disk), the tick says so and the schedule keeps going, so it picks up again once the folder is back.
+ */
+async function scheduledTick(ctx: Context): Promise<RunOutcome> {
+  try {
+    return await tick(ctx.settings, { store: ctx.store, engine: ctx.engine })
+  } catch (error) {
+    if (error instanceof OrchError && error.code === E_BATCH_INPUTS_ROOT) {
+      logger('batch').warn(error.message)
+      return { exitCode: 2, error: error.message }
+    }
+    throw error
+  }
+}
+
 /** An overall score as people read it: one decimal (4.0, not 4); whatever an external engine gave otherwise. */
 const score = (value: unknown) => (typeof value === 'number' ? value.toFixed(1) : value === undefined ? '?' : String(value))
 
-/** `score 4.0, 16 metric(s)` */
-function scoreLine(outcome: RunOutcome): string {
-  const summary = outcome.result?.summary as { overall_score?: unknown; scored_metrics?: unknown } | undefined
-  return `score ${score(summary?.overall_score)}, ${summary?.scored_metrics ?? '?'} metric(s)`
+interface SummaryView {
+  overall_score?: unknown
+  scored_metrics?: unknown
+  unscored?: unknown
 }
+
+/** `score 4.0, 15 metric(s); 1 not scored: lb.performance (lb_performance.json is not valid JSON: …)` */
+function summaryLine(summary: SummaryView | null | undefined): string {
+  const head = `score ${score(summary?.overall_score)}, ${summary?.scored_metrics ?? '?'} metric(s)`
+  const unscored = Array.isArray(summary?.unscored) ? (summary.unscored as { metric_id?: unknown; reason?: unknown }[]) : []
+  if (unscored.length === 0) return head
+  return `${head}; ${unscored.length} not scored: ${unscored.map((u) => `${u.metric_id} (${u.reason})`).join(', ')}`
+}
+
+const scoreLine = (outcome: RunOutcome): string => summaryLine(outcome.result?.summary as SummaryView | undefined)
 
 const printJsonLine = (value: unknown) => printText(JSON.stringify(value))
 
@@ -222,6 +264,7 @@ const tickJson = (t: TickSummary) => ({
   failed: t.failed,
   ms: Math.round(t.ms),
   next_at: new Date(t.nextAt).toISOString(),
+  error: t.error ?? null,
 })
 
 /** `[2/5] Sample1  score 4.1, 16 metric(s) → Data/Outputs/Sample1/result.json  (12 ms)` */
@@ -236,7 +279,9 @@ function progressLine(outcome: RunOutcome, p: Progress): string {
 /** `tick 3: 5 batch(es) processed, 1 failed, in 0.4 s; next tick at 12:10:00 UTC` */
 function tickLine(t: TickSummary): string {
   const what =
-    t.processed === 0 ? 'nothing pending' : `${t.processed} batch(es) processed, ${t.failed} failed, in ${(t.ms / 1000).toFixed(1)} s`
+    t.processed > 0
+      ? `${t.processed} batch(es) processed, ${t.failed} failed, in ${(t.ms / 1000).toFixed(1)} s`
+      : (t.error ?? 'nothing pending')
   return `tick ${t.tick}: ${what}; next tick at ${new Date(t.nextAt).toISOString().slice(11, 19)} UTC`
 }
 
@@ -245,8 +290,8 @@ const status = defineOrchCommand({
   args: { ...globalArgs },
   examples: ['orch batch status', 'orch batch status --json'],
   run({ args }) {
-    return withContext(args, ({ settings, store }) => {
-      importProcessedJson(store, seedStateFile(settings), Date.now())
+    return withInputsRoot(args, ({ settings, store }) => {
+      importProcessedJson(store, processedJsonFile(settings), Date.now())
       const folders = listBatchFolders(settings, store)
       const names = (state: string) => folders.filter((f) => f.state === state).map((f) => f.name)
       const processed = listProcessed(store).map((r) => ({ ...r, processed_at: new Date(r.processed_at).toISOString() }))
@@ -272,13 +317,8 @@ const status = defineOrchCommand({
       if (view.empty.length) lines.push(`  no inputs  ${view.empty.join(', ')}`)
       lines.push(`  processed  ${processed.length === 0 ? '-' : ''}`)
       for (const r of processed) {
-        const summary = r.summary as { overall_score?: unknown; scored_metrics?: unknown } | null
-        const detail =
-          r.exit_status === 0
-            ? summary
-              ? `score ${score(summary.overall_score)}, ${summary.scored_metrics ?? '?'} metric(s)`
-              : 'imported'
-            : `exit ${r.exit_status}: ${r.error ?? ''}`
+        const summary = r.summary as SummaryView | null
+        const detail = r.exit_status === 0 ? (summary ? summaryLine(summary) : 'imported') : `exit ${r.exit_status}: ${r.error ?? ''}`
         lines.push(`    ${r.name.padEnd(20)} ${r.processed_at}  ${detail}`)
       }
       printText(lines.join('\n'))
@@ -296,7 +336,7 @@ const reset = defineOrchCommand({
   run({ args }) {
     const name = checkBatchName(args.name)
     return withContext(args, ({ settings, store }) => {
-      importProcessedJson(store, seedStateFile(settings), Date.now())
+      importProcessedJson(store, processedJsonFile(settings), Date.now())
       const removed = forgetBatch(store, join(settings.inputsRoot, name)) + forgetBatch(store, name)
       if (removed === 0)
         throw new OrchError(`batch "${name}" is not processed; nothing to reset`, { code: 'E_BATCH_UNKNOWN', hint: 'orch batch status' })

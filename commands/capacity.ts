@@ -50,10 +50,10 @@ const tierText = (t: HardwareTier) => `${t.cpuCores} CPU cores, ${t.ramGb} GB RA
 
 function hardwareText(plan: CapacityPlan): string {
   const { concurrency, tier, split } = plan.hardware
-  if (tier) return `  ${tierText(tier)} (seed table, concurrency ${tier.concurrency})`
+  if (tier) return `  ${tierText(tier)} (hardware table, concurrency ${tier.concurrency})`
   const s = split as NonNullable<typeof split>
   return [
-    `  concurrency ${concurrency} is beyond the seed's table (which stops at 8 per instance).`,
+    `  concurrency ${concurrency} is beyond the hardware table (which stops at 8 per instance).`,
     `  Split each instance into ${s.parts} with concurrency ${s.concurrency} (rerun with --concurrency ${s.concurrency}):`,
     `  ${tierText(s.tier)} each`,
   ].join('\n')
@@ -124,7 +124,7 @@ export function renderText(plan: CapacityPlan, source: ConcurrencySource): strin
     `Capacity for ${num(i.tasksPerHour)} tasks/h of ${formatSeconds(i.durationHours * 3600)} each, efficiency ${num(i.efficiency)}`,
     `  concurrency ${i.concurrency} per instance (${source.kind === 'flag' ? '--concurrency' : `${CONCURRENCY_KEY}, ${describeSource(source)}`})`,
     '',
-    'Instances (seed 001 formula, rounded up)',
+    'Instances (sizing formula, rounded up; see docs/capacity.md)',
     `  required        ${formulaLine(plan)}`,
     `  with headroom   ${num(plan.requiredRaw)} × ${h} = ${num(plan.withHeadroomRaw)} → ${plan.withHeadroom} instances`,
     `  at peak         ${num(plan.requiredRaw)} × ${num(i.peak)} × ${h} = ${num(plan.atPeakRaw)} → ${plan.atPeak} instances`,
@@ -224,7 +224,7 @@ export default defineOrchCommand({
     },
   },
   examples: [
-    'orch capacity --tasks 100 --duration 0.1 --concurrency 2   # seed 001: 100 × 0.1 ÷ (2 × 0.8) = 6.25 → 7; headroom 9; peak 17',
+    'orch capacity --tasks 100 --duration 0.1 --concurrency 2   # 100 × 0.1 ÷ (2 × 0.8) = 6.25 → 7; headroom 9; peak 17',
     'orch capacity --tasks 100 --duration 6m --target-wait 30s   # fewest instances with p95 queue wait ≤ 30 s',
     'orch capacity --tasks 1200 --duration 90s --concurrency 4 --efficiency 0.9 --headroom 0.2 --json',
   ],

@@ -35,7 +35,7 @@ export interface WorkerStatus {
 
 const LIVE = new Set(['starting', 'healthy', 'unhealthy', 'draining'])
 
-/** Seed 004's pool stats. Queue figures live in orch serve's scheduler: null when no serve is running here. */
+/** Pool stats. Queue figures live in orch serve's scheduler: null when no serve is running here. */
 export interface PoolStats {
   requests: number
   queued: number | null

@@ -1,17 +1,16 @@
 /**
  * The built-in batch engine: scores only the metrics whose file is present, each on its own, then a weighted
- * summary in seed 003's shape. Pure apart from `readBatchInputs`, which is the only file access.
+ * summary (docs/batch-metrics.md). Pure apart from `readBatchInputs`, which is the only file access.
  */
 import { lstatSync, readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { type MetricResult, round1, round3 } from './metrics/shared.ts'
 import { CATEGORIES, type Category, METRIC_BY_ID, METRICS } from './registry.ts'
+import { type MetricError, metricError, type UnscoredMetric, unscoredOf } from './result.ts'
+
+export type { MetricError, UnscoredMetric } from './result.ts'
 
 export type BatchInput = { text: string } | { error: string }
-export interface MetricError {
-  metric_id: string
-  error: string
-}
 export interface CategoryBreakdown {
   category: Category
   score: number
@@ -23,6 +22,9 @@ export interface BatchSummary {
   category_scores: Partial<Record<Category, number>>
   breakdown: CategoryBreakdown[]
   scored_metrics: number
+  /** How many metrics with an input file did not count: an error, or nothing usable (confidence 0). */
+  unscored_metrics: number
+  unscored: UnscoredMetric[]
 }
 export interface BatchScore {
   metrics: Record<string, MetricResult | MetricError>
@@ -66,21 +68,21 @@ export function scoreBatch(files: Map<string, BatchInput>): BatchScore {
     const input = files.get(m.id)
     if (input === undefined) continue
     if ('error' in input) {
-      metrics[m.id] = { metric_id: m.id, error: input.error }
+      metrics[m.id] = metricError(m.id, input.error)
       continue
     }
     let parsed: unknown
     try {
       parsed = JSON.parse(input.text)
     } catch (e) {
-      metrics[m.id] = { metric_id: m.id, error: `${m.file} is not valid JSON: ${(e as Error).message}` }
+      metrics[m.id] = metricError(m.id, `${m.file} is not valid JSON: ${(e as Error).message}`)
       continue
     }
     try {
       metrics[m.id] = m.score(parsed)
     } catch (e) {
       // A scorer bug must not sink the batch; it is reported like any other unusable input.
-      metrics[m.id] = { metric_id: m.id, error: `scorer failed: ${(e as Error).message}` }
+      metrics[m.id] = metricError(m.id, `${m.file}: the scorer failed: ${(e as Error).message}`)
     }
   }
   return { metrics, summary: summarize(metrics) }
@@ -88,7 +90,7 @@ export function scoreBatch(files: Map<string, BatchInput>): BatchScore {
 
 /** Weighted means with weights renormalised over the metrics that scored (an error or confidence 0 is left out). */
 export function summarize(metrics: Record<string, MetricResult | MetricError>): BatchSummary {
-  const scored = Object.values(metrics).filter((r): r is MetricResult => 'score' in r && r.confidence > 0)
+  const scored = Object.values(metrics).filter((r): r is MetricResult => typeof r.score === 'number' && r.confidence > 0)
   const weightOf = (r: MetricResult) => METRIC_BY_ID.get(r.metric_id)?.weight ?? 0
   const total = scored.reduce((a, r) => a + weightOf(r), 0)
   const breakdown: CategoryBreakdown[] = []
@@ -107,5 +109,13 @@ export function summarize(metrics: Record<string, MetricResult | MetricError>): 
     })
   }
   const overall = total > 0 ? round1(scored.reduce((a, r) => a + r.score * weightOf(r), 0) / total) : 0
-  return { overall_score: overall, category_scores, breakdown, scored_metrics: scored.length }
+  const unscored = unscoredOf(metrics)
+  return {
+    overall_score: overall,
+    category_scores,
+    breakdown,
+    scored_metrics: scored.length,
+    unscored_metrics: unscored.length,
+    unscored,
+  }
 }

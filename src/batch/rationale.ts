@@ -18,8 +18,9 @@ export const RATIONALE_SYSTEM =
   'You explain a cloud-infrastructure metric score (0-5) from its evidence. Explain the score from the evidence in 1-3 sentences. ' +
   'Answer with JSON only: {"rationale": "..."}'
 
+/** A scored metric; one that could not be scored (`score: null`, with an error) keeps its own rationale. */
 const isResult = (value: unknown): value is MetricResult =>
-  typeof value === 'object' && value !== null && 'score' in value && 'metric_id' in value
+  typeof value === 'object' && value !== null && typeof (value as { score?: unknown }).score === 'number' && 'metric_id' in value
 
 function promptFor(r: MetricResult): string {
   return JSON.stringify({ metric_id: r.metric_id, score: r.score, evidence: r.evidence, gaps: r.gaps })

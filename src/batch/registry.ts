@@ -1,5 +1,5 @@
 /**
- * The 16 metrics of seed 003: dotted ids, the exact input file names, category and weight.
+ * The 16 batch metrics (docs/batch-metrics.md): dotted ids, the exact input file names, category and weight.
  * Weights compare metrics within the whole batch and are renormalised over the metrics present, so only
  * their ratios matter. Why each weight is what it is lives beside it, and in docs/batch-metrics.md.
  */

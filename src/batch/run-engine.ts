@@ -1,9 +1,11 @@
 /**
  * How the runner calls an engine: the built-in one (`engine.ts`, loaded only when a batch is scored), or
- * seed 003's `engine_command`, an argv run with the batch path appended whose stdout JSON is the result.
- * Either way the result must have `metrics` and a `summary` with at least one scored metric.
+ * `batch.engine_command`, an argv run with the batch path appended whose stdout JSON is the result.
+ * Either way the result must have `metrics` and a `summary` with at least one scored metric; a metric
+ * reported as an error is completed to the documented shape and listed in `summary.unscored`.
  */
 import type { RationaleWriter } from './rationale.ts'
+import { completeResult, unscoredOf } from './result.ts'
 
 export interface BatchResult {
   metrics: Record<string, unknown>
@@ -23,7 +25,11 @@ export function checkResult(value: unknown): BatchResult {
   }
   const scored = result.summary?.scored_metrics
   if (typeof scored !== 'number') throw new Error('the engine returned no `summary.scored_metrics`')
-  if (scored < 1) throw new Error('no metric could be scored (no mapped input file was usable)')
+  if (scored < 1) {
+    const unscored = unscoredOf(result.metrics)
+    const why = unscored.map((u) => `${u.metric_id}: ${u.reason}`).join('; ')
+    throw new Error(`no metric could be scored (no mapped input file was usable)${why ? `: ${why}` : ''}`)
+  }
   return result as BatchResult
 }
 
@@ -62,7 +68,7 @@ export function commandEngine(argv: string[]): BatchEngine {
       } catch {
         throw new Error(`\`${argv.join(' ')}\` did not print a JSON result on stdout`)
       }
-      return checkResult(parsed)
+      return completeResult(checkResult(parsed))
     },
   }
 }

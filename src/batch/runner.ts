@@ -1,9 +1,9 @@
 /**
- * The batch runner, exactly seed 003's rules: list the batch folders under inputs_root; pending = at least
- * one file matching `file_glob_patterns` at the batch root, not processed, no `.lock`; pick the newest by
- * mtime; create `.lock` (exclusive); run the engine; write `<outputs_root>/<batch>/result.json`
- * atomically; mark processed; remove the lock, on failure too. Exit codes: 0 done or nothing pending,
- * 1 engine failure, 2 result not written.
+ * The batch runner: list the batch folders under inputs_root; pending = at least one file matching
+ * `file_glob_patterns` at the batch root, not processed, no `.lock`; pick the newest by mtime; create
+ * `.lock` (exclusive); run the engine; write `<outputs_root>/<batch>/result.json` atomically; mark
+ * processed; remove the lock, on failure too. Exit codes: 0 done or nothing pending, 1 engine failure,
+ * 2 result not written (or no inputs_root folder to look in). See docs/operations.md#batch-runner.
  */
 import {
   closeSync,
@@ -19,7 +19,7 @@ import {
   writeSync,
 } from 'node:fs'
 import { basename, dirname, isAbsolute, join, relative, resolve, sep } from 'node:path'
-import { OrchError } from '../errors.ts'
+import { ExitCode, OrchError } from '../errors.ts'
 import { logger } from '../log.ts'
 import type { Store } from '../store/db.ts'
 import { type BatchEngine, type BatchResult, builtinEngine, checkResult } from './run-engine.ts'
@@ -33,6 +33,8 @@ export const RESULT_FILE = 'result.json'
 export interface BatchSettings {
   /** Absolute. */
   inputsRoot: string
+  /** `batch.inputs_root` as configured (maybe relative), for messages; `inputsRoot` when absent. */
+  inputsRootSetting?: string
   /** Absolute. */
   outputsRoot: string
   patterns: string[]
@@ -78,6 +80,7 @@ export function resolveSettings(
 ) {
   return {
     inputsRoot: resolve(cwd, batch.inputs_root),
+    inputsRootSetting: batch.inputs_root,
     outputsRoot: resolve(cwd, batch.outputs_root),
     patterns: batch.file_glob_patterns,
     staleLockSeconds: batch.stale_lock_seconds ?? DEFAULT_STALE_LOCK_SECONDS,
@@ -91,7 +94,7 @@ export interface LockInfo {
   /** The lock file's mtime, UTC. */
   locked_at: string
   age_seconds: number
-  /** The process that wrote it, when orch wrote it (a seed-style lock may be empty). */
+  /** The process that wrote it, when orch wrote it (a lock written by another runner may be empty). */
   pid: number | null
   stale: boolean
 }
@@ -144,8 +147,46 @@ export function formatAge(seconds: number): string {
   return `${s}s`
 }
 
-/** Seed 003 kept its state in `<inputs_root>/../state/processed.json`. */
-export const seedStateFile = (settings: BatchSettings) => join(dirname(settings.inputsRoot), 'state', 'processed.json')
+/** Where a runner without state.db kept its processed list: `<inputs_root>/../state/processed.json`. */
+export const processedJsonFile = (settings: BatchSettings) => join(dirname(settings.inputsRoot), 'state', 'processed.json')
+
+export const E_BATCH_INPUTS_ROOT = 'E_BATCH_INPUTS_ROOT'
+
+/**
+ * Why inputs_root cannot be listed (it does not exist, or is not a folder), or undefined when it can.
+ * Without it "nothing pending" would hide a typo in the path or a missing mount.
+ */
+export function inputsRootProblem(settings: BatchSettings): string | undefined {
+  const stat = statSync(settings.inputsRoot, { throwIfNoEntry: false })
+  if (stat?.isDirectory()) return undefined
+  const setting = settings.inputsRootSetting ?? settings.inputsRoot
+  const where = setting === settings.inputsRoot ? setting : `${setting} (resolved ${settings.inputsRoot})`
+  const what = stat === undefined ? 'does not exist' : 'is not a folder'
+  return `inputs_root ${where} ${what}: create it, or set batch.inputs_root (ORCH_BATCH_INPUTS_ROOT)`
+}
+
+/** A path as one shell word, for a hint to paste: quoted only when it needs to be. */
+const shellWord = (path: string): string => (/^[\w@%+=:,./-]+$/.test(path) ? path : `'${path.replaceAll("'", `'\\''`)}'`)
+
+/** Throws a configuration error (exit 2) when inputs_root is missing or not a folder. */
+export function requireInputsRoot(settings: BatchSettings): void {
+  const problem = inputsRootProblem(settings)
+  if (problem === undefined) return
+  const exists = existsSync(settings.inputsRoot)
+  throw new OrchError(problem, {
+    code: E_BATCH_INPUTS_ROOT,
+    exitCode: ExitCode.usage,
+    hint: exists
+      ? 'point batch.inputs_root at the folder that holds one sub-folder per batch'
+      : `mkdir -p ${shellWord(settings.inputsRoot)}`,
+    details: {
+      inputs_root: settings.inputsRootSetting ?? settings.inputsRoot,
+      inputs_root_resolved: settings.inputsRoot,
+      inputs_root_exists: exists,
+      inputs_root_is_folder: false,
+    },
+  })
+}
 
 /** A batch name is one plain path segment: no separators, no `..`, nothing hidden. */
 export function checkBatchName(name: string): string {
@@ -260,8 +301,9 @@ export async function scoreFolder(dir: string, resultPath: string, engine: Batch
 export async function tick(settings: BatchSettings, deps: RunnerDeps): Promise<RunOutcome> {
   const log = logger('batch')
   const now = deps.now ?? Date.now
-  const imported = importProcessedJson(deps.store, seedStateFile(settings), now())
-  if (imported > 0) log.info(`imported ${imported} processed batch(es) from ${seedStateFile(settings)}`)
+  requireInputsRoot(settings)
+  const imported = importProcessedJson(deps.store, processedJsonFile(settings), now())
+  if (imported > 0) log.info(`imported ${imported} processed batch(es) from ${processedJsonFile(settings)}`)
   const folders = listBatchFolders(settings, deps.store)
   log.info(`[runner] subdirs: ${JSON.stringify(folders.map((f) => f.name))}`)
   for (const folder of folders) if (folder.state !== 'pending') log.info(`skip ${folder.name}: ${SKIP_REASON[folder.state]}`)

@@ -1,5 +1,5 @@
 /**
- * The scheduler of seed 003: a tick at once, then one every interval. With `all`, a tick drains every
+ * The batch scheduler: a tick at once, then one every interval. With `all`, a tick drains every
  * pending batch and reports progress against the number pending when it began. It stops between batches
  * when the signal aborts (SIGINT): a batch in flight finishes, so no batch is left locked.
  */
@@ -39,6 +39,8 @@ export interface TickSummary {
   ms: number
   /** When the next tick starts (epoch ms), unless the signal aborts first. */
   nextAt: number
+  /** Why the tick could not look for batches (inputs_root went missing), when it could not. */
+  error?: string
 }
 
 /** Resolves with the number of ticks run once the signal aborts. */
@@ -51,17 +53,28 @@ export async function runSchedule(options: ScheduleOptions): Promise<number> {
     let total = options.all ? (options.pending?.() ?? 0) : 1
     let processed = 0
     let failed = 0
+    let error: string | undefined
     do {
       const batchStarted = performance.now()
       const outcome = await options.tick()
       log.info(`tick ${ticks}: runner exit ${outcome.exitCode}${outcome.batch ? ` (${outcome.batch})` : ''}`)
-      if (outcome.batch === undefined) break
+      if (outcome.batch === undefined) {
+        error = outcome.error
+        break
+      }
       processed++
       if (outcome.exitCode !== 0) failed++
       total = Math.max(total, processed)
       options.onBatch?.(outcome, { tick: ticks, done: processed, total, ms: performance.now() - batchStarted })
     } while (options.all && !options.signal.aborted)
-    options.onTick?.({ tick: ticks, processed, failed, ms: performance.now() - started, nextAt: Date.now() + options.intervalMs })
+    const summary: TickSummary = {
+      tick: ticks,
+      processed,
+      failed,
+      ms: performance.now() - started,
+      nextAt: Date.now() + options.intervalMs,
+    }
+    options.onTick?.(error === undefined ? summary : { ...summary, error })
     await waitOrAbort(options.intervalMs, options.signal)
   }
   return ticks

@@ -1,6 +1,7 @@
 /**
- * Processed-batch state in state.db (`batches`, migration 5), keyed by the batch folder's absolute path as
- * seed 003's `processed.json` was. A seed-style `processed.json` found beside the inputs is imported once.
+ * Processed-batch state in state.db (`batches`, migration 5), keyed by the batch folder's absolute path, as
+ * a `processed.json` list is. A `processed.json` found beside the inputs (`<inputs_root>/../state/`) is
+ * imported once.
  */
 import { existsSync, readFileSync } from 'node:fs'
 import { basename, isAbsolute } from 'node:path'
@@ -55,7 +56,7 @@ export function forgetBatch(store: Store, nameOrPath: string): number {
 }
 
 /**
- * Import a seed-style `processed.json` (a JSON list of absolute paths) once per state.db: a later edit of the
+ * Import a `processed.json` (a JSON list of absolute paths) once per state.db: a later edit of the
  * file, or a `reset`, is not undone by importing it again. Returns how many paths were new.
  */
 export function importProcessedJson(store: Store, file: string, now: number): number {

@@ -16,7 +16,7 @@ export interface CapacityFlags {
   'target-wait'?: string | undefined
 }
 
-/** Seed 001's defaults: 0.8 efficiency, 30% headroom, peak at twice the average load. */
+/** The defaults: 0.8 efficiency, 30% headroom, peak at twice the average load. */
 export const CAPACITY_DEFAULTS = { efficiency: 0.8, headroom: 0.3, peak: 2 } as const
 /** Beyond this the question is not "how many instances" but "are the units right". */
 export const MAX_INSTANCES = 1e9

@@ -1,7 +1,7 @@
 /**
  * Capacity planning, pure: facts in, decisions out (no I/O). Two views of the same workload:
  *
- * 1. Seed 001's formula, for sizing at a glance:
+ * 1. The sizing formula, for sizing at a glance (docs/capacity.md):
  *      required_raw       = tasks_per_hour × duration_hours ÷ (concurrency × efficiency)
  *      required_instances = ⌈required_raw⌉
  *      with_headroom      = ⌈required_raw × (1 + headroom)⌉
@@ -31,7 +31,7 @@ export interface CapacityInput {
 }
 
 export interface HardwareTier {
-  /** Concurrency range the tier covers, as in the seed's table. */
+  /** Concurrency range the tier covers, as in the hardware table. */
   concurrency: string
   cpuCores: string
   ramGb: number
@@ -92,7 +92,7 @@ const EXTRA_ROWS = 2
 /** A longer table keeps only its first rows and those around the marked counts (at most 20). */
 const MAX_ROWS = 30
 
-/** Seed 001's "Hardware Recommendations" table, per instance. */
+/** The hardware table: what one instance needs for a given concurrency. */
 export const HARDWARE_TIERS: readonly (HardwareTier & { maxConcurrency: number })[] = [
   { maxConcurrency: 2, concurrency: '1-2', cpuCores: '4-8', ramGb: 16, vramGb: 8 },
   { maxConcurrency: 4, concurrency: '3-4', cpuCores: '8-16', ramGb: 32, vramGb: 12 },
@@ -141,7 +141,7 @@ function tierFor(concurrency: number): HardwareTier | null {
   return tier
 }
 
-/** The seed's table per instance; above 8 it suggests the fewest equal parts that fit the table. */
+/** The hardware table per instance; above 8 it suggests the fewest equal parts that fit the table. */
 export function recommendHardware(concurrency: number): HardwareRecommendation {
   const tier = tierFor(concurrency)
   if (tier) return { concurrency, tier, split: null }

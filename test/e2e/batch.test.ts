@@ -3,7 +3,7 @@
  * specs use a stub `engine_command` so they test the runner, not the scores; one runs the built-in engine.
  */
 import { afterEach, beforeEach, describe, expect, test } from 'bun:test'
-import { cpSync, existsSync, mkdirSync, readFileSync, utimesSync, writeFileSync } from 'node:fs'
+import { cpSync, existsSync, mkdirSync, readFileSync, rmSync, utimesSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { ROOT, runCli, spawnCli, tempDir } from '../helpers/cli.ts'
 
@@ -175,6 +175,171 @@ describe('orch batch', () => {
     const none = await cli('batch', 'run', dir, '--json')
     expect(none.code).toBe(1)
     expect(none.json().error.message).toContain('no metric could be scored')
+  })
+
+  test('an invalid-JSON input and a folder in place of a file: every documented field, score null, and the summary lists them', async () => {
+    writeFileSync(join(tmp.path, 'orch.json'), '{}')
+    const dir = join(tmp.path, 'Data', 'Inputs', 'Broken')
+    mkdirSync(dir, { recursive: true })
+    cpSync(join(ROOT, 'examples', 'Inputs', 'Sample1'), dir, { recursive: true })
+    writeFileSync(join(dir, 'tagging_coverage.json'), '{ "resources": [')
+    mkdirSync(join(dir, 'security_iam_risk.json'))
+
+    const ticked = await cli('batch', 'tick')
+    expect(ticked.code).toBe(0)
+    expect(ticked.stdout).toContain(
+      'Broken: score 5.0, 2 metric(s); 2 not scored: tagging.coverage (tagging_coverage.json is not valid JSON',
+    )
+    expect(ticked.stdout).toContain('security.iam_risk (security_iam_risk.json is not a regular file)')
+
+    const result = JSON.parse(readFileSync(join(tmp.path, 'Data', 'Outputs', 'Broken', 'result.json'), 'utf8'))
+    // The fields docs/batch-metrics.md promises for every metric result.
+    const doc = readFileSync(join(ROOT, 'docs', 'batch-metrics.md'), 'utf8')
+    const documented = (doc.match(/pure function from the parsed file to `\{ ([^}]+) \}`/)?.[1] ?? '').split(', ')
+    expect(documented).toEqual(['metric_id', 'score', 'confidence', 'rationale', 'evidence', 'gaps'])
+    const invalid = result.metrics['tagging.coverage']
+    const notFile = result.metrics['security.iam_risk']
+    for (const metric of [invalid, notFile, result.metrics['lb.performance']]) {
+      for (const field of [...documented, 'rationale_source']) expect(metric).toHaveProperty(field)
+    }
+    expect(invalid).toMatchObject({ metric_id: 'tagging.coverage', score: null, confidence: 0, evidence: {}, rationale_source: 'rules' })
+    expect(invalid.error).toStartWith('tagging_coverage.json is not valid JSON: ')
+    expect(invalid.gaps).toEqual([invalid.error])
+    expect(invalid.rationale).toBe(`Not scored: ${invalid.error}.`)
+    expect(notFile).toMatchObject({
+      metric_id: 'security.iam_risk',
+      score: null,
+      confidence: 0,
+      evidence: {},
+      gaps: ['security_iam_risk.json is not a regular file'],
+      error: 'security_iam_risk.json is not a regular file',
+    })
+    expect(result.summary).toMatchObject({ scored_metrics: 2, overall_score: 5, unscored_metrics: 2 })
+    expect(result.summary.unscored).toEqual([
+      { metric_id: 'tagging.coverage', reason: invalid.error },
+      { metric_id: 'security.iam_risk', reason: 'security_iam_risk.json is not a regular file' },
+    ])
+
+    // --json carries the same summary, and status shows it beside the processed batch.
+    const ran = await cli('batch', 'run', dir, '--out', 'again.json', '--json')
+    expect(ran.code).toBe(0)
+    expect(ran.json().summary.unscored).toEqual(result.summary.unscored)
+    const status = await cli('batch', 'status')
+    expect(status.stdout).toMatch(/Broken .* score 5\.0, 2 metric\(s\); 2 not scored: tagging\.coverage/)
+  })
+
+  test('an engine_command that reports a metric error: completed to the documented shape and listed in the summary', async () => {
+    const engine = `console.log(JSON.stringify({
+  metrics: {
+    'lb.performance': { metric_id: 'lb.performance', score: 4, confidence: 1, rationale: 'ok', evidence: {}, gaps: [] },
+    'db.utilization': { error: 'db_utilization.json: unreadable' },
+  },
+  summary: { scored_metrics: 1, overall_score: 4 },
+}))`
+    writeFileSync(join(tmp.path, 'stub-engine.ts'), engine)
+    batch('External', 1_000_000)
+    const ticked = await cli('batch', 'tick', '--json')
+    expect(ticked.code).toBe(0)
+    const result = JSON.parse(readFileSync(join(tmp.path, 'Data', 'Outputs', 'External', 'result.json'), 'utf8'))
+    expect(result.metrics['db.utilization']).toEqual({
+      metric_id: 'db.utilization',
+      score: null,
+      confidence: 0,
+      rationale: 'Not scored: db_utilization.json: unreadable.',
+      evidence: {},
+      gaps: ['db_utilization.json: unreadable'],
+      rationale_source: 'rules',
+      error: 'db_utilization.json: unreadable',
+    })
+    expect(result.metrics['lb.performance']).toEqual({
+      metric_id: 'lb.performance',
+      score: 4,
+      confidence: 1,
+      rationale: 'ok',
+      evidence: {},
+      gaps: [],
+    })
+    expect(result.summary).toEqual({
+      scored_metrics: 1,
+      overall_score: 4,
+      unscored_metrics: 1,
+      unscored: [{ metric_id: 'db.utilization', reason: 'db_utilization.json: unreadable' }],
+    })
+    expect(ticked.json().result.summary.unscored_metrics).toBe(1)
+  })
+
+  test('a missing inputs_root: status, tick and schedule say so, with the resolved path, and exit 2', async () => {
+    const resolved = join(tmp.path, 'Nowhere', 'Inputs')
+    const message = `inputs_root Nowhere/Inputs (resolved ${resolved}) does not exist: create it, or set batch.inputs_root (ORCH_BATCH_INPUTS_ROOT)`
+    const env = { ORCH_HOME: join(tmp.path, '.orch'), ORCH_BATCH_INPUTS_ROOT: 'Nowhere/Inputs' }
+    const missing = (...args: string[]) => runCli(args, { cwd: tmp.path, env })
+
+    for (const command of ['status', 'tick', 'schedule']) {
+      const text = await missing('batch', command, ...(command === 'schedule' ? ['--interval', '3600'] : []))
+      expect([command, text.code]).toEqual([command, 2])
+      expect(text.stderr).toContain(`error: ${message}`)
+      expect(text.stderr).toContain(`hint: mkdir -p ${resolved}`)
+      expect(text.stdout).not.toContain('nothing pending')
+
+      const json = await missing('batch', command, '--json', ...(command === 'schedule' ? ['--interval', '3600'] : []))
+      expect(json.code).toBe(2)
+      expect(json.json().error).toMatchObject({
+        code: 'E_BATCH_INPUTS_ROOT',
+        message,
+        inputs_root: 'Nowhere/Inputs',
+        inputs_root_resolved: resolved,
+        inputs_root_exists: false,
+      })
+    }
+
+    // A file where the folder should be is named as such.
+    mkdirSync(join(tmp.path, 'Nowhere'))
+    writeFileSync(resolved, 'not a folder')
+    const file = await missing('batch', 'status', '--json')
+    expect(file.code).toBe(2)
+    expect(file.json().error).toMatchObject({ inputs_root_exists: true, inputs_root_is_folder: false })
+    expect(file.json().error.message).toContain(`(resolved ${resolved}) is not a folder`)
+
+    // Once the folder is there, an empty root is simply nothing pending.
+    rmSync(resolved)
+    mkdirSync(resolved)
+    const empty = await missing('batch', 'tick')
+    expect(empty.code).toBe(0)
+    expect(empty.stdout.trim()).toBe('nothing pending')
+  })
+
+  test('a running schedule whose inputs_root goes away says so on each tick and keeps going', async () => {
+    batch('First', 1_000_000)
+    const proc = spawnCli(['batch', 'schedule', '--json', '--interval', '0.2'], {
+      cwd: tmp.path,
+      env: { ORCH_HOME: join(tmp.path, '.orch') },
+    })
+    const reader = proc.stdout.pipeThrough(new TextDecoderStream()).getReader()
+    let out = ''
+    const deadline = Date.now() + 15_000
+    const until = async (done: () => boolean) => {
+      while (!done() && Date.now() < deadline) {
+        const chunk = await reader.read()
+        if (chunk.done) break
+        out += chunk.value
+      }
+    }
+    await until(() => out.includes('"event":"tick"'))
+    rmSync(join(tmp.path, 'Data', 'Inputs'), { recursive: true, force: true })
+    await until(() => out.includes('does not exist'))
+    proc.kill('SIGINT')
+    expect(await proc.exited).toBe(0)
+    const ticks = out
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l))
+      .filter((e) => e.event === 'tick')
+    expect(ticks[0]).toMatchObject({ processed: 1, error: null })
+    const missing = ticks.find((t) => t.error !== null)
+    expect(missing).toMatchObject({ processed: 0 })
+    expect(missing.error).toBe(
+      `inputs_root Data/Inputs (resolved ${join(tmp.path, 'Data', 'Inputs')}) does not exist: create it, or set batch.inputs_root (ORCH_BATCH_INPUTS_ROOT)`,
+    )
   })
 
   test('schedule --all drains every pending batch with [n/N] progress, then waits; Ctrl-C exits 0', async () => {

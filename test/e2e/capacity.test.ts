@@ -12,12 +12,12 @@ afterAll(() => {
   configured.cleanup()
 })
 
-const seedArgs = ['capacity', '--tasks', '100', '--duration', '0.1', '--concurrency', '2', '--efficiency', '0.8']
+const exampleArgs = ['capacity', '--tasks', '100', '--duration', '0.1', '--concurrency', '2', '--efficiency', '0.8']
 const run = (args: string[], cwd = empty.path) => runCli(args, { cwd })
 
 describe('orch capacity', () => {
-  test('the seed example as JSON: every figure, inputs included', async () => {
-    const result = await run([...seedArgs, '--json'])
+  test('the worked example as JSON: every figure, inputs included', async () => {
+    const result = await run([...exampleArgs, '--json'])
     expect(result.code).toBe(0)
     const out = result.json()
     expect(out).toMatchObject({
@@ -48,7 +48,7 @@ describe('orch capacity', () => {
   })
 
   test('the human report shows the formula with the numbers filled in, headroom, peak, hardware and the table', async () => {
-    const result = await run(seedArgs)
+    const result = await run(exampleArgs)
     expect(result.code).toBe(0)
     expect(result.stdout).toContain('100 tasks/h × 0.1 h ÷ (2 × 0.8) = 6.25 → 7 instances')
     expect(result.stdout).toContain('6.25 × (1 + 0.3) = 8.125 → 9 instances')
@@ -56,17 +56,27 @@ describe('orch capacity', () => {
     expect(result.stdout).toContain('4-8 CPU cores, 16 GB RAM, 8 GB GPU VRAM')
     expect(result.stdout).toMatch(/instances\s+utilisation\s+P\(wait\)\s+mean wait\s+p95 wait/)
     expect(result.stdout).toMatch(/^\s+7\s+89\.3%/m)
+    expect(result.stdout).toContain('Instances (sizing formula, rounded up; see docs/capacity.md)')
+    expect(result.stdout).toContain('(hardware table, concurrency 1-2)')
+  })
+
+  test('no output names where a rule came from: text, JSON, beyond the table, and --help', async () => {
+    const beyond = await run(['capacity', '--tasks', '100', '--duration', '0.1', '--concurrency', '12'])
+    expect(beyond.code).toBe(0)
+    expect(beyond.stdout).toContain('concurrency 12 is beyond the hardware table (which stops at 8 per instance).')
+    const outputs = [beyond, await run(exampleArgs), await run([...exampleArgs, '--json']), await run(['capacity', '--help'])]
+    for (const result of outputs) expect(`${result.stdout}${result.stderr}`).not.toMatch(/seed/i)
   })
 
   test('--target-wait 30s picks the fewest instances whose p95 wait meets it', async () => {
-    const json = (await run([...seedArgs, '--target-wait', '30s', '--json'])).json()
+    const json = (await run([...exampleArgs, '--target-wait', '30s', '--json'])).json()
     expect(json.queueing.target_wait_seconds).toBe(30)
     expect(json.queueing.target_statistic).toBe('p95_wait_seconds')
     const pick = json.queueing.recommended_instances
     const rows = new Map<number, any>(json.queueing.candidates.map((r: any) => [r.instances, r]))
     expect(rows.get(pick).p95_wait_seconds).toBeLessThanOrEqual(30)
     expect(rows.get(pick - 1).p95_wait_seconds).toBeGreaterThan(30)
-    const text = await run([...seedArgs, '--target-wait', '30s'])
+    const text = await run([...exampleArgs, '--target-wait', '30s'])
     expect(text.stdout).toContain(`Target p95 queue wait ≤ 30s: ${pick} instances`)
   })
 
@@ -93,7 +103,7 @@ describe('orch capacity', () => {
     [['--duration', 'soon'], '--duration'],
     [['--target-wait', '0s'], '--target-wait'],
   ])('bad flags %p exit 2, naming the flag', async (bad, message) => {
-    const result = await run([...seedArgs, ...bad])
+    const result = await run([...exampleArgs, ...bad])
     expect(result.code).toBe(2)
     expect(result.stderr).toContain(message)
     expect(result.stdout).toBe('')
@@ -105,7 +115,7 @@ describe('orch capacity', () => {
     expect(result.json().error.message).toContain('--tasks')
   })
 
-  test('--help shows the definitions and the seed example', async () => {
+  test('--help shows the definitions and the worked example', async () => {
     const result = await run(['capacity', '--help'])
     expect(result.code).toBe(0)
     expect(result.stdout).toContain('--target-wait')

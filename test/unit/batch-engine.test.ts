@@ -2,12 +2,12 @@ import { afterAll, describe, expect, test } from 'bun:test'
 import { mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { type BatchInput, readBatchInputs, scoreBatch } from '../../src/batch/engine.ts'
+import { type BatchInput, type MetricError, readBatchInputs, scoreBatch } from '../../src/batch/engine.ts'
 import { METRICS } from '../../src/batch/registry.ts'
 
 const EXAMPLES = join(import.meta.dir, '../../examples/Inputs')
 const text = (v: unknown): BatchInput => ({ text: JSON.stringify(v) })
-const SEED_LB = {
+const SAMPLE_LB = {
   load_balancers: [{ id: 'alb-1', lat_p95: 120, lat_p99: 240, r5xx: 0.002, unhealthy_minutes: 1, requests: 1800000 }],
   slo: { p95_ms: 200, p99_ms: 400, '5xx_rate_max': 0.005 },
 }
@@ -16,7 +16,7 @@ const tmp = mkdtempSync(join(tmpdir(), 'orch-batch-engine-'))
 afterAll(() => rmSync(tmp, { recursive: true, force: true }))
 
 describe('batch registry', () => {
-  test('16 dotted ids mapped to the seed file names, every category used', () => {
+  test('16 dotted ids mapped to their file names, every category used', () => {
     expect(METRICS).toHaveLength(16)
     for (const m of METRICS) expect(m.file).toBe(`${m.id.replace('.', '_')}.json`)
     expect(new Set(METRICS.map((m) => m.category))).toEqual(new Set(['reliability', 'cost', 'security', 'efficiency']))
@@ -32,10 +32,18 @@ describe('batch registry', () => {
 })
 
 describe('scoreBatch', () => {
-  test('the seed Sample1 folder: both metrics 5.0, summary in seed shape', () => {
+  test('the Sample1 folder: both metrics 5.0, summary in the documented shape', () => {
     const r = scoreBatch(readBatchInputs(join(EXAMPLES, 'Sample1')))
     expect(Object.keys(r.metrics).sort()).toEqual(['availability.incidents', 'lb.performance'])
-    expect(Object.keys(r.summary)).toEqual(['overall_score', 'category_scores', 'breakdown', 'scored_metrics'])
+    expect(Object.keys(r.summary)).toEqual([
+      'overall_score',
+      'category_scores',
+      'breakdown',
+      'scored_metrics',
+      'unscored_metrics',
+      'unscored',
+    ])
+    expect(r.summary.unscored).toEqual([])
     expect(r.summary.category_scores).toEqual({ reliability: 5 })
     expect(r.summary.overall_score).toBe(5)
     expect(r.summary.scored_metrics).toBe(2)
@@ -44,7 +52,7 @@ describe('scoreBatch', () => {
   test('weights are renormalised over the metrics present (hand-computed)', () => {
     const r = scoreBatch(
       new Map<string, BatchInput>([
-        ['lb.performance', text(SEED_LB)], // 5.0, weight 1
+        ['lb.performance', text(SAMPLE_LB)], // 5.0, weight 1
         ['availability.incidents', text({ incidents: [{ severity: 'sev1' }], slo_breaches: [] })], // 3.5, weight 1.5
         ['security.encryption', text({ resources: [{ id: 'a', encrypted_at_rest: false, encrypted_in_transit: true }] })], // 1.5, weight 1
       ]),
@@ -67,7 +75,7 @@ describe('scoreBatch', () => {
     ])
   })
 
-  test('invalid JSON is reported in its own metric; the others still score', () => {
+  test('invalid JSON is reported in its own metric, in the full result shape; the others still score', () => {
     const r = scoreBatch(
       new Map<string, BatchInput>([
         ['lb.performance', { text: '{ "load_balancers": [' }],
@@ -75,21 +83,52 @@ describe('scoreBatch', () => {
         ['security.iam_risk', { error: 'security_iam_risk.json is a symbolic link; refused' }],
       ]),
     )
-    expect(r.metrics['lb.performance']).toMatchObject({ metric_id: 'lb.performance' })
-    expect((r.metrics['lb.performance'] as { error: string }).error).toContain('lb_performance.json is not valid JSON')
+    const invalid = r.metrics['lb.performance'] as MetricError
+    expect(invalid.error).toStartWith('lb_performance.json is not valid JSON: ')
+    expect(invalid).toEqual({
+      metric_id: 'lb.performance',
+      score: null,
+      confidence: 0,
+      rationale: `Not scored: ${invalid.error}.`,
+      evidence: {},
+      gaps: [invalid.error],
+      rationale_source: 'rules',
+      error: invalid.error,
+    })
+    const link = 'security_iam_risk.json is a symbolic link; refused'
     expect(r.metrics['security.iam_risk']).toEqual({
       metric_id: 'security.iam_risk',
-      error: 'security_iam_risk.json is a symbolic link; refused',
+      score: null,
+      confidence: 0,
+      rationale: `Not scored: ${link}.`,
+      evidence: {},
+      gaps: [link],
+      rationale_source: 'rules',
+      error: link,
     })
     expect(r.metrics['availability.incidents']).toMatchObject({ score: 5 })
     expect(r.summary.scored_metrics).toBe(1)
     expect(r.summary.category_scores).toEqual({ reliability: 5 })
+    expect(r.summary.unscored_metrics).toBe(2)
+    expect(r.summary.unscored).toEqual([
+      { metric_id: 'lb.performance', reason: invalid.error },
+      { metric_id: 'security.iam_risk', reason: link },
+    ])
   })
 
   test('an unusable input (confidence 0) is in metrics but not in the summary', () => {
     const r = scoreBatch(new Map<string, BatchInput>([['lb.performance', text([])]]))
     expect(r.metrics['lb.performance']).toMatchObject({ score: 0, confidence: 0 })
-    expect(r.summary).toEqual({ overall_score: 0, category_scores: {}, breakdown: [], scored_metrics: 0 })
+    const reason = (r.metrics['lb.performance'] as { gaps: string[] }).gaps.at(-1) as string
+    expect(reason.length).toBeGreaterThan(0)
+    expect(r.summary).toEqual({
+      overall_score: 0,
+      category_scores: {},
+      breakdown: [],
+      scored_metrics: 0,
+      unscored_metrics: 1,
+      unscored: [{ metric_id: 'lb.performance', reason }],
+    })
   })
 
   test('the Full example scores all 16 metrics (its speed: scripts/bench/batch.ts)', () => {
@@ -109,7 +148,7 @@ describe('readBatchInputs', () => {
   test('reads only the mapped files at the batch root; links are refused', () => {
     const dir = join(tmp, 'b1')
     mkdirSync(join(dir, 'nested'), { recursive: true })
-    writeFileSync(join(dir, 'lb_performance.json'), JSON.stringify(SEED_LB))
+    writeFileSync(join(dir, 'lb_performance.json'), JSON.stringify(SAMPLE_LB))
     writeFileSync(join(dir, 'notes.json'), '{}')
     writeFileSync(join(dir, 'nested', 'db_utilization.json'), '{}')
     writeFileSync(join(tmp, 'outside.json'), '{}')
@@ -127,10 +166,10 @@ describe('readBatchInputs', () => {
   test('a file over the size cap is refused unread, with its size and the key; the others are read', () => {
     const dir = join(tmp, 'big')
     mkdirSync(dir, { recursive: true })
-    writeFileSync(join(dir, 'lb_performance.json'), JSON.stringify(SEED_LB))
+    writeFileSync(join(dir, 'lb_performance.json'), JSON.stringify(SAMPLE_LB))
     const big = JSON.stringify({ resources: Array.from({ length: 200 }, (_, i) => ({ id: `r-${i}`, tags: { owner: 'x' } })) })
     writeFileSync(join(dir, 'tagging_coverage.json'), big)
-    const limit = Buffer.byteLength(JSON.stringify(SEED_LB))
+    const limit = Buffer.byteLength(JSON.stringify(SAMPLE_LB))
     const inputs = readBatchInputs(dir, limit)
     expect('text' in inputs.get('lb.performance')!).toBe(true)
     expect(inputs.get('tagging.coverage')).toEqual({
@@ -138,16 +177,19 @@ describe('readBatchInputs', () => {
     })
     const r = scoreBatch(inputs)
     expect(r.summary.scored_metrics).toBe(1)
-    expect(r.metrics['tagging.coverage']).toEqual({
+    expect(r.metrics['tagging.coverage']).toMatchObject({
       metric_id: 'tagging.coverage',
+      score: null,
+      confidence: 0,
       error: expect.stringContaining('over batch.max_input_bytes'),
+      gaps: [expect.stringContaining('over batch.max_input_bytes')],
     })
   })
 
   test('a file exactly at the cap is read', () => {
     const dir = join(tmp, 'edge')
     mkdirSync(dir, { recursive: true })
-    const text = JSON.stringify(SEED_LB)
+    const text = JSON.stringify(SAMPLE_LB)
     writeFileSync(join(dir, 'lb_performance.json'), text)
     expect(readBatchInputs(dir, Buffer.byteLength(text)).get('lb.performance')).toEqual({ text })
   })

@@ -1,6 +1,7 @@
 import { describe, expect, test } from 'bun:test'
 import type { MetricResult } from '../../src/batch/metrics/shared.ts'
 import { parseRationale, type RationaleWriter, serveWriter, writeRationales } from '../../src/batch/rationale.ts'
+import { metricError } from '../../src/batch/result.ts'
 
 const result = (id: string, rationale = `rules for ${id}`): MetricResult => ({
   metric_id: id,
@@ -14,7 +15,7 @@ const result = (id: string, rationale = `rules for ${id}`): MetricResult => ({
 const metrics = () => ({
   'lb.performance': result('lb.performance'),
   'availability.incidents': result('availability.incidents'),
-  'tagging.coverage': { metric_id: 'tagging.coverage', error: 'not valid JSON' },
+  'tagging.coverage': metricError('tagging.coverage', 'tagging_coverage.json is not valid JSON'),
 })
 
 /** Answers per metric id: a string is the reply, an Error is thrown, 'hang' never answers. */
@@ -35,7 +36,14 @@ describe('writeRationales', () => {
   test('without a writer every scored metric keeps its rules rationale, marked rules', async () => {
     const out = await writeRationales(metrics(), undefined)
     expect(out['lb.performance']).toEqual({ ...result('lb.performance'), rationale_source: 'rules' })
-    expect(out['tagging.coverage']).toEqual({ metric_id: 'tagging.coverage', error: 'not valid JSON' })
+    expect(out['tagging.coverage']).toEqual(metricError('tagging.coverage', 'tagging_coverage.json is not valid JSON'))
+  })
+
+  test('a metric that could not be scored (score null) is never sent to the model and keeps its own rationale', async () => {
+    const writer = fakeWriter({})
+    const out = await writeRationales(metrics(), writer)
+    expect(out['tagging.coverage']).toEqual(metricError('tagging.coverage', 'tagging_coverage.json is not valid JSON'))
+    expect(writer.prompts.some((p) => p.includes('tagging.coverage'))).toBe(false)
   })
 
   test('a valid JSON answer becomes the rationale, marked llm; the prompt carries id, score, evidence, gaps', async () => {

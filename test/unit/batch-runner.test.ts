@@ -4,6 +4,7 @@ import { join } from 'node:path'
 import {
   type BatchEngine,
   checkBatchName,
+  E_BATCH_INPUTS_ROOT,
   formatAge,
   listBatchFolders,
   resolveSettings,
@@ -11,8 +12,9 @@ import {
   scoreFolder,
   tick,
 } from '../../src/batch/runner.ts'
-import { runSchedule } from '../../src/batch/schedule.ts'
+import { runSchedule, type TickSummary } from '../../src/batch/schedule.ts'
 import { forgetBatch, isProcessed, listProcessed } from '../../src/batch/state.ts'
+import { OrchError } from '../../src/errors.ts'
 import { configureLogging, logger } from '../../src/log.ts'
 import { openStore, type Store } from '../../src/store/db.ts'
 import { tempDir } from '../helpers/cli.ts'
@@ -160,7 +162,7 @@ describe('tick', () => {
 })
 
 describe('processed.json import', () => {
-  test('seed-style state is imported once', async () => {
+  test('a processed.json list beside the inputs is imported once', async () => {
     const done = batch('done', undefined, 2000)
     batch('todo', undefined, 1000)
     const stateDir = join(tmp.path, 'Data', 'state')
@@ -199,6 +201,51 @@ test('scoreFolder writes atomically (no temp file left)', async () => {
   expect(JSON.parse(readFileSync(out, 'utf8')).summary.scored_metrics).toBe(1)
   const { readdirSync } = await import('node:fs')
   expect(readdirSync(join(tmp.path, 'out'))).toEqual(['r.json'])
+})
+
+describe('a missing inputs_root', () => {
+  test('the tick refuses with a configuration error (exit 2) naming the setting and the resolved path; nothing is created', async () => {
+    const missing = resolveSettings({ inputs_root: 'Gone/Inputs', outputs_root: 'Data/Outputs', file_glob_patterns: ['*.json'] }, tmp.path)
+    const error = await tick(missing, { store, engine: stubEngine() }).catch((e: unknown) => e)
+    expect(error).toBeInstanceOf(OrchError)
+    expect(error).toMatchObject({ code: E_BATCH_INPUTS_ROOT, exitCode: 2 })
+    expect((error as OrchError).message).toBe(
+      `inputs_root Gone/Inputs (resolved ${join(tmp.path, 'Gone', 'Inputs')}) does not exist: create it, or set batch.inputs_root (ORCH_BATCH_INPUTS_ROOT)`,
+    )
+    expect(existsSync(join(tmp.path, 'Gone'))).toBe(false)
+  })
+
+  test('an absolute inputs_root is named once, without "resolved"', async () => {
+    const path = join(tmp.path, 'abs-missing')
+    const error = (await tick({ ...settings, inputsRoot: path, inputsRootSetting: path }, { store }).catch((e: unknown) => e)) as OrchError
+    expect(error.message).toStartWith(`inputs_root ${path} does not exist: `)
+    expect(error.hint).toBe(`mkdir -p ${path}`)
+    const spaced = join(tmp.path, "it's here")
+    const quoted = (await tick({ ...settings, inputsRoot: spaced }, { store }).catch((e: unknown) => e)) as OrchError
+    expect(quoted.hint).toBe(`mkdir -p '${tmp.path}/it'\\''s here'`)
+  })
+
+  test('a schedule whose tick cannot look (the folder went away) reports why in the tick summary and keeps going', async () => {
+    const stop = new AbortController()
+    const summaries: TickSummary[] = []
+    let calls = 0
+    await runSchedule({
+      intervalMs: 1,
+      signal: stop.signal,
+      tick: async () => {
+        calls++
+        return calls === 1 ? { exitCode: 2, error: 'inputs_root X does not exist' } : { exitCode: 0 }
+      },
+      onTick: (summary) => {
+        summaries.push(summary)
+        if (summaries.length === 2) stop.abort()
+      },
+    })
+    expect(summaries.map((t) => [t.processed, t.error])).toEqual([
+      [0, 'inputs_root X does not exist'],
+      [0, undefined],
+    ])
+  })
 })
 
 test('schedule ticks at once, then stops cleanly on abort', async () => {

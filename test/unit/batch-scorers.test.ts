@@ -4,22 +4,22 @@ import { METRIC_BY_ID, METRICS } from '../../src/batch/registry.ts'
 
 const score = (id: string, input: unknown) => METRIC_BY_ID.get(id)!.score(input)
 
-const SEED_LB = {
+const SAMPLE_LB = {
   load_balancers: [{ id: 'alb-1', lat_p95: 120, lat_p99: 240, r5xx: 0.002, unhealthy_minutes: 1, requests: 1800000 }],
   slo: { p95_ms: 200, p99_ms: 400, '5xx_rate_max': 0.005 },
 }
-const SEED_AVAIL = { incidents: [], slo_breaches: [], slo: { objective: 'availability', target: 0.999 } }
+const SAMPLE_AVAIL = { incidents: [], slo_breaches: [], slo: { objective: 'availability', target: 0.999 } }
 
-describe('batch scorers: the seed examples', () => {
+describe('batch scorers: the Sample1 examples', () => {
   test('one load balancer inside every SLO scores high with full confidence', () => {
-    const r = score('lb.performance', SEED_LB)
+    const r = score('lb.performance', SAMPLE_LB)
     expect(r.score).toBeGreaterThanOrEqual(4.5)
     expect(r.confidence).toBe(1)
     expect(r.gaps).toEqual([])
     expect(r.rationale).toContain('within SLO')
   })
   test('no incidents and no breaches scores 5.0', () => {
-    const r = score('availability.incidents', SEED_AVAIL)
+    const r = score('availability.incidents', SAMPLE_AVAIL)
     expect(r.score).toBe(5)
     expect(r.metric_id).toBe('availability.incidents')
   })
@@ -95,8 +95,8 @@ const CASES: Record<string, { good: unknown; bad: unknown }> = {
     },
   },
   'lb.performance': {
-    good: SEED_LB,
-    bad: { load_balancers: [{ id: 'x', lat_p95: 450, lat_p99: 900, r5xx: 0.02, unhealthy_minutes: 90 }], slo: SEED_LB.slo },
+    good: SAMPLE_LB,
+    bad: { load_balancers: [{ id: 'x', lat_p95: 450, lat_p99: 900, r5xx: 0.02, unhealthy_minutes: 90 }], slo: SAMPLE_LB.slo },
   },
   'storage.efficiency': {
     good: { volumes: [{ id: 'a', size_gb: 100, used_gb: 70, attached: true }], snapshots: [{ id: 's', age_days: 10 }] },
@@ -113,7 +113,7 @@ const CASES: Record<string, { good: unknown; bad: unknown }> = {
     bad: { total_resources: 100, managed_resources: 20, drifted_resources: 8 },
   },
   'availability.incidents': {
-    good: SEED_AVAIL,
+    good: SAMPLE_AVAIL,
     bad: {
       incidents: [
         { id: 'a', severity: 'sev1' },
@@ -212,19 +212,19 @@ describe('batch scorers: good scores high, bad scores low, missing fields are ga
 
 describe('batch scorers: gaps and variants', () => {
   test('a missing slo becomes a gap and lowers confidence; defaults still score', () => {
-    const r = score('lb.performance', { load_balancers: SEED_LB.load_balancers })
+    const r = score('lb.performance', { load_balancers: SAMPLE_LB.load_balancers })
     expect(r.gaps.some((g) => g.includes('slo missing'))).toBe(true)
     expect(r.confidence).toBeLessThan(1)
     expect(r.score).toBeGreaterThanOrEqual(4.5)
   })
   test('a missing per-record field is a gap; the rest still scores', () => {
-    const r = score('lb.performance', { ...SEED_LB, load_balancers: [{ id: 'alb-1', lat_p95: 120, lat_p99: 240 }] })
+    const r = score('lb.performance', { ...SAMPLE_LB, load_balancers: [{ id: 'alb-1', lat_p95: 120, lat_p99: 240 }] })
     expect(r.gaps).toContain('alb-1.r5xx missing')
     expect(r.confidence).toBeLessThan(1)
     expect(r.score).toBe(5)
   })
   test('an unexpected top-level field is a cheap gap', () => {
-    const r = score('availability.incidents', { ...SEED_AVAIL, region: 'eu-west-1' })
+    const r = score('availability.incidents', { ...SAMPLE_AVAIL, region: 'eu-west-1' })
     expect(r.gaps).toEqual(['unexpected field "region" ignored'])
     expect(r.confidence).toBeGreaterThan(0.9)
     expect(r.score).toBe(5)
@@ -244,7 +244,7 @@ describe('batch scorers: gaps and variants', () => {
   })
   test('lb: a p95 at twice the SLO zeroes that dimension; requests weight the average', () => {
     const r = score('lb.performance', {
-      slo: SEED_LB.slo,
+      slo: SAMPLE_LB.slo,
       load_balancers: [
         { id: 'a', lat_p95: 400, lat_p99: 100, r5xx: 0, requests: 1 },
         { id: 'b', lat_p95: 100, lat_p99: 100, r5xx: 0, requests: 3 },

@@ -4,7 +4,7 @@ import { type CapacityFlags, parseCapacityFlags, parseSpanSeconds } from '../../
 import { type CapacityInput, MAX_SERVERS, planCapacity, recommendHardware } from '../../src/capacity/plan.ts'
 import { UsageError } from '../../src/errors.ts'
 
-const seed: CapacityInput = { tasksPerHour: 100, durationHours: 0.1, concurrency: 2, efficiency: 0.8, headroom: 0.3, peak: 2 }
+const example: CapacityInput = { tasksPerHour: 100, durationHours: 0.1, concurrency: 2, efficiency: 0.8, headroom: 0.3, peak: 2 }
 /** A stand-in for the config's runtime.ollama.concurrency. */
 function fromConfig(value: unknown = 2) {
   return () => ({ value, source: 'runtime.ollama.concurrency' })
@@ -56,40 +56,48 @@ function simulateWaits(servers: number, load: number, arrivals: number): number[
   return waits
 }
 
-describe('seed 001 formula', () => {
+describe('sizing formula', () => {
   test('100 tasks/h × 0.1 h ÷ (2 × 0.8) = 6.25 → 7; headroom 8.125 → 9; peak 16.25 → 17', () => {
-    const { requiredRaw, requiredInstances, withHeadroomRaw, withHeadroom, atPeakRaw, atPeak } = planCapacity(seed)
+    const { requiredRaw, requiredInstances, withHeadroomRaw, withHeadroom, atPeakRaw, atPeak } = planCapacity(example)
     expect([requiredRaw, requiredInstances, withHeadroomRaw, withHeadroom, atPeakRaw, atPeak]).toEqual([6.25, 7, 8.125, 9, 16.25, 17])
   })
 
   test('floating-point noise does not buy an extra instance', () => {
     // 49 × 0.1 ÷ 0.7 is 7.000000000000001 in doubles: a bare ceil says 8.
     expect(Math.ceil((49 * 0.1) / (1 * 0.7))).toBe(8)
-    const plan = planCapacity({ ...seed, tasksPerHour: 49, concurrency: 1, efficiency: 0.7, headroom: 0 })
+    const plan = planCapacity({ ...example, tasksPerHour: 49, concurrency: 1, efficiency: 0.7, headroom: 0 })
     expect(plan.requiredRaw).toBe(7)
     expect(plan.requiredInstances).toBe(7)
     expect(plan.withHeadroom).toBe(7)
     // 100 × 1.1 is 110.00000000000001: headroom rounds once, after the noise is gone.
     expect(Math.ceil(100 * 1.1)).toBe(111)
-    const headroom = planCapacity({ ...seed, tasksPerHour: 100, durationHours: 1, concurrency: 1, efficiency: 1, headroom: 0.1, peak: 1 })
+    const headroom = planCapacity({
+      ...example,
+      tasksPerHour: 100,
+      durationHours: 1,
+      concurrency: 1,
+      efficiency: 1,
+      headroom: 0.1,
+      peak: 1,
+    })
     expect(headroom.withHeadroom).toBe(110)
     expect(headroom.atPeak).toBe(110)
   })
 
   test('a raw value just above an integer still rounds up', () => {
-    const plan = planCapacity({ ...seed, tasksPerHour: 70.01, durationHours: 0.1, concurrency: 1, efficiency: 1 })
+    const plan = planCapacity({ ...example, tasksPerHour: 70.01, durationHours: 0.1, concurrency: 1, efficiency: 1 })
     expect(plan.requiredRaw).toBe(7.001)
     expect(plan.requiredInstances).toBe(8)
   })
 
   test('zero headroom and a flat peak give the formula count', () => {
-    const plan = planCapacity({ ...seed, headroom: 0, peak: 1 })
+    const plan = planCapacity({ ...example, headroom: 0, peak: 1 })
     expect([plan.requiredInstances, plan.withHeadroom, plan.atPeak]).toEqual([7, 7, 7])
   })
 })
 
 describe('hardware per instance', () => {
-  test('the seed table: 1-2, 3-4 and 5-8 concurrent tasks', () => {
+  test('the hardware table: 1-2, 3-4 and 5-8 concurrent tasks', () => {
     expect([1, 2, 3, 4, 5, 8].map((c) => recommendHardware(c).tier?.concurrency)).toEqual(['1-2', '1-2', '3-4', '3-4', '5-8', '5-8'])
     expect(recommendHardware(2).tier).toEqual({ concurrency: '1-2', cpuCores: '4-8', ramGb: 16, vramGb: 8 })
     expect(recommendHardware(8).split).toBeNull()
@@ -169,7 +177,7 @@ describe('Erlang C', () => {
 
 describe('queueing plan', () => {
   test('utilisation at n instances is required_raw ÷ n (service time is duration ÷ efficiency)', () => {
-    const q = planCapacity(seed).queueing
+    const q = planCapacity(example).queueing
     expect(q.serviceSeconds).toBe(450)
     expect(q.loadErlangs).toBe(12.5)
     expect(q.candidates.map((r) => r.instances)).toEqual([7, 8, 9, 10, 11])
@@ -179,16 +187,16 @@ describe('queueing plan', () => {
   })
 
   test('an integral formula count is shown, and is unstable (100% busy)', () => {
-    const q = planCapacity({ ...seed, tasksPerHour: 140, efficiency: 1 }).queueing // raw = 7 exactly
+    const q = planCapacity({ ...example, tasksPerHour: 140, efficiency: 1 }).queueing // raw = 7 exactly
     const [first, second] = q.candidates
     expect(first).toMatchObject({ instances: 7, stable: false, utilisation: 1 })
     expect(second).toMatchObject({ instances: 8, stable: true })
   })
 
   test.each([
-    [seed, 30, 10],
-    [{ ...seed, tasksPerHour: 1000, durationHours: 2 / 60, concurrency: 4, efficiency: 0.9 }, 5, undefined],
-    [{ ...seed, tasksPerHour: 50, durationHours: 0.5, concurrency: 1 }, 600, undefined],
+    [example, 30, 10],
+    [{ ...example, tasksPerHour: 1000, durationHours: 2 / 60, concurrency: 4, efficiency: 0.9 }, 5, undefined],
+    [{ ...example, tasksPerHour: 50, durationHours: 0.5, concurrency: 1 }, 600, undefined],
   ])('--target-wait picks the smallest count whose p95 wait meets it', (input, target, expected) => {
     const q = planCapacity({ ...input, targetWaitSeconds: target }).queueing
     const n = q.recommendedInstances as number
@@ -202,14 +210,14 @@ describe('queueing plan', () => {
   })
 
   test('a loose target is met by the first stable count; no target leaves the pick empty', () => {
-    expect(planCapacity({ ...seed, targetWaitSeconds: 86_400 }).queueing.recommendedInstances).toBe(7)
-    const none = planCapacity(seed).queueing
+    expect(planCapacity({ ...example, targetWaitSeconds: 86_400 }).queueing.recommendedInstances).toBe(7)
+    const none = planCapacity(example).queueing
     expect(none.recommendedInstances).toBeNull()
     expect(none.candidates.every((r) => r.meetsTarget === null)).toBe(true)
   })
 
   test('a long table keeps its first rows and those around with_headroom, ascending', () => {
-    const q = planCapacity({ ...seed, headroom: 100 }).queueing
+    const q = planCapacity({ ...example, headroom: 100 }).queueing
     expect(q.candidates.length).toBeLessThanOrEqual(30)
     const counts = q.candidates.map((r) => r.instances)
     expect(counts.slice(0, 10)).toEqual([7, 8, 9, 10, 11, 12, 13, 14, 15, 16])
@@ -217,7 +225,7 @@ describe('queueing plan', () => {
   })
 
   test('loads beyond the analysed range are skipped, with the reason', () => {
-    const q = planCapacity({ ...seed, tasksPerHour: 2 * MAX_SERVERS, durationHours: 1 }).queueing
+    const q = planCapacity({ ...example, tasksPerHour: 2 * MAX_SERVERS, durationHours: 1 }).queueing
     expect(q.candidates).toEqual([])
     expect(q.skipped).toContain('erlangs')
   })
@@ -237,7 +245,7 @@ describe('flags', () => {
     expect(input.targetWaitSeconds).toBeCloseTo(seconds, 12)
   })
 
-  test('defaults are the seed: efficiency 0.8, headroom 0.3, peak 2, concurrency from the config', () => {
+  test('defaults are the example: efficiency 0.8, headroom 0.3, peak 2, concurrency from the config', () => {
     const input = parseCapacityFlags({ tasks: '100', duration: '6m' }, fromConfig(4))
     expect(input).toMatchObject({ concurrency: 4, efficiency: 0.8, headroom: 0.3, peak: 2, targetWaitSeconds: undefined })
   })
