@@ -10,7 +10,7 @@ import { renderExampleConfig } from '../src/config/example.ts'
 import { displayPath, locateBaseFile, type ResolvedConfig, validateConfigFile } from '../src/config/load.ts'
 import { getPath, parsePath } from '../src/config/paths.ts'
 import { describeSource } from '../src/config/sources.ts'
-import { ConfigError, ExitCode, UsageError } from '../src/errors.ts'
+import { ConfigError, type ConfigIssue, ExitCode, UsageError } from '../src/errors.ts'
 import { logger } from '../src/log.ts'
 import { defineOrchCommand, globalArgs, printJson, printText } from './_args.ts'
 import { loadConfig } from './_config.ts'
@@ -61,6 +61,19 @@ const show = defineOrchCommand({
   },
 })
 
+/** What to do next: a file that cannot be read has no keys to fix. */
+function validateHint(issues: ConfigIssue[], shown: string): string {
+  const fileLevel = issues.length === 1 && issues[0]?.path === '' && issues[0].line === undefined ? issues[0].message : undefined
+  if (fileLevel === 'file not found') {
+    const init = shown === 'orch.yaml' ? 'orch config init' : `orch config init --output ${shown}`
+    return `${shown} does not exist: check the path, or create it with \`${init}\``
+  }
+  if (fileLevel === 'not a regular file') return `${shown} is not a file: pass the config file itself`
+  if (fileLevel?.startsWith('cannot read the file'))
+    return `${shown} cannot be read: check its permissions (orch reads it as the user running orch)`
+  return 'fix the keys above; docs/configuration.md lists every key'
+}
+
 const validate = defineOrchCommand({
   meta: { name: 'validate', description: 'Check a config file and list every problem with file:line and key path' },
   args: {
@@ -87,8 +100,7 @@ const validate = defineOrchCommand({
       printJson({ file: shown, ok: issues.length === 0, issues })
       return issues.length === 0 ? ExitCode.ok : ExitCode.usage
     }
-    if (issues.length > 0)
-      throw new ConfigError(issues, { details: { file: shown }, hint: 'fix the keys above; docs/configuration.md lists every key' })
+    if (issues.length > 0) throw new ConfigError(issues, { details: { file: shown }, hint: validateHint(issues, shown) })
     printText(`${shown}: ok`)
     return ExitCode.ok
   },

@@ -3,6 +3,7 @@
 import { networkReason } from '../src/backends/timeouts.ts'
 import { serveLogPath } from '../src/daemon/logfile.ts'
 import { daemonState } from '../src/daemon/pidfile.ts'
+import type { Limits } from '../src/scheduler/limits.ts'
 import { defineOrchCommand, globalArgs, printJson, printText } from './_args.ts'
 import { loadConfig } from './_config.ts'
 
@@ -11,6 +12,8 @@ interface Backend {
   url: string
   healthy: boolean | null
 }
+
+type BackendLimit = Limits['backends'][number]
 
 interface Live {
   answering: boolean
@@ -58,20 +61,40 @@ function table(rows: Array<[string, string | number | undefined]>): string {
   return shown.map(([key, value]) => `${key.padEnd(width)}${value}`).join('\n')
 }
 
+/** A backend's calls in flight of its concurrency, and where that limit comes from; '' when /stats did not say. */
+function slotText(limit: BackendLimit | undefined): string {
+  return limit ? `  ${limit.inflight}/${limit.concurrency} in flight (concurrency from ${limit.source})` : ''
+}
+
+function runnerText(limits: Limits | undefined): string | undefined {
+  const runner = limits?.task_runner
+  if (!runner) return undefined
+  return runner.concurrency === null
+    ? `no cap of its own (${runner.source})`
+    : `${runner.concurrency} tasks at once (agent_runner_concurrency)`
+}
+
 function liveRows(l: Live): Array<[string, string | number | undefined]> {
   if (!l.answering) return [['answering', `no (${l.error})`]]
   const backends = l.backends ?? []
   const healthy = backends.filter((b) => b.healthy === true).length
   const s = (l.stats ?? {}) as Record<string, any>
+  const limits = s.limits as Limits | undefined
+  const limitOf = new Map((limits?.backends ?? []).map((b) => [b.name, b]))
   const tasks = s.tasks ? Object.entries(s.tasks as Record<string, number>).map(([k, v]) => `${k} ${v}`) : []
   return [
     ['ready', `${l.ready ? 'yes' : 'no'} (${healthy} of ${backends.length} backends healthy)`],
-    ...backends.map((b, i): [string, string] => [i === 0 ? 'backends' : '', `${b.name} ${b.healthy ? 'ok' : 'down'}  ${b.url}`]),
+    ...backends.map((b, i): [string, string] => [
+      i === 0 ? 'backends' : '',
+      `${b.name} ${b.healthy ? 'ok' : 'down'}  ${b.url}${slotText(limitOf.get(b.name))}`,
+    ]),
     ['requests', s.requests],
     ['queued', s.queued],
     ['inflight', s.inflight],
     ['errors', s.errors],
-    ['workers', s.workers === undefined ? undefined : `${s.workers} (available ${s.available}, busy ${s.busy})`],
+    // Slots of the usable backends: what proxied calls and durable tasks share.
+    ['slots', s.slots === undefined ? undefined : `${s.slots} (busy ${s.slots_busy})`],
+    ['task runner', runnerText(limits)],
     ['tasks', tasks.length > 0 ? tasks.join(', ') : undefined],
     ['cache', s.cache ? `hits ${s.cache.hits}, misses ${s.cache.misses}` : undefined],
     ['note', l.error],

@@ -5,6 +5,7 @@
 import { ENV_VARS, type EnvVar, ORCH_OLLAMA_URL } from './env.ts'
 import { describeKeys, envVarsByKey, type KeyInfo } from './keys.ts'
 import { MAX_CONFIG_BYTES } from './source.ts'
+import { UNAVAILABLE } from './unavailable.ts'
 
 const PRECEDENCE = `## Where values come from
 
@@ -83,6 +84,28 @@ function envDocs(): string {
   ].join('\n')
 }
 
+function unavailableDocs(): string {
+  const rows = UNAVAILABLE.map((rule) => {
+    const refused = rule.values === undefined ? 'any value' : rule.values.map((value) => code(JSON.stringify(value))).join(', ')
+    return `| ${code(rule.key)} | ${refused} | ${cell(rule.message)} |`
+  })
+  return [
+    '## Not available in this version',
+    '',
+    'Some keys belong to features this version does not have (the Redis event bus, autoscaling, per-model',
+    'request defaults). Every key either changes what orch does or is refused: a value below, set in a config',
+    'file, by an `ORCH_*` variable or by a flag, makes `orch config validate` and every command that reads the',
+    'configuration (`orch serve` among them, before it listens) exit 2, naming the key, its `file:line` or the',
+    'variable, and what to do instead. The defaults are never refused, so `{}` and the file `orch config init`',
+    'writes are valid; keys that accept no value yet are written there commented out.',
+    '',
+    '| Key | Refused | Message |',
+    '| --- | --- | --- |',
+    ...rows,
+    '',
+  ].join('\n')
+}
+
 /** The whole of docs/configuration.md. */
 export function renderConfigDocs(): string {
   const keys = describeKeys()
@@ -108,6 +131,7 @@ export function renderConfigDocs(): string {
     ...loose.map((k) => keyRow(k, env)),
     '',
     ...grouped.map((top) => sectionDocs(top, keys, env)),
+    unavailableDocs(),
     envDocs(),
   ]
   return parts.join('\n')

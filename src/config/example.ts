@@ -1,16 +1,18 @@
 /**
  * The commented example config (`orch config init`, config/orch.example.yaml): every key with its default
  * and a comment, generated from the schema so it cannot drift. Keys without a default, and the items of
- * lists and mappings (pools, backends, models), are shown commented out with example values; the active
- * part resolves to exactly the default configuration.
+ * lists and mappings (pools, backends, models), are shown commented out with example values, and so are
+ * keys whose every value is refused in this version; the active part resolves to exactly the default
+ * configuration, and sets nothing `orch config validate` refuses.
  */
 import YAML from 'yaml'
 import { describeKeys, docPath, envVarsByKey, type KeyInfo } from './keys.ts'
 import { type PathSegment, parsePath } from './paths.ts'
+import { isUnavailable } from './unavailable.ts'
 
 /** Items for the commented examples of list and mapping sections; together they use every item key. */
 export const EXAMPLE_ITEMS: Record<string, unknown> = {
-  models: { ollama: { 'llama3.2': { context: 16384, temperature: 0.4, parallel: true } } },
+  models: { ollama: { 'llama3.2': { parallel: false } } },
   pools: [
     {
       name: 'gpu',
@@ -118,8 +120,11 @@ function dataLines(value: unknown, segments: PathSegment[], at: { lead: string; 
   return lines
 }
 
+/** A default the file writes would be a value set by the user: one refused (unavailable.ts) is shown commented out. */
+const writesDefault = (key: KeyInfo) => key.hasDefault && !isUnavailable(key.path, key.default)
+
 const hasActive = (key: KeyInfo, ctx: Context): boolean =>
-  key.node === 'leaf' ? key.hasDefault : key.node === 'collection' || (ctx.children.get(key.path) ?? []).some((c) => hasActive(c, ctx))
+  key.node === 'leaf' ? writesDefault(key) : key.node === 'collection' || (ctx.children.get(key.path) ?? []).some((c) => hasActive(c, ctx))
 
 function renderKey(key: KeyInfo, indent: string, ctx: Context): string[] {
   const name = lastName(key.path)
@@ -149,6 +154,7 @@ function renderKey(key: KeyInfo, indent: string, ctx: Context): string[] {
     }
     return [...lines, `${indent}${name}: ${inline(fallback)}`]
   }
+  if (key.hasDefault && !writesDefault(key)) return [...lines, `${indent}# ${name}: ${inline(key.default)}`]
   if (!key.hasDefault) return [...lines, `${indent}# ${name}: ${inline(key.example ?? '')}`]
   return [...lines, `${indent}${name}: ${inline(key.default)}`]
 }

@@ -14,6 +14,7 @@ import { DEFAULT_BACKEND } from './pools.ts'
 import type { OrchConfig } from './schema.ts'
 import { type ConfigDocument, readConfigDocument } from './source.ts'
 import { type ConfigSource, SourceTracker } from './sources.ts'
+import { unavailableIssues } from './unavailable.ts'
 import { type PathIssue, validateData } from './validate.ts'
 
 export type { ConfigSource } from './sources.ts'
@@ -164,11 +165,12 @@ const isWithin = (segments: readonly PathSegment[], prefix: readonly PathSegment
  * configuration (serve among them): they used to decide apart, validate by "no issues" and the resolver
  * by "schema passed", so data the schema refused without an issue passed validate ("ok") while serve
  * failed with "0 problems". Here a config comes back only with no issue, and a refusal always names one.
+ * A value a user set for a feature this version does not have is refused here too (unavailable.ts).
  */
 function checkData(
   raw: Record<string, unknown>,
   documents: ConfigDocument[],
-  sources: SourceTracker | undefined,
+  sources: SourceTracker,
   cwd: string,
   files: string[],
   earlier: ConfigIssue[] = [],
@@ -177,7 +179,16 @@ function checkData(
   const result = validateData(raw)
   // Below a list given for a mapping, valibot's findings are about list items as if they were keys: noise.
   const rest = result.issues.filter((issue) => !lists.some((list) => isWithin(issue.segments, list.segments)))
-  const found = [...lists, ...rest]
+  // Values a user set for a feature this version does not have; a key already refused by the schema is said once.
+  const isSet = (segments: PathSegment[]) => {
+    const source = sources.lookup(segments)
+    return source !== undefined && source.kind !== 'default'
+  }
+  const said = [...lists, ...rest]
+  const unavailable = unavailableIssues(result.config ?? raw, isSet).filter(
+    (issue) => !said.some((other) => isWithin(issue.segments, other.segments)),
+  )
+  const found = [...said, ...unavailable]
   if (result.config && found.length === 0 && earlier.length === 0) return { config: result.config, issues: [] }
   if (found.length === 0 && earlier.length === 0) {
     found.push({ segments: [], message: 'the configuration was refused without a reason named (a bug in orch; please report it)' })
@@ -267,6 +278,7 @@ export function validateConfigFile(file: string, inputs: Pick<ConfigInputs, 'cwd
   if (!read.document) return read.issues.map((i) => ({ ...i, file: shown }))
   // The same merge and the same verdict as resolveConfig, with this one file as the only layer.
   const raw: Record<string, unknown> = {}
-  applyFiles(raw, [read.document], new SourceTracker(), cwd)
-  return checkData(raw, [read.document], undefined, cwd, [absolute]).issues
+  const sources = new SourceTracker()
+  applyFiles(raw, [read.document], sources, cwd)
+  return checkData(raw, [read.document], sources, cwd, [absolute]).issues
 }

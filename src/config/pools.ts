@@ -41,8 +41,28 @@ const heartbeatOverride = section('Per-pool override of the global heartbeat; un
   timeout_ms: v.optional(int('Override of heartbeat.timeout_ms')),
   max_missed_heartbeats: v.optional(int('Override of heartbeat.max_missed_heartbeats')),
   initial_delay_ms: v.optional(nonNegativeInt('Override of heartbeat.initial_delay_ms')),
-  dependent: v.optional(bool('Override of heartbeat.dependent')),
+  dependent: v.optional(bool('Override of heartbeat.dependent. Not available in this version: false')),
 })
+
+/** The heartbeat keys a worker runs by (`dependent` is always true: see its description). */
+export interface HeartbeatSettings {
+  enabled: boolean
+  ping_interval_ms: number
+  timeout_ms: number
+  max_missed_heartbeats: number
+  initial_delay_ms: number
+}
+
+/** A pool's heartbeat: each key its own `heartbeat` sets, the global `heartbeat` for the rest (read key by key). */
+export function poolHeartbeat(global: HeartbeatSettings, own: Partial<HeartbeatSettings> | undefined): HeartbeatSettings {
+  return {
+    enabled: own?.enabled ?? global.enabled,
+    ping_interval_ms: own?.ping_interval_ms ?? global.ping_interval_ms,
+    timeout_ms: own?.timeout_ms ?? global.timeout_ms,
+    max_missed_heartbeats: own?.max_missed_heartbeats ?? global.max_missed_heartbeats,
+    initial_delay_ms: own?.initial_delay_ms ?? global.initial_delay_ms,
+  }
+}
 
 const poolEntry = v.pipe(
   v.strictObject(
@@ -183,7 +203,7 @@ export function poolsSchema() {
   )
 }
 
-export const DEFAULT_BACKEND = { name: 'ollama', type: 'ollama', url: 'http://127.0.0.1:11434', concurrency: 4 } as const
+export const DEFAULT_BACKEND = { name: 'ollama', type: 'ollama', url: 'http://127.0.0.1:11434' } as const
 
 const backendEntry = v.strictObject(
   {
@@ -191,7 +211,13 @@ const backendEntry = v.strictObject(
     type: v.optional(oneOf(['ollama', 'openai'], 'API the backend speaks: ollama or openai (OpenAI-compatible)'), 'ollama'),
     url: httpUrl('Base URL, e.g. http://127.0.0.1:11434', { example: 'http://127.0.0.1:11434' }),
     models: v.optional(stringList('Models this backend serves; unset means any model', { example: ['llama3.2'] })),
-    concurrency: v.optional(int('Requests in flight to this backend'), 4),
+    concurrency: v.optional(
+      int(
+        'Calls in flight to this backend at once (its own limit; backends add up)',
+        {},
+        { defaultText: 'runtime.<type>.concurrency, else 4' },
+      ),
+    ),
     api_key_env: v.optional(
       str('Environment variable holding the bearer token orch sends to this backend (the token itself stays out of the file)', {
         example: 'VLLM_API_KEY',

@@ -9,19 +9,30 @@ import { bool, enumList, httpUrl, int, nonNegativeInt, num, oneOf, port, section
 import { backendsSchema, poolsSchema } from './pools.ts'
 
 const distributedSimulation = section('How work is spread over processes and machines', {
-  enabled: v.optional(bool('Activate distributed coordination'), true),
+  enabled: v.optional(
+    bool('Coordination over several machines. Not available in this version: true is refused (orch runs on one machine)'),
+    false,
+  ),
   event_bus_type: v.optional(
     oneOf(
       ['local_memory', 'redis', 'kafka'],
-      'Queue and event bus; orch defaults to local_memory (the seed says redis) so one machine runs without Redis',
+      'Queue and event bus; local_memory runs in the orch process, on one machine, with no server to run. Not available in this version: redis, and kafka (no Kafka implementation is planned)',
     ),
     'local_memory',
   ),
-  redis_host: v.optional(str('Redis host for the redis event bus'), 'localhost'),
-  redis_port: v.optional(port('Redis port for the redis event bus'), 6379),
-  agent_runner_concurrency: v.optional(int('Agents one runner process executes in parallel'), 5),
+  redis_host: v.optional(str('Redis host of the Redis event bus. Not available in this version: setting it is refused'), 'localhost'),
+  redis_port: v.optional(port('Redis port of the Redis event bus. Not available in this version: setting it is refused'), 6379),
+  agent_runner_concurrency: v.optional(
+    int(
+      'Durable tasks one orch process runs at once (never caps proxied Ollama/OpenAI calls); no cap when infrastructure_system.enabled is false',
+    ),
+    5,
+  ),
   orchestrator_mode: v.optional(
-    oneOf(['auto', 'manual'], 'auto: assign agents automatically; manual: only through explicit API calls'),
+    oneOf(
+      ['auto', 'manual'],
+      'auto: a submitted task runs as soon as a backend slot is free. Not available in this version: manual (tasks run only when an API call starts them)',
+    ),
     'auto',
   ),
 })
@@ -35,7 +46,13 @@ const batching = section('Group LLM requests into batches', {
 
 const caching = section('Cache LLM responses', {
   enabled: v.optional(bool('Activate LLM response caching'), true),
-  cache_backend: v.optional(oneOf(['sqlite', 'redis', 'memory'], 'Where cached responses are stored'), 'sqlite'),
+  cache_backend: v.optional(
+    oneOf(
+      ['sqlite', 'redis', 'memory'],
+      'Where cached responses are stored: sqlite (a file shared by the processes of one machine) or memory (inside one process). Not available in this version: redis',
+    ),
+    'sqlite',
+  ),
   cache_path: v.optional(str('SQLite cache file (relative to the working directory)'), './llm_cache.db'),
   cache_ttl_seconds: v.optional(int('Time-to-live of a cache entry, in seconds'), 86400),
   mode: v.optional(
@@ -50,12 +67,18 @@ const caching = section('Cache LLM responses', {
 })
 
 const resourceManagement = v.pipe(
-  section('Auto-scaling of agent runners', {
-    auto_scaling_enabled: v.optional(bool('Scale agent runners automatically (orch scale)'), true),
-    min_agent_runners: v.optional(nonNegativeInt('Fewest agent runner instances kept'), 1),
-    max_agent_runners: v.optional(int('Most agent runner instances allowed'), 10),
-    cpu_threshold_percent: v.optional(int('Average CPU percent that triggers a scale-up', { min: 1, max: 100 }), 80),
-    memory_threshold_percent: v.optional(int('Average memory percent that triggers a scale-up', { min: 1, max: 100 }), 75),
+  section('Autoscaling of agent runners. Not available in this version: set pool_size per pool instead', {
+    auto_scaling_enabled: v.optional(bool('Scale agent runners automatically. Not available in this version: true is refused'), false),
+    min_agent_runners: v.optional(nonNegativeInt('Fewest agent runners kept. Not available in this version: setting it is refused'), 1),
+    max_agent_runners: v.optional(int('Most agent runner instances allowed. Not available in this version: setting it is refused'), 10),
+    cpu_threshold_percent: v.optional(
+      int('Average CPU percent that triggers a scale-up. Not available in this version: setting it is refused', { min: 1, max: 100 }),
+      80,
+    ),
+    memory_threshold_percent: v.optional(
+      int('Average memory percent that triggers a scale-up. Not available in this version: setting it is refused', { min: 1, max: 100 }),
+      75,
+    ),
   }),
   v.forward(
     v.partialCheck(
@@ -75,9 +98,15 @@ const performanceMonitoring = section('Collection and export of performance samp
   integrations: v.optional(
     section('External monitoring systems', {
       grafana_prometheus: v.optional(
-        section('Prometheus (and Grafana on top of it)', {
-          enabled: v.optional(bool('Expose metrics for Prometheus to scrape'), false),
-          endpoint: v.optional(httpUrl('Prometheus server URL'), 'http://localhost:9090'),
+        section('Prometheus (and Grafana on top of it); orch serve always exposes Prometheus metrics at /metrics', {
+          enabled: v.optional(
+            bool('Expose metrics for Prometheus to scrape. Not available in this version: true is refused (/metrics is always served)'),
+            false,
+          ),
+          endpoint: v.optional(
+            httpUrl('Prometheus server URL. Not available in this version: setting it is refused (Prometheus scrapes orch at /metrics)'),
+            'http://localhost:9090',
+          ),
         }),
         {},
       ),
@@ -101,8 +130,10 @@ const infrastructureSystem = section('Distributed runs, LLM batching and caching
 })
 
 const modelSettings = section('Settings of one model', {
-  context: v.optional(int('Context window in tokens'), 8192),
-  temperature: v.optional(num('Sampling temperature', { min: 0, max: 2 }), 0.7),
+  context: v.optional(int('Context window in tokens. Not available in this version: send options.num_ctx with each request')),
+  temperature: v.optional(
+    num('Sampling temperature. Not available in this version: send the temperature with each request', { min: 0, max: 2 }),
+  ),
   parallel: v.optional(bool('Whether requests to this model may run in parallel'), true),
 })
 
@@ -126,15 +157,22 @@ type ProviderRuntime = { concurrency: number }
 const runtime = v.pipe(
   v.record(
     v.string(),
-    section('Runtime of one provider', { concurrency: v.optional(int('Requests in flight to this provider'), DEFAULT_OLLAMA_CONCURRENCY) }),
+    section('Runtime of one provider', {
+      concurrency: v.optional(
+        int('Calls in flight per backend of this type that sets no concurrency of its own (a default, not a cap over all of them)'),
+        DEFAULT_OLLAMA_CONCURRENCY,
+      ),
+    }),
     'expected a mapping of provider to settings',
   ),
-  // Listing another provider must not drop Ollama's limit.
+  // Listing another provider must not drop Ollama's default.
   v.transform((r): Record<string, ProviderRuntime> & { ollama: ProviderRuntime } => ({
     ollama: { concurrency: DEFAULT_OLLAMA_CONCURRENCY },
     ...r,
   })),
-  v.description('Requests in flight per provider; raise ollama.concurrency (default 2) when the hardware allows'),
+  v.description(
+    'Per-backend defaults by backend type; ollama.concurrency (default 2) is the limit of each Ollama backend or pool worker without its own',
+  ),
   v.metadata({ keyName: 'provider' }),
 )
 
@@ -144,7 +182,10 @@ const heartbeatEntries = {
   timeout_ms: v.optional(int('Milliseconds to wait for a ping answer'), 10000),
   max_missed_heartbeats: v.optional(int('Missed pings before a worker is declared dead'), 3),
   initial_delay_ms: v.optional(nonNegativeInt('Milliseconds before the first ping'), 0),
-  dependent: v.optional(bool('Worker is stopped when its heartbeat monitor dies'), true),
+  dependent: v.optional(
+    bool('Worker is stopped when the orch process supervising it ends (its watchdog ends it). Not available in this version: false'),
+    true,
+  ),
 }
 
 const levelOrUnset = v.optional(oneOf(LOG_LEVELS, 'Level for this category; unset follows logging.level', { example: 'debug' }))

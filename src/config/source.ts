@@ -161,8 +161,10 @@ function fileProblem(file: string): ConfigIssue | undefined {
     const stats = statSync(file)
     if (!stats.isFile()) return { path: '', file, message: 'not a regular file' }
     size = stats.size
-  } catch {
-    return { path: '', file, message: 'file not found' }
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code
+    if (code === 'ENOENT' || code === 'ENOTDIR') return { path: '', file, message: 'file not found' }
+    return { path: '', file, message: `cannot read the file (${code ?? (error as Error).message})` }
   }
   if (size > MAX_CONFIG_BYTES)
     return { path: '', file, message: `file is ${size} bytes; config files over ${MAX_CONFIG_BYTES} bytes (1 MiB) are refused` }
@@ -207,7 +209,13 @@ export function dropNulls(value: unknown): unknown {
 export function readConfigDocument(file: string): { document?: ConfigDocument; issues: ConfigIssue[] } {
   const problem = fileProblem(file)
   if (problem) return { issues: [problem] }
-  let text = readFileSync(file, 'utf8')
+  let text: string
+  try {
+    text = readFileSync(file, 'utf8')
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code
+    return { issues: [{ path: '', file, message: `cannot read the file (${code ?? (error as Error).message})` }] }
+  }
   if (extname(file).toLowerCase() === '.json') text = stripJsonComments(text)
   const lineCounter = new LineCounter()
   const doc = parseDocument(text, { ...PARSE_OPTIONS, lineCounter })

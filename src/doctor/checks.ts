@@ -197,7 +197,7 @@ export interface BatchLockFacts {
   error?: string
 }
 
-/** Stale `.lock` files under batch.inputs_root: each blocks its batch until removed (seed 003's troubleshooting). */
+/** Stale `.lock` files under batch.inputs_root: each blocks its batch until removed (docs/operations.md#batch-runner). */
 export function checkBatchLocks(facts: BatchLockFacts): Finding[] {
   const title = 'batch locks'
   if (facts.error) return [warn('batch.locks', title, `cannot read ${facts.inputsRoot}: ${facts.error}`)]

@@ -6,6 +6,7 @@
  */
 
 import type { CallEvent } from '../scheduler/engine.ts'
+import { taskRunnerLimit } from '../scheduler/limits.ts'
 import type { RequestRecord } from '../server/app.ts'
 import type { AppDeps } from '../server/http.ts'
 import { CALL_BUCKETS, type CounterChild, type HistogramChild, HTTP_BUCKETS, RATE_BUCKETS, Registry, WAIT_BUCKETS } from './registry.ts'
@@ -65,7 +66,11 @@ export interface OrchMetricsOptions {
 
 export function createOrchMetrics(deps: AppDeps, options: OrchMetricsOptions): OrchMetrics {
   const r = new Registry({ constLabels: { instance: deps.instance } })
-  const concurrency = r.gauge('orchestrator_concurrency_limit', 'Calls a backend may run at once (its concurrency)', ['backend'])
+  const concurrency = r.gauge(
+    'orchestrator_concurrency_limit',
+    'Calls a backend may run at once: its effective concurrency (own key, else runtime.<type>.concurrency, else 4)',
+    ['backend'],
+  )
   const inflight = r.gauge('orchestrator_inflight_tasks', 'Backend calls in flight', ['backend'])
   const taskErrors = r.counter(
     'orchestrator_task_errors_total',
@@ -111,6 +116,11 @@ export function createOrchMetrics(deps: AppDeps, options: OrchMetricsOptions): O
   const requests = r.counter('orch_scheduler_requests_total', 'Model requests asked of the scheduler (slots), cache hits excluded').labels()
   const tasks = r.gauge('orch_tasks', 'Durable tasks by state', ['state'])
   r.gauge('orch_build_info', 'The running orch version', ['version']).labels(deps.version).set(1)
+  const runnerLimit = taskRunnerLimit(deps.config).concurrency
+  // No series when the runner has no cap of its own (infrastructure_system.enabled: false).
+  if (runnerLimit !== null) {
+    r.gauge('orch_task_runner_limit', 'Durable tasks this orch process runs at once (agent_runner_concurrency)').labels().set(runnerLimit)
+  }
   const rss = r.gauge('process_resident_memory_bytes', 'Resident memory of the orch process').labels()
   const cpu = r.counter('process_cpu_seconds_total', 'User and system CPU time of the orch process').labels()
   r.gauge('process_start_time_seconds', 'Start of the orch process, Unix seconds')

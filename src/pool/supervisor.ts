@@ -7,8 +7,10 @@
  */
 import { randomUUID } from 'node:crypto'
 import { createBackend } from '../backends/registry.ts'
+import { poolHeartbeat } from '../config/pools.ts'
 import type { OrchConfig, PoolConfig } from '../config/schema.ts'
 import { logger } from '../log.ts'
+import { backendConcurrency } from '../scheduler/limits.ts'
 import type { Scheduler } from '../scheduler/scheduler.ts'
 import type { Store } from '../store/db.ts'
 import { type ControlServer, handleControl, listenControl } from './control.ts'
@@ -19,9 +21,6 @@ import type { WorkerLaunch } from './profiles.ts'
 import { reapStale, saveWorker } from './records.ts'
 import { type WatchdogCommand, watchdogCommand } from './watchdog-launch.ts'
 import { DEFAULT_TIMING, type RouteHandle, Worker, type WorkerTiming } from './worker.ts'
-
-/** Requests in flight per worker (pools have no concurrency key yet). */
-export const WORKER_CONCURRENCY = 4
 
 export interface SupervisorOptions {
   config: OrchConfig
@@ -70,10 +69,13 @@ export function schedulerRegistrar(scheduler: Scheduler, config: OrchConfig) {
   return (worker: Worker, launch: WorkerLaunch): RouteHandle => {
     const { pool } = worker.settings
     const name = backendName(worker)
-    const backend = createBackend({ name, type: pool.api, url: launch.url, concurrency: WORKER_CONCURRENCY }, config.backend_timeouts)
+    const backend = createBackend({ name, type: pool.api, url: launch.url }, config.backend_timeouts)
+    // Pools have no concurrency key: a worker takes the runtime default of its API.
+    const limit = backendConcurrency(config, pool.api)
     const state = scheduler.addBackend({
       backend,
-      concurrency: WORKER_CONCURRENCY,
+      concurrency: limit.concurrency,
+      concurrencySource: limit.source,
       ...(pool.models.length > 0 ? { configuredModels: pool.models } : {}),
     })
     return {
@@ -163,7 +165,7 @@ export class Supervisor {
         pool,
         id,
         gpu: gpu === undefined ? undefined : String(gpu),
-        heartbeat: { ...config.heartbeat, ...pool.heartbeat },
+        heartbeat: poolHeartbeat(config.heartbeat, pool.heartbeat),
         barrier: config.crash_barrier,
         startupTimeoutMs: config.pool_startup_timeout,
         graceMs: config.graceful_shutdown_timeout_ms,

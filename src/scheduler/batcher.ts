@@ -14,7 +14,13 @@ export interface BatcherOptions {
   intervalMs: number
   maxConcurrentBatches: number
   /** One backend call for the whole batch; returns one vector per input, in order. */
-  execute: (group: BatchGroupKey, inputs: string[], context: BatchContext) => Promise<number[][]>
+  execute: (group: BatchGroupKey, inputs: string[], context: BatchContext) => Promise<BatchAnswer>
+}
+
+/** Vectors in input order, and the input tokens the backend counted (when it reports them). */
+export interface BatchAnswer {
+  embeddings: number[][]
+  prompt_eval_count?: number
 }
 
 export interface BatchGroupKey {
@@ -34,7 +40,7 @@ interface Member {
   priority: number
   tenant: string
   signal: AbortSignal | undefined
-  resolve: (vectors: number[][]) => void
+  resolve: (answer: BatchAnswer) => void
   reject: (error: unknown) => void
   onAbort?: () => void
 }
@@ -58,7 +64,7 @@ export class EmbedBatcher {
     key: BatchGroupKey,
     inputs: string[],
     context: { signal?: AbortSignal; priority?: number; tenant?: string } = {},
-  ): Promise<number[][]> {
+  ): Promise<BatchAnswer> {
     if (context.signal?.aborted) return Promise.reject(cancelledError())
     this.stats.requests++
     const id = `${key.model}\u0000${key.variant}`
@@ -68,7 +74,7 @@ export class EmbedBatcher {
       this.groups.set(id, group)
     }
     const g = group
-    return new Promise<number[][]>((resolve, reject) => {
+    return new Promise<BatchAnswer>((resolve, reject) => {
       const member: Member = {
         inputs,
         priority: context.priority ?? 0,
@@ -139,11 +145,14 @@ export class EmbedBatcher {
       tenant: (members[0] as Member).tenant,
     }
     try {
-      const vectors = await this.options.execute(group.key, inputs, context)
+      const answer = await this.options.execute(group.key, inputs, context)
+      const vectors = answer.embeddings
       if (vectors.length !== inputs.length) throw new Error(`backend returned ${vectors.length} embeddings for ${inputs.length} inputs`)
+      const tokens = answer.prompt_eval_count === undefined ? undefined : shareTokens(answer.prompt_eval_count, members)
       let offset = 0
-      for (const member of members) {
-        member.resolve(vectors.slice(offset, offset + member.inputs.length))
+      for (const [i, member] of members.entries()) {
+        const embeddings = vectors.slice(offset, offset + member.inputs.length)
+        member.resolve(tokens ? { embeddings, prompt_eval_count: tokens[i] as number } : { embeddings })
         offset += member.inputs.length
       }
     } catch (error) {
@@ -152,4 +161,23 @@ export class EmbedBatcher {
       for (const member of members) if (member.onAbort) member.signal?.removeEventListener('abort', member.onAbort)
     }
   }
+}
+
+/**
+ * A shared call's token count split among its callers by the length of their inputs (largest remainders,
+ * so the shares add up to the count): exact for a caller alone in its call, an estimate otherwise.
+ */
+export function shareTokens(total: number, members: { inputs: string[] }[]): number[] {
+  const weights = members.map((m) => m.inputs.reduce((n, text) => n + text.length, 0))
+  const sum = weights.reduce((a, b) => a + b, 0)
+  const exact = weights.map((w) => (sum === 0 ? total / members.length : (total * w) / sum))
+  const shares = exact.map(Math.floor)
+  let left = total - shares.reduce((a, b) => a + b, 0)
+  const order = exact.map((x, i) => [x - Math.floor(x), i] as const).sort((a, b) => b[0] - a[0])
+  for (const [, i] of order) {
+    if (left <= 0) break
+    shares[i] = (shares[i] as number) + 1
+    left--
+  }
+  return shares
 }

@@ -9,8 +9,9 @@ import type { Backend, ChatChunk, ChatRequest, EmbedRequest, EmbedResponse, Gene
 import { BackendError } from '../backends/types.ts'
 import type { OrchConfig } from '../config/schema.ts'
 import { type CacheKind, cacheKey, createCache, isCacheable, type ResponseCache } from '../store/cache.ts'
-import { EmbedBatcher } from './batcher.ts'
+import { type BatchAnswer, EmbedBatcher } from './batcher.ts'
 import { HealthMonitor } from './health.ts'
+import { backendConcurrency } from './limits.ts'
 import { normalizeModel } from './router.ts'
 import { type Outcome, Scheduler, type SchedulerOptions, type Slot } from './scheduler.ts'
 
@@ -141,10 +142,10 @@ export class Engine {
     if (hit) return hit
     const inputs = typeof request.input === 'string' ? [request.input] : request.input
     const { model, input: _input, ...rest } = request
-    const embeddings = this.batcher
+    const answer = this.batcher
       ? await this.batcher.add({ model, variant: JSON.stringify(rest) }, inputs, options)
       : await this.embedCall(request, { signal: options.signal, priority: options.priority ?? 0, tenant: options.tenant ?? 'default' })
-    const response: EmbedResponse = { model, embeddings }
+    const response: EmbedResponse = { model, ...answer }
     if (key) this.cache?.set(key, { kind: 'embed', model, value: response })
     return response
   }
@@ -161,7 +162,10 @@ export class Engine {
     })
   }
 
-  private async embedCall(request: EmbedRequest, context: { signal?: AbortSignal; priority: number; tenant: string }): Promise<number[][]> {
+  private async embedCall(
+    request: EmbedRequest,
+    context: { signal?: AbortSignal; priority: number; tenant: string },
+  ): Promise<BatchAnswer> {
     const slot = await this.scheduler.acquire({
       model: request.model,
       priority: context.priority,
@@ -176,7 +180,10 @@ export class Engine {
       const response = await slot.backend.embed(request, { signal: context.signal })
       outcome = 'success'
       loadNs = response.load_duration
-      return response.embeddings
+      const tokens = response.prompt_eval_count
+      return typeof tokens === 'number'
+        ? { embeddings: response.embeddings, prompt_eval_count: tokens }
+        : { embeddings: response.embeddings }
     } catch (error) {
       outcome = outcomeOf(error)
       this.counters.call_errors++
@@ -316,14 +323,15 @@ export function schedulerOptions(config: OrchConfig, backends: Backend[], now?: 
   return {
     backends: backends.map((backend) => {
       const cfg = configured.get(backend.name)
-      return { backend, concurrency: cfg?.concurrency ?? 4, ...(cfg?.models ? { configuredModels: cfg.models } : {}) }
+      const limit = backendConcurrency(config, cfg?.type ?? backend.type, cfg?.concurrency)
+      return {
+        backend,
+        concurrency: limit.concurrency,
+        concurrencySource: limit.source,
+        ...(cfg?.models ? { configuredModels: cfg.models } : {}),
+      }
     }),
-    providerLimits: Object.fromEntries(Object.entries(config.runtime).map(([provider, r]) => [provider, r.concurrency])),
     serialModels,
-    // infrastructure_system.enabled: false → plain single-process execution, no runner-level cap.
-    globalLimit: config.infrastructure_system.enabled
-      ? config.infrastructure_system.distributed_simulation.agent_runner_concurrency
-      : Number.POSITIVE_INFINITY,
     maxQueue: config.pool_max_queue_size,
     queueTimeoutMs: config.pool_queue_timeout,
     agingMs: config.tasks.priority_aging_ms,

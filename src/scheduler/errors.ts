@@ -58,12 +58,18 @@ export function queueCannotDrainError(e: {
   )
 }
 
+/**
+ * The advice is in the message itself: the Ollama and OpenAI dialects answer with the message alone, and
+ * their clients show nothing else.
+ */
 export function noBackendError(model: string, backends: string[]): OrchError {
   const where = backends.length > 0 ? `none of ${backends.join(', ')} answers` : 'no backend is configured'
+  const start = backends.length > 0 ? 'start its model server (e.g. `ollama serve`), or ' : ''
+  const advice = `${start}add a backend serving it under backends: in orch.yaml, or a pool under pools: (orch serve starts its workers); see docs/configuration.md`
   return schedulerError(
     'E_NO_BACKEND',
-    `no healthy backend serves "${model}": ${where}`,
-    'start a model server (e.g. `ollama serve`), or add one under `backends:` in orch.yaml (orch config init shows the shape)',
+    `no healthy backend serves "${model}": ${where}; ${advice}`,
+    'GET /ready (or orch status) lists each backend and its health; orch config init shows the shape of backends: and pools:',
     { status: 503, retryable: true, retry_after_s: 5 },
   )
 }

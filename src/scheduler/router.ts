@@ -5,10 +5,13 @@
  */
 import type { Backend } from '../backends/types.ts'
 import { type BreakerOptions, CircuitBreaker } from './breaker.ts'
+import { OWN_KEY } from './limits.ts'
 
 export interface BackendEntry {
   backend: Backend
   concurrency: number
+  /** Where `concurrency` came from (limits.ts): a config key, or `default`; unset: the backend's own key. */
+  concurrencySource?: string
   /** Models this backend serves, from config; undefined = whatever it reports (or anything, until known). */
   configuredModels?: string[]
 }
@@ -16,6 +19,7 @@ export interface BackendEntry {
 export class BackendState {
   readonly backend: Backend
   readonly concurrency: number
+  readonly concurrencySource: string
   readonly breaker: CircuitBreaker
   readonly configuredModels: Set<string> | undefined
   /** undefined until the first health check: an unknown backend is tried. */
@@ -33,16 +37,13 @@ export class BackendState {
   constructor(entry: BackendEntry, breaker: BreakerOptions, now: () => number) {
     this.backend = entry.backend
     this.concurrency = entry.concurrency
+    this.concurrencySource = entry.concurrencySource ?? OWN_KEY
     this.breaker = new CircuitBreaker(breaker, now)
     this.configuredModels = entry.configuredModels ? new Set(entry.configuredModels.map(normalizeModel)) : undefined
   }
 
   get name(): string {
     return this.backend.name
-  }
-
-  get provider(): string {
-    return this.backend.type
   }
 
   /** Healthy or not yet checked, and not draining. */
@@ -72,7 +73,7 @@ export function normalizeModel(model: string): string {
 }
 
 export interface Capacity {
-  /** Whether this backend has room for one more call of `model` (backend, provider, per-model, global limits). */
+  /** Whether this backend has room for one more call of `model` (its concurrency, and one at a time for a serial model). */
   hasRoom(state: BackendState, model: string): boolean
 }
 

@@ -1,6 +1,7 @@
 /**
- * Runs durable tasks: claims queued tasks from the task store (as many as there are free slots, plus a
- * little prefetch), runs each through the engine under a lease it renews, and records the outcome.
+ * Runs durable tasks: claims queued tasks from the task store (as many as the usable backends have slots,
+ * plus a little prefetch, and never more than `limit`: agent_runner_concurrency), runs each through the
+ * engine under a lease it renews, and records the outcome.
  * A task whose lease is lost (cancelled, or taken over after this runner stalled) is aborted at once and
  * its outcome discarded: a finished task is never finished twice. With no healthy backend, nothing is
  * claimed, so work waits in the queue, durable, until one answers.
@@ -21,8 +22,13 @@ export interface RunnerOptions {
   prefetch?: number
   /** Poll for work submitted by other processes this often (ms). */
   pollMs?: number
-  /** Most tasks this runner holds at once (default: total backend slots). */
+  /** Most tasks this runner holds at once, whatever the backends (replaces slots + prefetch). */
   maxActive?: number
+  /**
+   * Most tasks this runner holds at once, below slots + prefetch (agent_runner_concurrency, see
+   * taskRunnerLimit); unset or null: no cap of its own. Proxied calls are never counted here.
+   */
+  limit?: number | null | undefined
 }
 
 /** The `tasks` config section as TaskStore options. */
@@ -114,7 +120,10 @@ export class TaskRunner {
     let slots = 0
     for (const state of this.options.engine.scheduler.states.values()) if (state.usable) slots += state.concurrency
     // No backend answers: claim nothing, so the work waits in the queue (durable) until one does.
-    return slots === 0 ? 0 : slots + (this.options.prefetch ?? 2)
+    if (slots === 0) return 0
+    const wanted = slots + (this.options.prefetch ?? 2)
+    const limit = this.options.limit
+    return limit === undefined || limit === null ? wanted : Math.min(limit, wanted)
   }
 
   private async run(): Promise<void> {

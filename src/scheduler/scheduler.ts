@@ -5,8 +5,9 @@
  *
  * Order: tenants take turns (round-robin), and within a tenant the highest effective priority goes first,
  * where a request gains one priority level per `agingMs` waited, so nothing starves. Limits: per backend
- * (`concurrency`), per provider (`runtime.<provider>.concurrency`), per model (`parallel: false` → one at a
- * time on a backend), and overall (`agent_runner_concurrency`).
+ * (`concurrency`, resolved in limits.ts) and per model (`parallel: false` → one at a time on a backend);
+ * nothing caps calls over all backends together, so every backend added adds its slots. What may wait is
+ * bounded by `maxQueue` (pool_max_queue_size); durable tasks are capped by the task runner, not here.
  *
  * Overload is answered at once: a request the queue cannot serve within its queue timeout (judged by the
  * measured service time of its model, see `drainEstimate`, with DRAIN_MARGIN to spare) is refused on
@@ -26,12 +27,8 @@ import { type BackendEntry, BackendState, type Capacity, normalizeModel, route }
 
 export interface SchedulerOptions {
   backends: BackendEntry[]
-  /** Most calls in flight per provider (backend type), e.g. `{ ollama: 2 }`. */
-  providerLimits: Record<string, number>
   /** Models (normalised `name:tag`) that must not run two calls at once on one backend. */
   serialModels: Set<string>
-  /** Most calls in flight overall. */
-  globalLimit: number
   maxQueue: number
   queueTimeoutMs: number
   agingMs: number
@@ -118,9 +115,15 @@ export interface SchedulerStats {
   rejected: number
   /** Refused on arrival because the queue could not drain within the queue timeout (also in pool_saturated). */
   overloaded: number
+  /** Backends known (the name predates pools: they are backends, not pool workers). */
   workers: number
+  /** Usable backends with a free slot. */
   available: number
+  /** Usable backends with a call in flight. */
   busy: number
+  /** Slots of the usable backends (the sum of their concurrency), and those taken. */
+  slots: number
+  slots_busy: number
 }
 
 export class Scheduler {
@@ -130,7 +133,6 @@ export class Scheduler {
   private nextTenant = 0
   private queuedCount = 0
   private inflight = 0
-  private readonly providerInflight = new Map<string, number>()
   private breakerTimer: ReturnType<typeof setTimeout> | undefined
   private readonly now: () => number
   private readonly counters = { requests: 0, errors: 0, queue_timeouts: 0, pool_saturated: 0, rejected: 0, overloaded: 0 }
@@ -267,12 +269,12 @@ export class Scheduler {
 
   /**
    * When each slot able to serve `m` frees, in ms from now, ascending: 0 for a free one, else the service
-   * time left of the call holding it. Limits on provider and overall keep the soonest ones.
+   * time left of the call holding it.
    */
   private slotResiduals(m: string, serviceMs: number): number[] {
     const now = this.now()
     const serial = this.options.serialModels.has(m)
-    const byProvider = new Map<string, number[]>()
+    const all: number[] = []
     for (const state of this.states.values()) {
       if (!state.usable || !state.serves(m) || !state.breaker.canPass()) continue
       const slots = serial ? 1 : state.concurrency
@@ -283,30 +285,33 @@ export class Scheduler {
       }
       left.sort((a, b) => a - b)
       const free = Math.max(0, slots - left.length)
-      const own = [...new Array<number>(free).fill(0), ...left.slice(0, slots - free)]
-      const list = byProvider.get(state.provider) ?? []
-      list.push(...own)
-      byProvider.set(state.provider, list)
+      all.push(...new Array<number>(free).fill(0), ...left.slice(0, slots - free))
     }
-    const all: number[] = []
-    for (const [provider, list] of byProvider) {
-      list.sort((a, b) => a - b)
-      const limit = this.options.providerLimits[provider]
-      all.push(...(limit === undefined ? list : list.slice(0, limit)))
-    }
-    all.sort((a, b) => a - b)
-    return Number.isFinite(this.options.globalLimit) ? all.slice(0, this.options.globalLimit) : all
+    return all.sort((a, b) => a - b)
   }
 
   stats(): SchedulerStats {
     let available = 0
     let busy = 0
+    let slots = 0
+    let slotsBusy = 0
     for (const state of this.states.values()) {
       if (!state.usable) continue
       if (state.inflight > 0) busy++
       if (state.inflight < state.concurrency) available++
+      slots += state.concurrency
+      slotsBusy += Math.min(state.inflight, state.concurrency)
     }
-    return { ...this.counters, queued: this.queuedCount, inflight: this.inflight, workers: this.states.size, available, busy }
+    return {
+      ...this.counters,
+      queued: this.queuedCount,
+      inflight: this.inflight,
+      workers: this.states.size,
+      available,
+      busy,
+      slots,
+      slots_busy: slotsBusy,
+    }
   }
 
   /** Reject everything still waiting (shutdown). */
@@ -349,10 +354,7 @@ export class Scheduler {
   }
 
   private hasRoom(state: BackendState, model: string): boolean {
-    if (this.inflight >= this.options.globalLimit) return false
     if (state.inflight >= state.concurrency) return false
-    const providerLimit = this.options.providerLimits[state.provider]
-    if (providerLimit !== undefined && (this.providerInflight.get(state.provider) ?? 0) >= providerLimit) return false
     const m = normalizeModel(model)
     return !this.options.serialModels.has(m) || (state.perModel.get(m) ?? 0) === 0
   }
@@ -454,7 +456,6 @@ export class Scheduler {
     state.inflight++
     state.perModel.set(m, (state.perModel.get(m) ?? 0) + 1)
     this.inflight++
-    this.providerInflight.set(state.provider, (this.providerInflight.get(state.provider) ?? 0) + 1)
     const hold: Hold = { model: m, since: this.now() }
     const holds = this.holds.get(state) ?? new Set<Hold>()
     holds.add(hold)
@@ -474,7 +475,6 @@ export class Scheduler {
         state.perModel.set(m, (state.perModel.get(m) ?? 1) - 1)
         state.served++
         this.inflight--
-        this.providerInflight.set(state.provider, (this.providerInflight.get(state.provider) ?? 1) - 1)
         if (outcome === 'success') state.breaker.onSuccess()
         else if (outcome === 'failure') {
           state.breaker.onFailure()
@@ -487,7 +487,7 @@ export class Scheduler {
 
   /** Dispatch as many waiting requests as the limits allow, tenants in turn. */
   private pump(): void {
-    while (this.queuedCount > 0 && this.inflight < this.options.globalLimit) {
+    while (this.queuedCount > 0) {
       if (!this.dispatchOne()) break
     }
   }

@@ -11,6 +11,7 @@ import { logger } from '../log.ts'
 import { metricsExtension } from '../metrics/extension.ts'
 import { poolsExtension } from '../pool/extension.ts'
 import { Engine } from '../scheduler/engine.ts'
+import { effectiveLimits, formatLimits, taskRunnerLimit } from '../scheduler/limits.ts'
 import { TaskRunner, taskStoreOptions } from '../scheduler/runner.ts'
 import { openStore, type Store } from '../store/db.ts'
 import { ownerId, TaskStore } from '../store/tasks.ts'
@@ -102,7 +103,9 @@ export async function startServe(options: ServeOptions): Promise<RunningServer> 
   await engine.start()
   reportBackends(engine)
   const runId = crypto.randomUUID().slice(0, 8)
-  const runner = new TaskRunner({ tasks, engine, owner: ownerId(runId), leaseMs: config.tasks.lease_ms })
+  const runnerLimit = taskRunnerLimit(config).concurrency
+  const runner = new TaskRunner({ tasks, engine, owner: ownerId(runId), leaseMs: config.tasks.lease_ms, limit: runnerLimit })
+  logger('scheduler').info(formatLimits(effectiveLimits(engine.scheduler.states.values(), config)))
   runner.start()
   const deps: AppDeps = {
     config,

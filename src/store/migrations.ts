@@ -138,7 +138,7 @@ export const MIGRATIONS: readonly Migration[] = [
   {
     version: 5,
     name: 'batches',
-    // One row per batch folder `orch batch` has run, keyed by its absolute path (as seed 003's processed.json).
+    // One row per batch folder `orch batch` has run, keyed by its absolute path (the record the batch runner's processed list is).
     // A failed run is recorded too (exit_status 1 or 2), so one broken folder does not block every later tick.
     up: `
       CREATE TABLE batches (

@@ -144,8 +144,10 @@ describe('orch cache clear', () => {
     expect(m.stderr).toContain('restarting orch serve empties a memory cache')
     const redis = cwd('infrastructure_system:\n  llm_orchestration:\n    caching:\n      cache_backend: redis\n')
     const r = await runCli(['cache', 'stats', '--json'], { cwd: redis })
+    // Refused by the config verdict itself, naming the key and what to use instead.
     expect(r.code).toBe(2)
-    expect(r.json().error).toMatchObject({ code: 'E_CACHE_BACKEND' })
+    expect(r.json().error).toMatchObject({ code: 'E_CONFIG' })
+    expect(r.json().error.message).toContain('cache_backend: the Redis cache is not available in this version; use sqlite')
   })
 
   test('orch cache --help lists its subcommands', async () => {

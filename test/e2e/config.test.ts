@@ -1,5 +1,5 @@
 import { afterEach, describe, expect, test } from 'bun:test'
-import { readFileSync, writeFileSync } from 'node:fs'
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { defaultConfig } from '../../src/config/schema.ts'
 import { runCli, spawnCli, tempDir } from '../helpers/cli.ts'
@@ -54,6 +54,24 @@ describe('orch config validate', () => {
       ['server.port', 2],
       ['pools[0].pool_sise', 5],
     ])
+  })
+
+  test('a file that does not exist: exit 2, it says so and how to create one (no keys to fix)', async () => {
+    const { run } = project()
+    const r = await run(['config', 'validate', 'nope.yaml'])
+    expect(r.code).toBe(2)
+    expect(r.stderr).toContain('nope.yaml: file not found')
+    expect(r.stderr).toContain('nope.yaml does not exist: check the path, or create it with `orch config init --output nope.yaml`')
+    expect(r.stderr).not.toContain('fix the keys above')
+    const json = await run(['config', 'validate', 'nope.yaml', '--json'])
+    expect(json.code).toBe(2)
+    expect(json.json().issues).toEqual([{ path: '', file: 'nope.yaml', message: 'file not found' }])
+    const { path, run: runIn } = project()
+    mkdirSync(join(path, 'conf'))
+    const folder = await runIn(['config', 'validate', 'conf'])
+    expect(folder.code).toBe(2)
+    expect(folder.stderr).toContain('conf: not a regular file')
+    expect(folder.stderr).toContain('conf is not a file: pass the config file itself')
   })
 
   test('with no file anywhere it is a usage error', async () => {
@@ -117,6 +135,92 @@ describe('config validate and serve give one verdict', () => {
     expect(served.code).toBe(2)
     for (const line of expected) expect(served.stderr).toContain(line)
   }, 20_000)
+})
+
+describe('values this version would ignore are refused', () => {
+  const BUS = 'infrastructure_system.distributed_simulation.event_bus_type'
+  const bus = (type: string) => `infrastructure_system:\n  distributed_simulation:\n    event_bus_type: ${type}\n`
+
+  test('event_bus_type kafka: validate exits 2 naming the key, its line and the reason; serve exits 2 before it listens', async () => {
+    const { run, serve } = project({ 'orch.yaml': bus('kafka') })
+    const expected = `orch.yaml:3:5: ${BUS}: "kafka" is not available in this version: no Kafka implementation is planned; use local_memory`
+    const validate = await run(['config', 'validate'])
+    expect(validate.code).toBe(2)
+    expect(validate.stderr).toContain(expected)
+    expect(validate.stdout).toBe('')
+    const served = await serve()
+    expect(served.code).toBe(2)
+    expect(served.stderr).toContain(expected)
+    expect(served.stderr).not.toContain('listening')
+  }, 20_000)
+
+  test('event_bus_type redis: refused with what to use instead, by validate and by serve', async () => {
+    const { run, serve } = project({ 'orch.yaml': bus('redis') })
+    const expected = `orch.yaml:3:5: ${BUS}: the Redis event bus is not available in this version; use local_memory (one machine)`
+    const validate = await run(['config', 'validate', '--json'])
+    expect(validate.code).toBe(2)
+    expect(validate.json().issues).toEqual([
+      {
+        path: BUS,
+        message: 'the Redis event bus is not available in this version; use local_memory (one machine)',
+        file: 'orch.yaml',
+        line: 3,
+        column: 5,
+      },
+    ])
+    const served = await serve()
+    expect(served.code).toBe(2)
+    expect(served.stderr).toContain(expected)
+  }, 20_000)
+
+  test('resource_management.auto_scaling_enabled: true and grafana_prometheus.enabled: true are refused together', async () => {
+    const text = [
+      'infrastructure_system:',
+      '  resource_management:',
+      '    auto_scaling_enabled: true',
+      '  performance_monitoring:',
+      '    integrations:',
+      '      grafana_prometheus:',
+      '        enabled: true',
+      '',
+    ].join('\n')
+    const { run, serve } = project({ 'orch.yaml': text })
+    const expected = [
+      'orch.yaml:3:5: infrastructure_system.resource_management.auto_scaling_enabled: autoscaling is not available in this version; remove resource_management, or set pool_size per pool',
+      "orch.yaml:7:9: infrastructure_system.performance_monitoring.integrations.grafana_prometheus.enabled: not available in this version: orch serve always exposes Prometheus metrics at /metrics; point Prometheus's scrape config at it (docs/operations.md)",
+    ]
+    const validate = await run(['config', 'validate'])
+    expect(validate.code).toBe(2)
+    for (const line of expected) expect(validate.stderr).toContain(line)
+    const served = await serve()
+    expect(served.code).toBe(2)
+    for (const line of expected) expect(served.stderr).toContain(line)
+  }, 20_000)
+
+  test('the variable form is refused naming the variable, by serve and config show', async () => {
+    const { path, run } = project()
+    const expected = `${BUS}: the Redis event bus is not available in this version; use local_memory (one machine) (from ORCH_EVENT_BUS)`
+    const show = await run(['config', 'show'], { ORCH_EVENT_BUS: 'redis' })
+    expect(show.code).toBe(2)
+    expect(show.stderr).toContain(expected)
+    const proc = spawnCli(['serve', '--port', '0', '--home', join(path, 'home')], { cwd: path, env: { ORCH_EVENT_BUS: 'redis' } })
+    const timer = setTimeout(() => proc.kill(), 10_000)
+    const [stderr, code] = await Promise.all([new Response(proc.stderr).text(), proc.exited])
+    clearTimeout(timer)
+    expect(code).toBe(2)
+    expect(stderr).toContain(expected)
+  }, 20_000)
+
+  test('{} validates clean, and so do the defaults written out by orch config init', async () => {
+    const { run } = project({ 'empty.yaml': '{}\n' })
+    const empty = await run(['config', 'validate', 'empty.yaml'])
+    expect(empty.code).toBe(0)
+    expect(empty.stdout.trim()).toBe('empty.yaml: ok')
+    expect((await run(['config', 'init', '--output', 'init.yaml'])).code).toBe(0)
+    const init = await run(['config', 'validate', 'init.yaml'])
+    expect(init.code).toBe(0)
+    expect(init.stdout.trim()).toBe('init.yaml: ok')
+  })
 })
 
 describe('orch config init', () => {

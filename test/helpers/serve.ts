@@ -29,8 +29,6 @@ export async function startTestServe(
   const dir = tempDir('orch-serve-')
   const config = defaultConfig()
   config.backends = fakes.map((f, i) => ({ name: `fake${i}`, type: 'ollama' as const, url: f.url, concurrency: options.concurrency ?? 4 }))
-  config.runtime = { ollama: { concurrency: 64 } }
-  config.infrastructure_system.distributed_simulation.agent_runner_concurrency = 64
   config.infrastructure_system.llm_orchestration.caching.cache_backend = 'memory'
   config.infrastructure_system.llm_orchestration.batching.batch_interval_seconds = 0.01
   config.tasks.synchronous = 'NORMAL'

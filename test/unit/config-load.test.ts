@@ -141,7 +141,7 @@ describe('resolveConfig: files and precedence', () => {
 
   test('ORCH_OLLAMA_URL moves the default backend only when no backends are configured', () => {
     const moved = resolveConfig({ cwd: workdir(), env: { ORCH_OLLAMA_URL: 'http://gpu-box:11434' } })
-    expect(moved.config.backends).toEqual([{ name: 'ollama', type: 'ollama', url: 'http://gpu-box:11434', concurrency: 4 }])
+    expect(moved.config.backends).toEqual([{ name: 'ollama', type: 'ollama', url: 'http://gpu-box:11434' }])
     expect(moved.sources['backends[0].url']).toEqual({ kind: 'env', variable: 'ORCH_OLLAMA_URL' })
     expect(moved.sources['backends[0].name']).toEqual({ kind: 'default' })
     const listed = workdir({ 'orch.yaml': 'backends:\n  - {name: vllm, type: openai, url: "http://10.0.0.2:8000/v1"}\n' })

@@ -9,8 +9,9 @@ import { parseDuration } from '../../src/config/fields.ts'
 import { describeKeys, docPath, kindAt } from '../../src/config/keys.ts'
 import { validateConfigFile } from '../../src/config/load.ts'
 import { formatPath, getPath, type PathSegment, parsePath } from '../../src/config/paths.ts'
-import { checkPools } from '../../src/config/pools.ts'
+import { checkPools, poolHeartbeat } from '../../src/config/pools.ts'
 import { defaultConfig } from '../../src/config/schema.ts'
+import { isUnavailable, isUnavailableKey } from '../../src/config/unavailable.ts'
 import { validateData } from '../../src/config/validate.ts'
 import { ROOT } from '../helpers/cli.ts'
 
@@ -34,7 +35,10 @@ describe('defaults', () => {
     expect(config.infrastructure_system.llm_orchestration.caching.cache_backend).toBe('sqlite')
     expect(config.infrastructure_system.llm_orchestration.caching.cache_ttl_seconds).toBe(86400)
     expect(config.infrastructure_system.llm_orchestration.caching.mode).toBe('deterministic')
+    // Features this version does not have are off by default (setting them on is refused: unavailable.ts).
+    expect(config.infrastructure_system.distributed_simulation.enabled).toBe(false)
     expect(config.infrastructure_system.resource_management).toMatchObject({
+      auto_scaling_enabled: false,
       min_agent_runners: 1,
       max_agent_runners: 10,
       cpu_threshold_percent: 80,
@@ -84,7 +88,7 @@ describe('defaults', () => {
       idle_timeout_s: 30,
       allowed_hosts: [],
     })
-    expect(config.backends).toEqual([{ name: 'ollama', type: 'ollama', url: 'http://127.0.0.1:11434', concurrency: 4 }])
+    expect(config.backends).toEqual([{ name: 'ollama', type: 'ollama', url: 'http://127.0.0.1:11434' }]) // concurrency: runtime.ollama.concurrency
     expect(config.batch).toEqual({
       inputs_root: 'Data/Inputs',
       outputs_root: 'Data/Outputs',
@@ -102,6 +106,28 @@ describe('defaults', () => {
     expect(a).toMatchObject({ profile: 'ollama', pool_size: 1, startup_batch_size: 8, startup_batch_delay_ms: 750, worker_ttl: 'infinity' })
     expect(a).toMatchObject({ worker_max_requests: 'infinity', health_path: '/api/tags', api: 'ollama', env: {}, gpus: [], depends_on: [] })
     expect(b).toMatchObject({ health_path: '/health', api: 'openai' })
+  })
+
+  test("a pool's heartbeat: each key it overrides, the global heartbeat's for the rest", () => {
+    const { config } = validateData({
+      heartbeat: { ping_interval_ms: 500 },
+      pools: [{ name: 'a', heartbeat: { timeout_ms: 50, enabled: false } }],
+    })
+    const global = config?.heartbeat as NonNullable<typeof config>['heartbeat']
+    expect(poolHeartbeat(global, config?.pools[0]?.heartbeat)).toEqual({
+      enabled: false,
+      ping_interval_ms: 500,
+      timeout_ms: 50,
+      max_missed_heartbeats: 3,
+      initial_delay_ms: 0,
+    })
+    expect(poolHeartbeat(global, undefined)).toEqual({
+      enabled: true,
+      ping_interval_ms: 500,
+      timeout_ms: 10000,
+      max_missed_heartbeats: 3,
+      initial_delay_ms: 0,
+    })
   })
 
   test('durations resolve to seconds; child env values become strings; runtime keeps ollama', () => {
@@ -350,7 +376,11 @@ describe('config/orch.example.yaml', () => {
   test('sets every leaf that has a default, and shows every other key commented out', () => {
     const data = YAML.parse(text)
     for (const key of keys.filter((k) => k.node === 'leaf' && !k.inItem)) {
-      if (key.hasDefault)
+      // A default this version refuses when set (redis_host, min_agent_runners) is shown, commented out.
+      if (key.hasDefault && isUnavailable(key.path, key.default)) {
+        expect(`${key.path} = ${JSON.stringify(getPath(data, parsePath(key.path) ?? []))}`).toBe(`${key.path} = undefined`)
+        expect(text).toMatch(new RegExp(`^\\s*#\\s+${key.path.split('.').at(-1)}: ${JSON.stringify(key.default).replace(/"/g, '')}$`, 'm'))
+      } else if (key.hasDefault)
         expect(`${key.path} = ${JSON.stringify(getPath(data, parsePath(key.path) ?? []))}`).toBe(
           `${key.path} = ${JSON.stringify(key.default)}`,
         )
@@ -374,7 +404,10 @@ describe('config/orch.example.yaml', () => {
     }
     walk(EXAMPLE_ITEMS, [])
     // runtime's entries are active in the file (its default), not in the commented examples.
-    const missing = keys.filter((k) => k.node === 'leaf' && k.inItem && !k.path.startsWith('runtime.') && !used.has(k.path))
+    // Keys that take no value in this version (models' context, temperature) are left out of the examples.
+    const missing = keys.filter(
+      (k) => k.node === 'leaf' && k.inItem && !k.path.startsWith('runtime.') && !isUnavailableKey(k.path) && !used.has(k.path),
+    )
     expect(missing.map((k) => k.path)).toEqual([])
     // Each commented item line is in the file.
     expect(text).toContain('#     command: [llama-server, --port, "{port}", -m, "{model}"]')

@@ -29,8 +29,6 @@ async function fake(behaviour: Partial<FakeBehaviour> = {}): Promise<FakeServer>
 function engineFor(servers: Array<{ name: string; server: FakeServer; concurrency?: number }>, tweak: (c: Config) => void = () => {}) {
   const config = defaultConfig()
   config.backends = servers.map((s) => ({ name: s.name, type: 'ollama' as const, url: s.server.url, concurrency: s.concurrency ?? 4 }))
-  config.runtime = { ollama: { concurrency: 100 } }
-  config.infrastructure_system.distributed_simulation.agent_runner_concurrency = 100
   config.infrastructure_system.llm_orchestration.batching.batch_interval_seconds = 0.02
   tweak(config)
   const engine = new Engine({ config, cache: memoryCache({ maxEntries: 100, maxBytes: 1e6, ttlSeconds: 60 }), healthIntervalMs: 0 })

@@ -2,8 +2,12 @@ import { afterEach, describe, expect, test } from 'bun:test'
 import type { Backend } from '../../src/backends/types.ts'
 import { BackendError } from '../../src/backends/types.ts'
 import { defaultConfig } from '../../src/config/schema.ts'
+import { validateData } from '../../src/config/validate.ts'
 import type { OrchError } from '../../src/errors.ts'
-import { Engine } from '../../src/scheduler/engine.ts'
+import { schedulerRegistrar } from '../../src/pool/supervisor.ts'
+import type { Worker } from '../../src/pool/worker.ts'
+import { Engine, schedulerOptions } from '../../src/scheduler/engine.ts'
+import { backendConcurrency, DEFAULT_BACKEND_CONCURRENCY, taskRunnerLimit } from '../../src/scheduler/limits.ts'
 import { memoryCache } from '../../src/store/cache.ts'
 import { serverError, stubBackend } from '../helpers/stub-backend.ts'
 
@@ -17,8 +21,6 @@ afterEach(async () => {
 function makeEngine(backends: Backend[], tweak: (c: Config) => void = () => {}, cache = true): Engine {
   const config = defaultConfig()
   config.backends = backends.map((b) => ({ name: b.name, type: 'ollama' as const, url: b.url, concurrency: 4 }))
-  config.runtime = { ollama: { concurrency: 100 } }
-  config.infrastructure_system.distributed_simulation.agent_runner_concurrency = 100
   config.infrastructure_system.llm_orchestration.batching.batch_interval_seconds = 0.02
   tweak(config)
   const engine = new Engine({
@@ -168,5 +170,90 @@ describe('engine: cancellation and failures', () => {
     const result = (await engine.run('generate', { model: 'm', prompt: 'p' })) as { response: string }
     expect(result.response).toBe('gen from a')
     await expect(engine.run('dance', {})).rejects.toThrow('unknown task type')
+  })
+})
+
+describe('engine: effective limits', () => {
+  const entries = (config: Config, backends: Backend[]) =>
+    schedulerOptions(config, backends).backends.map((b) => [b.backend.name, b.concurrency, b.concurrencySource])
+
+  test('a backend without concurrency gets runtime.<type>.concurrency; its own key wins; a type without runtime gets 4', () => {
+    const config = defaultConfig()
+    config.runtime = { ollama: { concurrency: 3 }, openai: { concurrency: 7 } }
+    config.backends = [
+      { name: 'own', type: 'ollama', url: 'http://a', concurrency: 9 },
+      { name: 'defaulted', type: 'ollama', url: 'http://b' },
+      { name: 'vllm', type: 'openai', url: 'http://c' },
+    ]
+    const backends = [stubBackend('own'), stubBackend('defaulted'), stubBackend('vllm', { type: 'openai' })]
+    expect(entries(config, backends)).toEqual([
+      ['own', 9, 'backends[].concurrency'],
+      ['defaulted', 3, 'runtime.ollama.concurrency'],
+      ['vllm', 7, 'runtime.openai.concurrency'],
+    ])
+    // The parsed default config has runtime.ollama only: an openai backend falls back to 4.
+    const plain = defaultConfig()
+    plain.backends = [
+      { name: 'ollama', type: 'ollama', url: 'http://a' },
+      { name: 'vllm', type: 'openai', url: 'http://c' },
+    ]
+    expect(entries(plain, [stubBackend('ollama'), stubBackend('vllm', { type: 'openai' })])).toEqual([
+      ['ollama', 2, 'runtime.ollama.concurrency'],
+      ['vllm', 4, 'default'],
+    ])
+    expect(backendConcurrency(plain, 'llamacpp')).toEqual({ concurrency: DEFAULT_BACKEND_CONCURRENCY, source: 'default' })
+  })
+
+  test('the implicit local Ollama (no backends configured) takes runtime.ollama.concurrency', () => {
+    const { config } = validateData({ runtime: { ollama: { concurrency: 5 } } })
+    if (!config) throw new Error('config did not parse')
+    expect(config.backends[0]?.concurrency).toBeUndefined()
+    expect(entries(config, [stubBackend('ollama')])).toEqual([['ollama', 5, 'runtime.ollama.concurrency']])
+  })
+
+  test('runtime.<type>.concurrency is per backend, not a cap over them; agent_runner_concurrency caps no call', async () => {
+    // Defaults everywhere: runtime.ollama.concurrency 2, agent_runner_concurrency 5.
+    const backends = ['a', 'b', 'c'].map((name) => stubBackend(name))
+    const config = defaultConfig()
+    config.backends = backends.map((b) => ({ name: b.name, type: 'ollama' as const, url: b.url }))
+    const engine = new Engine({ config, backends, cache: null, healthIntervalMs: 0 })
+    engines.push(engine)
+    const calls = Array.from({ length: 7 }, (_, i) => engine.chatOnce(chat(`q${i}`)))
+    await Bun.sleep(10)
+    expect(backends.map((b) => b.inflight)).toEqual([2, 2, 2])
+    expect(engine.scheduler.stats()).toMatchObject({ inflight: 6, queued: 1, slots: 6, slots_busy: 6 })
+    for (let round = 0; round < 2; round++) {
+      for (const b of backends) for (const call of b.calls.splice(0)) call.finish()
+      await Bun.sleep(5)
+    }
+    await Promise.all(calls)
+  })
+
+  test('a pool worker takes runtime.<api>.concurrency (pools have no key of their own), else 4', () => {
+    const config = defaultConfig()
+    config.runtime = { ollama: { concurrency: 3 } }
+    const engine = new Engine({ config, backends: [], cache: null, healthIntervalMs: 0 })
+    engines.push(engine)
+    const register = schedulerRegistrar(engine.scheduler, config)
+    const worker = (pool: string, api: 'ollama' | 'openai') =>
+      ({ id: 'w0', settings: { pool: { name: pool, api, models: [] } } }) as unknown as Worker
+    const launch = (port: number) => ({ argv: [], env: {}, url: `http://127.0.0.1:${port}`, healthUrl: '' })
+    register(worker('gpu', 'ollama'), launch(1))
+    register(worker('llamacpp', 'openai'), launch(2))
+    const states = [...engine.scheduler.states.values()].map((s) => [s.name, s.concurrency, s.concurrencySource])
+    expect(states).toEqual([
+      ['gpu/w0', 3, 'runtime.ollama.concurrency'],
+      ['llamacpp/w0', 4, 'default'],
+    ])
+  })
+
+  test('the task runner cap: agent_runner_concurrency, none when infrastructure_system is off', () => {
+    const config = defaultConfig()
+    expect(taskRunnerLimit(config)).toEqual({
+      concurrency: 5,
+      source: 'infrastructure_system.distributed_simulation.agent_runner_concurrency',
+    })
+    config.infrastructure_system.enabled = false
+    expect(taskRunnerLimit(config)).toEqual({ concurrency: null, source: 'infrastructure_system.enabled: false' })
   })
 })

@@ -100,7 +100,7 @@ describe('engine.onCall: one report per backend call', () => {
 describe('orch metrics from calls and requests', () => {
   function metricsFor(engine: Engine) {
     const tasks = { counts: () => ({ queued: 2, running: 1, done: 5, failed: 0, cancelled: 0 }) } as unknown as TaskStore
-    const deps = { engine, tasks, instance: 'test-host', version: '9.9.9' } as unknown as AppDeps
+    const deps = { engine, tasks, config: defaultConfig(), instance: 'test-host', version: '9.9.9' } as unknown as AppDeps
     return createOrchMetrics(deps, { errorRate: () => 0.25 })
   }
 
@@ -133,6 +133,7 @@ describe('orch metrics from calls and requests', () => {
     has('orch_cache_misses_total{instance="test-host"} 1')
     has('orch_scheduler_requests_total{instance="test-host"} 1')
     has('orch_build_info{instance="test-host",version="9.9.9"} 1')
+    has('orch_task_runner_limit{instance="test-host"} 5')
   })
 
   test('the model label is capped: models past the limit are recorded as other', () => {

@@ -2,7 +2,7 @@ import { afterEach, describe, expect, test } from 'bun:test'
 import { BackendError } from '../../src/backends/types.ts'
 import { defaultConfig } from '../../src/config/schema.ts'
 import { Engine } from '../../src/scheduler/engine.ts'
-import { TaskRunner } from '../../src/scheduler/runner.ts'
+import { type RunnerOptions, TaskRunner } from '../../src/scheduler/runner.ts'
 import { openStore, type Store } from '../../src/store/db.ts'
 import { type TaskState, TaskStore } from '../../src/store/tasks.ts'
 import { tempDir } from '../helpers/cli.ts'
@@ -13,7 +13,8 @@ afterEach(async () => {
   for (const cleanup of cleanups.splice(0).reverse()) await cleanup()
 })
 
-function setup(backend: StubBackend, leaseMs = 2000, retentionMs?: number) {
+function setup(backend: StubBackend | StubBackend[], leaseMs = 2000, retentionMs?: number) {
+  const backends = Array.isArray(backend) ? backend : [backend]
   const dir = tempDir('orch-runner-')
   const store: Store = openStore(dir.path, { synchronous: 'NORMAL' })
   const tasks = new TaskStore(store, {
@@ -24,11 +25,11 @@ function setup(backend: StubBackend, leaseMs = 2000, retentionMs?: number) {
     ...(retentionMs === undefined ? {} : { retentionMs }),
   })
   const config = defaultConfig()
-  config.backends = [{ name: backend.name, type: 'ollama', url: backend.url, concurrency: 4 }]
-  const engine = new Engine({ config, backends: [backend], cache: null, healthIntervalMs: 0 })
+  config.backends = backends.map((b) => ({ name: b.name, type: 'ollama' as const, url: b.url, concurrency: 4 }))
+  const engine = new Engine({ config, backends, cache: null, healthIntervalMs: 0 })
   const runners: TaskRunner[] = []
-  const runner = (owner = 'host:1:run') => {
-    const r = new TaskRunner({ tasks, engine, owner, leaseMs, pollMs: 20 })
+  const runner = (owner = 'host:1:run', extra: Partial<RunnerOptions> = {}) => {
+    const r = new TaskRunner({ tasks, engine, owner, leaseMs, pollMs: 20, ...extra })
     runners.push(r)
     r.start()
     return r
@@ -59,9 +60,27 @@ describe('TaskRunner', () => {
     runner()
     const submitted = await tasks.submitMany(Array.from({ length: 40 }, (_, i) => chatTask(i)))
     await until(() => tasks.counts().done === 40)
-    expect(backend.maxInflight).toBeLessThanOrEqual(2) // runtime.ollama.concurrency default
+    expect(backend.maxInflight).toBeLessThanOrEqual(4) // the backend's concurrency
     const task = tasks.get(submitted[0]?.task.id as string)
     expect((task?.result as { message: { content: string } } | undefined)?.message.content).toBe('hello from a')
+  })
+
+  test('limit (agent_runner_concurrency) caps the tasks held at once; without it the runner fills every slot', async () => {
+    const [a, b] = [stubBackend('a'), stubBackend('b')] // calls never finish by themselves
+    const { tasks, runner } = setup([a, b])
+    await tasks.submitMany(Array.from({ length: 20 }, (_, i) => chatTask(i)))
+    const capped = runner('host:1:capped', { limit: 5 })
+    await until(() => a.calls.length + b.calls.length === 5)
+    await Bun.sleep(60) // a few poll rounds: no sixth claim
+    expect(capped.activeCount).toBe(5)
+    expect(tasks.counts().running).toBe(5)
+    await capped.stop(0)
+    for (const stub of [a, b]) stub.calls.splice(0)
+    // Uncapped: both backends' 8 slots run, plus the prefetch (2) claimed and waiting for a slot.
+    const open = runner('host:1:open', { limit: null })
+    await until(() => open.activeCount === 10)
+    await until(() => a.inflight + b.inflight === 8)
+    expect([a.inflight, b.inflight]).toEqual([4, 4])
   })
 
   test('retries a retryable failure with backoff, fails a non-retryable one at once', async () => {

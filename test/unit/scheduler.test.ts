@@ -11,9 +11,7 @@ function scheduler(
 ) {
   return new Scheduler({
     backends,
-    providerLimits: {},
     serialModels: new Set(),
-    globalLimit: Number.POSITIVE_INFINITY,
     maxQueue: 1000,
     queueTimeoutMs: 5000,
     agingMs: 10_000,
@@ -44,23 +42,31 @@ describe('limits', () => {
     expect(s.stats().inflight).toBe(0)
   })
 
-  test('provider, global and serial-model limits hold across backends', async () => {
+  test('backends add up: two of the same type with concurrency 4 run 8 calls at once, the 9th waits', async () => {
     const a = stubBackend('a')
     const b = stubBackend('b')
-    const provider = scheduler(
-      [
-        { backend: a, concurrency: 4 },
-        { backend: b, concurrency: 4 },
-      ],
-      { providerLimits: { ollama: 3 } },
-    )
-    const slots = await Promise.all([1, 2, 3].map(() => provider.acquire({ model: 'm' })))
-    const fourth = provider.acquire({ model: 'm' })
+    const s = scheduler([
+      { backend: a, concurrency: 4 },
+      { backend: b, concurrency: 4 },
+    ])
+    const slots = await Promise.all(Array.from({ length: 8 }, () => s.acquire({ model: 'm' })))
+    expect(slots.filter((slot) => slot.backend.name === 'a')).toHaveLength(4)
+    expect(s.stats()).toMatchObject({ inflight: 8, slots: 8, slots_busy: 8, available: 0, busy: 2, workers: 2 })
+    let ninth = false
+    const waiting = s.acquire({ model: 'm' }).then((slot) => {
+      ninth = true
+      return slot
+    })
     await Bun.sleep(5)
-    expect(provider.stats().inflight).toBe(3)
+    expect(ninth).toBe(false)
     slots[0]?.release('success')
-    ;(await fourth).release('success')
+    ;(await waiting).release('success')
+    for (const slot of slots.slice(1)) slot.release('success')
+    expect(s.stats()).toMatchObject({ inflight: 0, slots_busy: 0 })
+  })
 
+  test('a model with parallel: false runs one call at a time per backend; other models are not held back', async () => {
+    const a = stubBackend('a')
     const serial = scheduler([{ backend: a, concurrency: 4 }], { serialModels: new Set(['m:latest']) })
     const first = await serial.acquire({ model: 'm' })
     const other = await serial.acquire({ model: 'other' }) // another model is not held back
@@ -74,19 +80,6 @@ describe('limits', () => {
     first.release('success')
     ;(await waiting).release('success')
     other.release('success')
-
-    const global = scheduler([{ backend: a, concurrency: 10 }], { globalLimit: 1 })
-    const only = await global.acquire({ model: 'm' })
-    let more = false
-    global.acquire({ model: 'm' }).then((slot) => {
-      more = true
-      slot.release('success')
-    })
-    await Bun.sleep(5)
-    expect(more).toBe(false)
-    only.release('success')
-    await Bun.sleep(1)
-    expect(more).toBe(true)
   })
 
   test('a full queue rejects at once with 429 and when to retry', async () => {
@@ -205,6 +198,8 @@ describe('router', () => {
     expect(codeOf(down)).toBe('E_NO_BACKEND')
     expect(statusOf(down)).toBe(503)
     expect((down as OrchError).hint).toContain('backends:')
+    // The advice is in the message: the Ollama and OpenAI dialects answer with the message alone.
+    expect((down as OrchError).message).toContain('add a backend serving it under backends: in orch.yaml, or a pool under pools:')
   })
 
   test('a suspended backend (worker restarting) holds requests until it is back, on its new address', async () => {

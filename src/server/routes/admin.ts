@@ -1,4 +1,5 @@
-/** Liveness, readiness and seed 004's pool stats. */
+/** Liveness, readiness, and the scheduler's figures with the effective concurrency limits. */
+import { effectiveLimits } from '../../scheduler/limits.ts'
 import { type AppDeps, json, type Route } from '../http.ts'
 
 export function adminRoutes(): Route[] {
@@ -44,10 +45,14 @@ export function adminRoutes(): Route[] {
           errors: s.errors + deps.engine.counters.call_errors,
           queue_timeouts: s.queue_timeouts,
           pool_saturated: s.pool_saturated,
+          // Backends (the names predate pools): known, usable with a free slot, usable with a call in flight.
           workers: s.workers,
           available: s.available,
           busy: s.busy,
           inflight: s.inflight,
+          slots: s.slots,
+          slots_busy: s.slots_busy,
+          limits: effectiveLimits(deps.engine.scheduler.states.values(), deps.config),
           tasks: counts,
           cache: { hits: deps.engine.counters.cache_hits, misses: deps.engine.counters.cache_misses },
         })

@@ -1,5 +1,5 @@
 /**
- * `GET /events`: the event bus as Server-Sent Events (seed 002's StreamEvents) — task, workflow, worker,
+ * `GET /events`: the event bus as Server-Sent Events (docs/http-api.md#get-events-server-sent-events) — task, workflow, worker,
  * scaling and backend events, `id:` the bus id, `event:` the type, `data:` one line of JSON. A client that
  * reconnects with `Last-Event-ID` gets exactly the events it missed; one that fell further behind than the
  * bus remembers gets `event: reset` and goes on from now. Everything is written from inside synchronous bus

@@ -1,5 +1,5 @@
 /**
- * Workflows (seeds 001 and 002): DAGs of durable tasks, run on demand or on a cron schedule. Workflows are
+ * Workflows (docs/http-api.md#workflows-dags-of-tasks-on-demand-or-on-a-cron-schedule): DAGs of durable tasks, run on demand or on a cron schedule. Workflows are
  * addressed by id or by name. The work is done by the workflows service (src/workflows/), which
  * `orch serve` starts as an extension.
  */

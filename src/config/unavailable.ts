@@ -1,0 +1,123 @@
+/**
+ * Keys the schema knows whose feature this version does not have. A value that would be ignored is
+ * refused, by the one verdict `orch config validate` and every command share (checkData in load.ts), with
+ * what to do instead. Only values a user set (config file, ORCH_* variable, flag) are refused: the
+ * defaults never are, so `{}` stays valid and `orch config init` writes none of the refused keys.
+ */
+import { isPlainObject, type PathSegment } from './paths.ts'
+import type { PathIssue } from './validate.ts'
+
+export interface UnavailableRule {
+  /** Docs path of the key: `pools[].heartbeat.dependent`, `models.<provider>.<model>.context`. */
+  key: string
+  /** The values refused; absent: any value set is refused. */
+  values?: readonly unknown[]
+  /** The whole message: that it is not available in this version, and what to do instead. */
+  message: string
+}
+
+const DISTRIBUTED = 'infrastructure_system.distributed_simulation'
+const RESOURCES = 'infrastructure_system.resource_management'
+const PROMETHEUS = 'infrastructure_system.performance_monitoring.integrations.grafana_prometheus'
+
+const REDIS_ONLY =
+  'not available in this version: only the Redis event bus would read it, and that bus is not available yet; remove it (local_memory needs no server)'
+const AUTOSCALING = 'autoscaling is not available in this version; remove resource_management, or set pool_size per pool'
+const METRICS =
+  "not available in this version: orch serve always exposes Prometheus metrics at /metrics; point Prometheus's scrape config at it (docs/operations.md)"
+const PER_REQUEST =
+  'not available in this version: orch sends no per-model defaults; send them with each request (Ollama API: options.num_ctx, options.temperature; OpenAI API: temperature)'
+const DEPENDENT =
+  'false is not available in this version: a worker always stops when the orch process supervising it ends (its watchdog ends it); remove the key'
+
+export const UNAVAILABLE: readonly UnavailableRule[] = [
+  {
+    key: `${DISTRIBUTED}.enabled`,
+    values: [true],
+    message:
+      'distributed coordination over several machines is not available in this version; remove the key or set it to false (orch runs on one machine, and its processes share the state directory)',
+  },
+  {
+    key: `${DISTRIBUTED}.event_bus_type`,
+    values: ['redis'],
+    message: 'the Redis event bus is not available in this version; use local_memory (one machine)',
+  },
+  {
+    key: `${DISTRIBUTED}.event_bus_type`,
+    values: ['kafka'],
+    message: '"kafka" is not available in this version: no Kafka implementation is planned; use local_memory',
+  },
+  { key: `${DISTRIBUTED}.redis_host`, message: REDIS_ONLY },
+  { key: `${DISTRIBUTED}.redis_port`, message: REDIS_ONLY },
+  {
+    key: `${DISTRIBUTED}.orchestrator_mode`,
+    values: ['manual'],
+    message:
+      '"manual" is not available in this version: orch serve runs every submitted task as soon as a backend slot is free; remove the key or set it to auto',
+  },
+  {
+    key: 'infrastructure_system.llm_orchestration.caching.cache_backend',
+    values: ['redis'],
+    message: 'the Redis cache is not available in this version; use sqlite (shared by the processes of one machine) or memory',
+  },
+  { key: `${RESOURCES}.auto_scaling_enabled`, values: [true], message: AUTOSCALING },
+  { key: `${RESOURCES}.min_agent_runners`, message: AUTOSCALING },
+  { key: `${RESOURCES}.max_agent_runners`, message: AUTOSCALING },
+  { key: `${RESOURCES}.cpu_threshold_percent`, message: AUTOSCALING },
+  { key: `${RESOURCES}.memory_threshold_percent`, message: AUTOSCALING },
+  { key: `${PROMETHEUS}.enabled`, values: [true], message: METRICS },
+  { key: `${PROMETHEUS}.endpoint`, message: METRICS },
+  { key: 'models.<provider>.<model>.context', message: PER_REQUEST },
+  { key: 'models.<provider>.<model>.temperature', message: PER_REQUEST },
+  { key: 'heartbeat.dependent', values: [false], message: DEPENDENT },
+  { key: 'pools[].heartbeat.dependent', values: [false], message: DEPENDENT },
+]
+
+/** Whether a rule refuses this value at this docs path (for the example file: it must write none). */
+export function isUnavailable(key: string, value: unknown): boolean {
+  return UNAVAILABLE.some((rule) => rule.key === key && (rule.values === undefined || rule.values.includes(value)))
+}
+
+/** Keys every value of which is refused (the example file shows them commented out). */
+export function isUnavailableKey(key: string): boolean {
+  return UNAVAILABLE.some((rule) => rule.key === key && rule.values === undefined)
+}
+
+/** `pools[].heartbeat.dependent` → `pools`, `[]`, `heartbeat`, `dependent`; `<provider>` → `<>`. */
+function partsOf(key: string): string[] {
+  return key.split('.').flatMap((part) => (part.endsWith('[]') ? [part.slice(0, -2), '[]'] : part.startsWith('<') ? ['<>'] : [part]))
+}
+
+/** The real paths of the containers a docs path's leaf lives in, with the container itself. */
+function containers(
+  node: unknown,
+  parts: string[],
+  segments: PathSegment[],
+): Array<{ node: Record<string, unknown>; segments: PathSegment[] }> {
+  if (parts.length === 0) return isPlainObject(node) ? [{ node, segments }] : []
+  const [part, ...rest] = parts as [string, ...string[]]
+  if (part === '[]') return Array.isArray(node) ? node.flatMap((item, index) => containers(item, rest, [...segments, index])) : []
+  if (!isPlainObject(node)) return []
+  if (part === '<>') return Object.keys(node).flatMap((key) => containers(node[key], rest, [...segments, key]))
+  return containers(node[part], rest, [...segments, part])
+}
+
+/**
+ * Every value a rule refuses, among those `isSet` says a user set. `data` is the resolved config (or the
+ * merged raw data when the schema refused it); it is read only at the rules' keys.
+ */
+export function unavailableIssues(data: unknown, isSet: (segments: PathSegment[]) => boolean): PathIssue[] {
+  const issues: PathIssue[] = []
+  for (const rule of UNAVAILABLE) {
+    const parts = partsOf(rule.key)
+    const leaf = parts.pop() as string
+    for (const { node, segments } of containers(data, parts, [])) {
+      const at = [...segments, leaf]
+      if (!isSet(at)) continue
+      const value = node[leaf]
+      if (value === undefined) continue
+      if (rule.values === undefined || rule.values.includes(value)) issues.push({ segments: at, message: rule.message })
+    }
+  }
+  return issues
+}

@@ -1,0 +1,376 @@
+/**
+ * Every leaf key of the schema is read by the code that runs orch, or refused by the config verdict: a key
+ * nothing reads would pass `orch config validate` and change nothing, and this test fails on it.
+ *
+ * How: the resolved configuration is wrapped in a recording Proxy (deep; a list item records as `pools[]`,
+ * a mapping entry as `models.<provider>`), then handed to the real consumers that take a config: the
+ * engine (scheduler options, backends, cache, batcher), `startServe` (server, task store and runner,
+ * metrics sampler) with real HTTP calls against it and a fake Ollama behind it, the pool supervisor with
+ * real worker processes, the doctor's gatherers, the cache opener, logging, and the refusal check. Only a
+ * read of one key counts: object spread, Object.entries/values and JSON.stringify read every key of a
+ * section at once, and are recorded apart (ownKeys, then a descriptor, then a get of that key). The
+ * refusal check's reads count only for keys it demonstrably refuses (a file setting them is refused at
+ * that key), so a check that merely looked at a key would not do.
+ *
+ * Static part: `orch batch` reads interval_seconds, engine_command and max_input_bytes in
+ * commands/batch.ts after resolving its own config from files (no function there takes a config), so for
+ * those three keys the test looks for the read in that file's code, comments and strings left out.
+ */
+import { afterAll, beforeAll, describe, expect, test } from 'bun:test'
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs'
+import { join } from 'node:path'
+import * as v from 'valibot'
+import { describeKeys, docPath, schemaAt } from '../../src/config/keys.ts'
+import { validateConfigFile } from '../../src/config/load.ts'
+import { type PathSegment, parsePath } from '../../src/config/paths.ts'
+import { type OrchConfig, OrchConfigSchema } from '../../src/config/schema.ts'
+import { UNAVAILABLE, unavailableIssues } from '../../src/config/unavailable.ts'
+import { gatherBatchLocks, gatherPorts } from '../../src/doctor/run.ts'
+import { configureLogging, LOG_CATEGORIES, logger } from '../../src/log.ts'
+import { Supervisor } from '../../src/pool/supervisor.ts'
+import { Engine } from '../../src/scheduler/engine.ts'
+import { startServe } from '../../src/server/serve.ts'
+import { createCache } from '../../src/store/cache.ts'
+import { openStore } from '../../src/store/db.ts'
+import { ROOT, tempDir } from '../helpers/cli.ts'
+import { type FakeServer, startFakeOllama } from '../helpers/fake-ollama.ts'
+import { startFakeOpenAI } from '../helpers/fake-openai.ts'
+
+const LEAVES = describeKeys()
+  .filter((k) => k.node === 'leaf')
+  .map((k) => k.path)
+const LEAF_SET = new Set(LEAVES)
+
+interface Recording {
+  /** Docs paths read one by one. */
+  reads: Set<string>
+  /** Docs paths read only as part of a whole section (spread, Object.entries, JSON.stringify). */
+  bulk: Set<string>
+}
+
+/** A deep recording Proxy over a config; leaves are returned as they are (a leaf list or map is one value). */
+function recorder(): Recording & { wrap: <T extends object>(config: T) => T } {
+  const reads = new Set<string>()
+  const bulk = new Set<string>()
+  const proxies = new WeakMap<object, object>()
+  const wrap = <T extends object>(value: T, segments: PathSegment[]): T => {
+    const known = proxies.get(value)
+    if (known) return known as T
+    // Keys listed by ownKeys, then those of them whose descriptor was asked for: a get of one of these
+    // right after is a whole-section read (spread, Object.entries), not a read of that key.
+    const listed = new Set<PropertyKey>()
+    const described = new Set<PropertyKey>()
+    const proxy = new Proxy(value, {
+      ownKeys(target) {
+        const keys = Reflect.ownKeys(target)
+        listed.clear()
+        described.clear()
+        for (const key of keys) listed.add(key)
+        return keys
+      },
+      getOwnPropertyDescriptor(target, key) {
+        if (listed.delete(key)) described.add(key)
+        return Reflect.getOwnPropertyDescriptor(target, key)
+      },
+      get(target, key, receiver) {
+        const child = Reflect.get(target, key, receiver)
+        if (typeof key === 'symbol') return child
+        const segment: PathSegment | undefined = Array.isArray(target) ? (/^\d+$/.test(key) ? Number(key) : undefined) : key
+        // Array methods and `length`, and anything that is not a config key (toJSON, then).
+        if (segment === undefined) return child
+        const path = [...segments, segment]
+        if (schemaAt(path) === undefined) return child
+        const docs = docPath(path)
+        if (described.delete(key)) bulk.add(docs)
+        else reads.add(docs)
+        if (LEAF_SET.has(docs) || child === null || typeof child !== 'object') return child
+        return wrap(child as object, path)
+      },
+    })
+    proxies.set(value, proxy)
+    return proxy as T
+  }
+  return { reads, bulk, wrap: (config) => wrap(config, []) }
+}
+
+describe('the recording proxy', () => {
+  test('records single reads by docs path, and whole-section reads apart', () => {
+    const rec = recorder()
+    const config = rec.wrap(v.parse(OrchConfigSchema, { pools: [{ name: 'a' }], models: { ollama: { m: { parallel: false } } } }))
+    void config.server.port
+    void config.pools[0]?.pool_size
+    for (const models of Object.values(config.models)) for (const settings of Object.values(models)) void settings.parallel
+    void { ...config.heartbeat }
+    void JSON.stringify(config.tasks)
+    void (Object.hasOwn(config.runtime, 'ollama') && config.runtime.ollama?.concurrency)
+    expect([...rec.reads].sort()).toEqual(
+      [
+        'server',
+        'server.port',
+        'pools',
+        'pools[]',
+        'pools[].pool_size',
+        'models',
+        'models.<provider>.<model>.parallel',
+        'heartbeat',
+        'tasks',
+        'runtime',
+        'runtime.<provider>',
+        'runtime.<provider>.concurrency',
+      ].sort(),
+    )
+    expect(rec.bulk.has('heartbeat.enabled')).toBe(true)
+    expect(rec.bulk.has('tasks.max_attempts')).toBe(true)
+    expect(rec.reads.has('heartbeat.enabled')).toBe(false)
+  })
+})
+
+/** Code of a TypeScript file with comments and string literals blanked out (template `${}` parts too). */
+function codeOnly(text: string): string {
+  return text.replace(/\/\*[\s\S]*?\*\/|\/\/[^\n]*|'(?:[^'\\\n]|\\.)*'|"(?:[^"\\\n]|\\.)*"|`(?:[^`\\]|\\.)*`/g, (m) =>
+    m.replace(/[^\n]/g, ' '),
+  )
+}
+
+/** Keys read where no consumer takes a config object (see the header): docs path → file that reads it. */
+const STATIC_READS: Record<string, string> = {
+  'batch.interval_seconds': 'commands/batch.ts',
+  'batch.engine_command': 'commands/batch.ts',
+  'batch.max_input_bytes': 'commands/batch.ts',
+}
+
+const MODEL_SERVER = join(ROOT, 'test/helpers/model-server.ts')
+
+/** Data where every key has a value, so that every read can happen. */
+function fullData(opts: { ollama: string; openai: string; dir: string }): Record<string, unknown> {
+  return {
+    infrastructure_system: {
+      enabled: true,
+      distributed_simulation: { agent_runner_concurrency: 8 },
+      llm_orchestration: {
+        batching: { enabled: true, batch_size: 4, batch_interval_seconds: 0.01, max_concurrent_batches: 2 },
+        caching: { enabled: true, cache_backend: 'sqlite', cache_path: join(opts.dir, 'cache.db'), mode: 'deterministic' },
+      },
+      performance_monitoring: {
+        enabled: true,
+        collection_interval_seconds: 0.02,
+        export_formats: ['json', 'csv'],
+        export_path: join(opts.dir, 'perf'),
+      },
+    },
+    models: { ollama: { m: { parallel: false } } },
+    runtime: { ollama: { concurrency: 2 }, openai: { concurrency: 3 } },
+    backends: [
+      { name: 'local', type: 'ollama', url: opts.ollama, models: ['m'], concurrency: 2, api_key_env: 'KEYS_READ_TEST_TOKEN' },
+      { name: 'compat', type: 'openai', url: opts.openai },
+    ],
+    logging: { level: 'error', categories: Object.fromEntries(LOG_CATEGORIES.map((c) => [c, 'error'])) },
+    server: { token: 'a-token-of-twenty-chars', allowed_hosts: ['orch.test'] },
+    tasks: { synchronous: 'NORMAL' },
+    graceful_shutdown_timeout_ms: 500,
+    batch: { inputs_root: join(opts.dir, 'inputs'), outputs_root: join(opts.dir, 'outputs') },
+  }
+}
+
+/** Pools for the supervisor: one that serves (two workers, in two startup batches), one that crashes. */
+function poolData(): unknown[] {
+  return [
+    {
+      name: 'serving',
+      profile: 'command',
+      pool_size: 2,
+      startup_batch_size: 1,
+      startup_batch_delay_ms: 10,
+      worker_ttl: 'infinity',
+      worker_max_requests: 'infinity',
+      env: { KEYS_READ_TEST: '1' },
+      heartbeat: { enabled: true, ping_interval_ms: 20, timeout_ms: 500, max_missed_heartbeats: 5, initial_delay_ms: 0, dependent: true },
+      models: ['m'],
+      gpus: [0],
+      depends_on: [],
+      command: [process.execPath, MODEL_SERVER, '--port', '{port}', '--model', '{model}'],
+      health_path: '/health',
+      api: 'ollama',
+    },
+    {
+      name: 'crashing',
+      profile: 'command',
+      depends_on: ['serving'],
+      command: [process.execPath, MODEL_SERVER, '--port', '{port}', '--crash-on-start'],
+    },
+  ]
+}
+
+const parse = (data: unknown): OrchConfig => v.parse(OrchConfigSchema, data)
+
+/** A value the rule refuses: its own, else the key's default, else a valid sample. */
+function refusedSample(rule: (typeof UNAVAILABLE)[number]): unknown {
+  if (rule.values) return rule.values[0]
+  const key = describeKeys().find((k) => k.path === rule.key)
+  if (key?.hasDefault) return key.default
+  return { 'models.<provider>.<model>.context': 4096, 'models.<provider>.<model>.temperature': 0.2 }[rule.key]
+}
+
+/** Data holding `value` at a docs path (a list item is `{name}`, a `<name>` is `x`). */
+function dataAt(docsPath: string, value: unknown): Record<string, unknown> {
+  const data: Record<string, unknown> = {}
+  let at: Record<string, unknown> = data
+  const parts = docsPath.split('.').map((part) => (part.startsWith('<') ? 'x' : part))
+  parts.forEach((part, i) => {
+    const key = part.replace(/\[\]$/, '')
+    if (i === parts.length - 1) at[key] = value
+    else if (part.endsWith('[]')) {
+      const item: Record<string, unknown> = { name: 'item0' }
+      at[key] = [item]
+      at = item
+    } else {
+      const next: Record<string, unknown> = {}
+      at[key] = next
+      at = next
+    }
+  })
+  return data
+}
+
+describe('every config key is read', () => {
+  const dir = tempDir('orch-keys-read-')
+  const fakes: FakeServer[] = []
+  const consumed = new Set<string>()
+  const bulk = new Set<string>()
+  /** Rules a file setting their key was refused by, with their message; and the keys they cover. */
+  const proven = new Set<(typeof UNAVAILABLE)[number]>()
+  const refusable = new Set<string>()
+  const byRefusal = new Set<string>()
+
+  const record = (rec: Recording) => {
+    for (const path of rec.reads) consumed.add(path)
+    for (const path of rec.bulk) bulk.add(path)
+  }
+
+  beforeAll(async () => {
+    configureLogging({ level: 'none' })
+    fakes.push(await startFakeOllama({ models: ['m'] }), await startFakeOpenAI({ models: ['m'] }))
+    const [ollama, openai] = fakes as [FakeServer, FakeServer]
+    mkdirSync(join(dir.path, 'inputs', 'b1'), { recursive: true })
+    const base = () => fullData({ ollama: ollama.url, openai: openai.url, dir: dir.path })
+
+    // orch serve: engine, task store and runner, HTTP app, metrics sampler; a chat call and a body read.
+    const serveRec = recorder()
+    const serveConfig = serveRec.wrap(parse(base()))
+    const server = await startServe({ config: serveConfig, home: join(dir.path, 'home'), version: '0.0.0-test', port: 0 })
+    try {
+      const auth = { authorization: 'Bearer a-token-of-twenty-chars', 'content-type': 'application/json' }
+      const body = JSON.stringify({ model: 'm', messages: [{ role: 'user', content: 'hi' }], stream: false })
+      const chat = await fetch(`${server.url}/api/chat`, { method: 'POST', headers: auth, body })
+      expect(chat.status).toBe(200)
+      await chat.text()
+      // A performance sample or two (collection_interval_seconds: 0.02).
+      await Bun.sleep(150)
+    } finally {
+      await server.stop()
+    }
+    record(serveRec)
+
+    // The pool supervisor, with real worker processes: heartbeats, a recycle check, a crash.
+    const poolRec = recorder()
+    const poolConfig = poolRec.wrap(parse({ ...base(), pools: poolData(), crash_barrier: { max_restarts: 1, window_seconds: 60 } }))
+    const engine = new Engine({ config: poolConfig, backends: [], cache: null, healthIntervalMs: 0 })
+    const store = openStore(join(dir.path, 'pool-home'))
+    const supervisor = new Supervisor({
+      config: poolConfig,
+      home: join(dir.path, 'pool-home'),
+      store,
+      scheduler: engine.scheduler,
+      watchdogParent: null,
+      control: false,
+      timing: { probeInitialMs: 20, probeMaxMs: 100, restartInitialMs: 20, checkMs: 10 },
+    })
+    try {
+      await supervisor.start()
+      expect(supervisor.workers.map((w) => w.state).sort()).toEqual(['failed', 'healthy', 'healthy'])
+      await Bun.sleep(150)
+    } finally {
+      await supervisor.stop()
+      await engine.close()
+      store.close()
+    }
+    record(poolRec)
+
+    // orch doctor's gatherers: ports (serve and a pool's range), stale batch locks.
+    const doctorRec = recorder()
+    const doctorConfig = doctorRec.wrap(parse({ ...base(), pools: [{ name: 'p', pool_size: 2, port: 1 }] }))
+    await gatherPorts(doctorConfig, join(dir.path, 'home'))
+    gatherBatchLocks(doctorConfig, dir.path)
+    record(doctorRec)
+
+    // The memory cache (what `orch serve` opens with cache_backend: memory).
+    const cacheRec = recorder()
+    const data = base() as { infrastructure_system: { llm_orchestration: { caching: Record<string, unknown> } } }
+    data.infrastructure_system.llm_orchestration.caching = { enabled: true, cache_backend: 'memory', max_entries: 10, max_bytes: 1000 }
+    createCache(cacheRec.wrap(parse(data)).infrastructure_system.llm_orchestration.caching)?.close()
+    record(cacheRec)
+
+    // Logging: every category's logger takes its level from the config.
+    const logRec = recorder()
+    configureLogging(logRec.wrap(parse(base())).logging)
+    for (const category of LOG_CATEGORIES) logger(category)
+    configureLogging({ level: 'none' })
+    record(logRec)
+
+    // The refusal check: first, which rules refuse their key when a file sets it; then its reads of a full
+    // config, as if every value were set by the user.
+    const refusalRec = recorder()
+    for (const [index, rule] of UNAVAILABLE.entries()) {
+      const issues = validateConfigFile(writeJson(`refused-${index}.json`, dataAt(rule.key, refusedSample(rule))))
+      if (issues.some((i) => docPathOf(i.path) === rule.key && i.message === rule.message)) {
+        proven.add(rule)
+        refusable.add(rule.key)
+      }
+    }
+    unavailableIssues(refusalRec.wrap(parse({ ...base(), pools: poolData() })), () => true)
+    for (const path of refusalRec.reads) if (refusable.has(path)) byRefusal.add(path)
+  }, 30_000)
+
+  afterAll(async () => {
+    configureLogging({ level: 'info' })
+    for (const fake of fakes) await fake.stop()
+    dir.cleanup()
+  })
+
+  function writeJson(name: string, data: unknown): string {
+    const file = join(dir.path, name)
+    writeFileSync(file, JSON.stringify(data))
+    return file
+  }
+
+  const docPathOf = (path: string) => docPath(parsePath(path) ?? [])
+
+  test('each leaf key is read by a consumer, or refused by a rule that demonstrably refuses it', () => {
+    const unread = LEAVES.filter((key) => !consumed.has(key) && !byRefusal.has(key) && !STATIC_READS[key])
+    const detail = unread.map((key) => `${key}${bulk.has(key) ? ' (only read as part of a whole section: spread or Object.entries)' : ''}`)
+    expect(detail).toEqual([])
+  })
+
+  test('every refusal rule refuses its key when a file sets it, with its message', () => {
+    expect(UNAVAILABLE.filter((rule) => !proven.has(rule)).map((rule) => `${rule.key}: ${JSON.stringify(refusedSample(rule))}`)).toEqual([])
+  })
+
+  test('the keys checked statically are read in the code of their file', () => {
+    for (const [key, file] of Object.entries(STATIC_READS)) {
+      expect(LEAF_SET.has(key)).toBe(true)
+      const leaf = key.split('.').at(-1) as string
+      const code = codeOnly(readFileSync(join(ROOT, file), 'utf8'))
+      expect(`${key}: ${new RegExp(`\\.\\s*${leaf}\\b`).test(code) ? 'read' : 'not read'} in ${file}`).toBe(`${key}: read in ${file}`)
+    }
+  })
+
+  test('the consumers saw a real run (not an empty recording)', () => {
+    for (const key of [
+      'server.body_limit_bytes',
+      'backend_timeouts.first_token_ms',
+      'pools[].heartbeat.ping_interval_ms',
+      'tasks.lease_ms',
+    ])
+      expect(`${key} ${consumed.has(key)}`).toBe(`${key} true`)
+  })
+})
