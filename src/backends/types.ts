@@ -54,6 +54,8 @@ export interface EmbedRequest {
   model: string
   input: string | string[]
   truncate?: boolean
+  /** Length of the vectors wanted (recent Ollama and OpenAI-compatible servers cut them and re-normalise). */
+  dimensions?: number
   options?: ModelOptions
   keep_alive?: string | number
 }
@@ -160,4 +162,78 @@ export function isRetryable(kind: BackendErrorKind, status?: number): boolean {
   if (kind === 'connect' || kind === 'timeout') return true
   if (kind === 'http' && status !== undefined) return status >= 500 || status === 429 || status === 408
   return false
+}
+
+// ── Model management ─────────────────────────────────────────────────────────────────────────────────
+// What Ollama's own API offers beside model calls (/api/show, pull, create, copy, delete, version). Only
+// backends that manage their models implement it (Ollama, and Ollama pool workers); an OpenAI-compatible
+// server's models are managed on that server.
+
+/** Ollama's model details, as /api/tags and /api/show give them. */
+export interface ModelDetails {
+  parent_model: string
+  format: string
+  family: string
+  families: string[] | null
+  parameter_size: string
+  quantization_level: string
+  [key: string]: unknown
+}
+
+/** `/api/show`'s request; other keys (`verbose`, `system`, `options`) pass through. */
+export interface ShowRequest {
+  model: string
+  [key: string]: unknown
+}
+
+export interface ShowResponse {
+  license?: string
+  modelfile?: string
+  parameters?: string
+  template?: string
+  system?: string
+  details: ModelDetails
+  model_info: Record<string, unknown> | null
+  capabilities?: string[]
+  modified_at?: string
+  [key: string]: unknown
+}
+
+/** One line of a pull's or a create's progress; the last is `{"status": "success"}`. */
+export interface ProgressChunk {
+  status: string
+  digest?: string
+  total?: number
+  completed?: number
+}
+
+export interface PullRequest {
+  model: string
+  insecure?: boolean
+}
+
+/** `/api/create`'s request: the new `model`, and `from`, `system`, `template`, `parameters`, ... as Ollama takes them. */
+export interface CreateRequest {
+  model: string
+  from?: string
+  [key: string]: unknown
+}
+
+export interface ModelManagement {
+  show(request: ShowRequest, options?: CallOptions): Promise<ShowResponse>
+  /** Progress as the backend sends it; bounded by first_token_ms and idle_ms, not total_ms (a pull takes long). */
+  pull(request: PullRequest, options?: CallOptions): AsyncIterable<ProgressChunk>
+  create(request: CreateRequest, options?: CallOptions): AsyncIterable<ProgressChunk>
+  copy(source: string, destination: string, options?: CallOptions): Promise<void>
+  delete(model: string, options?: CallOptions): Promise<void>
+  /** The server's own version, from its /api/version. */
+  version(options?: CallOptions): Promise<string>
+}
+
+export interface ManagedBackend extends Backend {
+  readonly manage: ModelManagement
+}
+
+export function managesModels(backend: Backend): backend is ManagedBackend {
+  return typeof (backend as Partial<ManagedBackend>).manage === 'object'
 }

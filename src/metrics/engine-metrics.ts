@@ -1,5 +1,5 @@
 /**
- * What `orch serve` exposes on /metrics: seed 002's names (orchestrator_*, env_*, gpu_wait_seconds) and
+ * What `orch serve` exposes on /metrics: the scheduler, environment and GPU names (orchestrator_*, env_*, gpu_wait_seconds) and
  * orch_* series for HTTP, backend calls, cache, breakers and tasks. Every series carries `instance`.
  * Counts kept elsewhere (scheduler, engine, task store) are copied at scrape time; per-request and per-call
  * values are recorded into series looked up without building label strings.

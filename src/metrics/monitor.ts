@@ -1,5 +1,5 @@
 /**
- * performance_monitoring (seed 000): every `collection_interval_seconds` a sample of the load — queue
+ * performance_monitoring: every `collection_interval_seconds` a sample of the load — queue
  * depth, calls in flight, requests per second, errors, cache hit rate, how busy each backend is, the
  * process's memory and CPU — kept in memory and appended under `export_path` as JSON lines
  * (`orch-metrics-<date>.jsonl`) and/or CSV (`orch-metrics-<date>.csv`, header first). A write that fails is

@@ -1,5 +1,5 @@
 /**
- * Circuit breaker per backend (seed 004's keys): after `failureThreshold` consecutive failures the circuit
+ * Circuit breaker per backend: after `failureThreshold` consecutive failures the circuit
  * opens and calls fail fast; after `resetTimeoutMs` it is half-open and lets exactly one trial call through;
  * the trial's success closes it, its failure opens it again for another `resetTimeoutMs`.
  */

@@ -5,7 +5,7 @@
  */
 import { afterAll, beforeAll, describe, expect, test } from 'bun:test'
 import { Ollama } from 'ollama'
-import { fakeEmbedding } from '../helpers/fake-ollama.ts'
+import { FAKE_OLLAMA_VERSION, fakeEmbedding } from '../helpers/fake-ollama.ts'
 import { startTestServe, type TestServe } from '../helpers/serve.ts'
 
 const T = 30_000
@@ -146,13 +146,13 @@ describe('ollama client: embeddings and model lists', () => {
   )
 
   test(
-    'ps lists loaded models; version is orch’s',
+    'ps lists loaded models; version is the backends’ Ollama version, with orch’s beside it',
     async () => {
       await ollama.generate({ model: 'llama3.2', prompt: 'load it' })
       const { models } = await ollama.ps()
       expect(models.map((m) => m.name)).toContain('llama3.2:latest')
       expect(models[0]).toHaveProperty('expires_at')
-      expect(await ollama.version()).toEqual({ version: '0.0.0-test' })
+      expect(await ollama.version()).toEqual({ version: FAKE_OLLAMA_VERSION, orch_version: '0.0.0-test' } as never)
       const root = await t.fetch('/')
       expect(await root.text()).toBe('Ollama is running')
     },

@@ -35,9 +35,15 @@ const TEMPLATES: Record<string, unknown> = {
   '/api/generate': { model: 'llama3.2', prompt: 'fuzz', stream: false },
   '/api/embed': { model: 'nomic-embed-text', input: ['fuzz'] },
   '/api/embeddings': { model: 'nomic-embed-text', prompt: 'fuzz' },
+  '/api/show': { model: 'llama3.2' },
+  '/api/pull': { model: 'fuzz-model', stream: false },
+  '/api/create': { model: 'fuzz-model', from: 'llama3.2', stream: false },
+  '/api/copy': { source: 'llama3.2', destination: 'fuzz-copy' },
+  '/api/delete': { model: 'fuzz-missing' },
   '/v1/chat/completions': { model: 'llama3.2', messages: [message] },
   '/v1/completions': { model: 'llama3.2', prompt: 'fuzz' },
   '/v1/embeddings': { model: 'nomic-embed-text', input: 'fuzz' },
+  '/v1/responses': { model: 'llama3.2', input: 'fuzz' },
 }
 const QUERY_KEYS = ['limit', 'state', 'cursor', 'tenant', 'timeout', 'types', 'last_event_id', 'model']
 const FIELD_KEYS = [

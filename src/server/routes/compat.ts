@@ -56,6 +56,15 @@ export interface StreamFormat<T> {
   fail(body: string): string
 }
 
+/** Ollama's streams: one JSON object a line. */
+export const ndjson: StreamFormat<unknown> = {
+  contentType: 'application/x-ndjson',
+  dialect: 'ollama',
+  item: (chunk) => `${JSON.stringify(chunk)}\n`,
+  end: () => '',
+  fail: (body) => `${body}\n`,
+}
+
 const log = logger('http')
 
 /**
@@ -104,7 +113,7 @@ export async function streamResponse<T>(source: AsyncIterable<T>, format: Stream
 }
 
 /** Backends that may answer: healthy (or not yet checked) and not draining. */
-function usableStates(ctx: RouteContext): BackendState[] {
+export function usableStates(ctx: RouteContext): BackendState[] {
   return [...ctx.deps.engine.scheduler.states.values()].filter((s) => s.usable)
 }
 

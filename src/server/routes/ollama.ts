@@ -1,13 +1,15 @@
 /**
  * Ollama's API, so Ollama clients work by changing only their host: chat, generate, embed (and the legacy
- * embeddings), tags, ps, version. Every model call goes through the engine (queue, limits, cache,
- * batching, breaker). Chat and generate stream NDJSON unless `stream: false`, as Ollama does; an error
- * after the first line is a last `{"error": "..."}` line.
+ * embeddings), tags, ps, the root probe; show, pull, create, copy, delete and version are in
+ * ollama-manage.ts. Every model call goes through the engine (queue, limits, cache, batching, breaker).
+ * Chat and generate stream NDJSON unless `stream: false`, as Ollama does; an error after the first line is
+ * a last `{"error": "..."}` line.
  */
 import * as v from 'valibot'
 import type { ChatMessage, ChatRequest, EmbedRequest, GenerateRequest, LoadedModel, ModelInfo, ModelOptions } from '../../backends/types.ts'
 import { type AppDeps, json, type Route, readJson } from '../http.ts'
-import { defined, listLoaded, listModels, object, type StreamFormat, startCall, streamResponse } from './compat.ts'
+import { defined, listLoaded, listModels, ndjson, object, startCall, streamResponse } from './compat.ts'
+import { ollamaManageRoutes } from './ollama-manage.ts'
 
 const model = v.pipe(v.string('a model name is required'), v.nonEmpty('a model name is required'))
 const options = v.optional(
@@ -94,23 +96,15 @@ export function generateRequest(body: v.InferOutput<typeof GenerateBody>): Gener
   })
 }
 
-export const ndjson: StreamFormat<unknown> = {
-  contentType: 'application/x-ndjson',
-  dialect: 'ollama',
-  item: (chunk) => `${JSON.stringify(chunk)}\n`,
-  end: () => '',
-  fail: (body) => `${body}\n`,
-}
-
 export function ollamaRoutes(deps: AppDeps): Route[] {
   const { engine } = deps
   return [
-    // Clients probe the root to see whether "Ollama" is up.
+    // Clients probe the root to see whether "Ollama" is up (HEAD answers the same headers, no body).
     {
       method: 'GET',
       path: '/',
       public: true,
-      handler: () => new Response('Ollama is running', { headers: { 'content-type': 'text/plain' } }),
+      handler: () => new Response('Ollama is running', { headers: { 'content-type': 'text/plain; charset=utf-8' } }),
     },
     {
       method: 'POST',
@@ -182,7 +176,7 @@ export function ollamaRoutes(deps: AppDeps): Route[] {
       path: '/api/ps',
       handler: async (ctx) => json({ models: (await listLoaded(ctx)).map((m) => psEntry(m, deps.startedAt)) }),
     },
-    { method: 'GET', path: '/api/version', handler: () => json({ version: deps.version }) },
+    ...ollamaManageRoutes(deps),
   ]
 }
 
