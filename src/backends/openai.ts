@@ -79,7 +79,8 @@ export const openaiBackend = (o: OpenAIBackendOptions): Backend => {
 
     embed: (request, options) =>
       once('model', options, async (call): Promise<EmbedResponse> => {
-        const answer = (await (await send(call, '/v1/embeddings', { model: request.model, input: request.input })).json()) as {
+        const body = { model: request.model, input: request.input, ...(request.dimensions ? { dimensions: request.dimensions } : {}) }
+        const answer = (await (await send(call, '/v1/embeddings', body)).json()) as {
           model?: string
           data?: { index: number; embedding: number[] }[]
           usage?: { prompt_tokens?: number }
@@ -109,14 +110,20 @@ export const openaiBackend = (o: OpenAIBackendOptions): Backend => {
   }
 }
 
-/** An error answer: OpenAI's `{error: {message}}`, vLLM's older `{message}`, or the text as it came. */
+/**
+ * An error answer: OpenAI's `{error: {message, code}}`, vLLM's older `{message}`, or the text as it came.
+ * A string `code` (`context_length_exceeded`, ...) is kept as `upstream_code` for the OpenAI dialect.
+ */
 async function httpError(backend: string, response: Response): Promise<BackendError> {
   const text = await response.text().catch(() => '')
   let message = text.trim() || response.statusText
+  let code: unknown
   try {
-    const body = JSON.parse(text) as { error?: { message?: string } | string; message?: string }
+    const body = JSON.parse(text) as { error?: { message?: string; code?: unknown } | string; message?: string }
     message = (typeof body.error === 'string' ? body.error : body.error?.message) ?? body.message ?? message
+    if (typeof body.error === 'object') code = body.error?.code
   } catch {}
   const status = response.status
-  return new BackendError(`${backend}: HTTP ${status}: ${message}`, { kind: 'http', backend, status })
+  const details = typeof code === 'string' && code !== '' ? { upstream_code: code } : undefined
+  return new BackendError(`${backend}: HTTP ${status}: ${message}`, { kind: 'http', backend, status, ...(details ? { details } : {}) })
 }

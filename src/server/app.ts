@@ -191,7 +191,7 @@ function pathOf(url: string): string {
 
 function dialectOf(path: string): Dialect {
   if (path.startsWith('/api/')) return 'ollama'
-  if (path.startsWith('/v1/')) return 'openai'
+  if (path === '/v1' || path.startsWith('/v1/')) return 'openai'
   return 'orch'
 }
 

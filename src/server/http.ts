@@ -1,7 +1,7 @@
 /**
  * What every route shares: the dependencies, the route type, JSON responses, body reading with a size cap
  * and valibot validation (400 naming the field), and errors mapped to a status in one of three dialects —
- * orch's own, Ollama's (`{"error": "..."}`) and OpenAI's (`{"error": {"message", "type", "code"}}`).
+ * orch's own, Ollama's (`{"error": "..."}`) and OpenAI's (routes/openai-errors.ts).
  */
 import * as v from 'valibot'
 import type { LocalBus } from '../bus/local.ts'
@@ -12,6 +12,7 @@ import { statusOf } from '../scheduler/errors.ts'
 import type { Store } from '../store/db.ts'
 import { DEFAULT_PAGE, MAX_PAGE } from '../store/page.ts'
 import type { TaskStore } from '../store/tasks.ts'
+import { openaiErrorBody } from './routes/openai-errors.ts'
 
 export interface AppDeps {
   config: OrchConfig
@@ -74,10 +75,7 @@ export function errorResponse(error: unknown, dialect: Dialect = 'orch'): Respon
   if (known && error.details?.close === true) headers.connection = 'close'
   const code = known ? error.code : 'E_INTERNAL'
   if (dialect === 'ollama') return json({ error: message }, status, headers)
-  if (dialect === 'openai') {
-    const type = status === 429 ? 'rate_limit_error' : status >= 500 ? 'server_error' : 'invalid_request_error'
-    return json({ error: { message, type, code, param: known ? (error.details?.field ?? null) : null } }, status, headers)
-  }
+  if (dialect === 'openai') return json(openaiErrorBody(error, status, message), status, headers)
   return json({ error: { code, message, ...(known && error.hint ? { hint: error.hint } : {}), ...fieldOf(error) } }, status, headers)
 }
 

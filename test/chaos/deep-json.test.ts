@@ -31,6 +31,7 @@ const CASES: Array<[string, string, unknown]> = [
   ['/v1/chat/completions tools', '/v1/chat/completions', { model: 'llama3.2', messages: msg, tools: ['DEEP'] }],
   ['/v1/chat/completions response_format', '/v1/chat/completions', { model: 'llama3.2', messages: msg, response_format: 'DEEP' }],
   ['/v1/embeddings', '/v1/embeddings', { model: 'nomic-embed-text', input: 'DEEP' }],
+  ['/v1/responses input', '/v1/responses', { model: 'llama3.2', input: [{ role: 'user', content: 'DEEP' }] }],
   [
     '/workflows',
     '/workflows',

@@ -197,7 +197,8 @@ describe.each(['ollama', 'openai'] as const)('%s dialect: a hung upstream ends a
       expect(outcome.status).toBe(started ? 200 : 504)
       const error = errorOf(dialect, outcome.text)
       expect(error.message).toContain(`${timeout} ${TIMEOUTS[timeout]} ms`)
-      if (dialect === 'openai') expect(error).toMatchObject({ type: 'server_error', code: 'E_BACKEND_TIMEOUT' })
+      if (dialect === 'openai')
+        expect(error).toMatchObject({ type: 'server_error', code: 'request_timeout', orch_code: 'E_BACKEND_TIMEOUT' })
       if (started) {
         // What reached the client before the error: the chunks the double sent.
         const sent = call?.chunkTimes.length ?? 0

@@ -1,19 +1,28 @@
 /**
  * The official `openai` npm client pointed at a running `orch serve` (baseURL `<url>/v1`) in front of a
- * fake Ollama: chat completions and completions (plain and streamed), embeddings, models, parameter
- * conversion, errors as the client's error classes, and a stream the client abandons cancelling upstream.
+ * fake Ollama: chat completions and completions (plain and streamed), embeddings (`dimensions`, usage),
+ * models, parameter conversion, errors as the client's error classes with OpenAI's codes (the gates'
+ * included), and a stream the client abandons cancelling upstream.
  */
 import { afterAll, beforeAll, describe, expect, test } from 'bun:test'
 import OpenAI from 'openai'
 import { fakeEmbedding } from '../helpers/fake-ollama.ts'
 import { startTestServe, type TestServe } from '../helpers/serve.ts'
 
+/** A unit vector's first `n` values, re-normalised: what OpenAI's text-embedding-3 models answer for `dimensions: n`. */
+const shortened = (v: number[], n: number) => {
+  const cut = v.slice(0, n)
+  const norm = Math.hypot(...cut)
+  return cut.map((x) => x / norm)
+}
+
 const T = 30_000
 let t: TestServe
 let openai: OpenAI
 
 beforeAll(async () => {
-  t = await startTestServe()
+  // Embedding requests within 100 ms of each other share one backend call (one test counts on it).
+  t = await startTestServe({ tweak: (c) => (c.infrastructure_system.llm_orchestration.batching.batch_interval_seconds = 0.1) })
   // No retries: the client would retry 429 and 5xx on its own, and these tests look at the first answer.
   openai = new OpenAI({ baseURL: `${t.url}/v1`, apiKey: 'any', maxRetries: 0 })
 })
@@ -186,6 +195,84 @@ describe('openai client: completions, embeddings, models', () => {
   )
 
   test(
+    'embeddings: dimensions reach Ollama; the vectors come back that long and unit length, even from an Ollama that ignores it',
+    async () => {
+      const answer = await openai.embeddings.create({
+        model: 'nomic-embed-text',
+        input: ['cyan', 'teal'],
+        dimensions: 3,
+        encoding_format: 'float',
+      })
+      expect(lastCall('/api/embed')?.body).toMatchObject({ model: 'nomic-embed-text', input: ['cyan', 'teal'], dimensions: 3 })
+      // The fake answers all 8 dimensions, as Ollama before `dimensions` did: orch cuts and re-normalises.
+      expect(answer.data.map((d) => d.embedding.length)).toEqual([3, 3])
+      answer.data.forEach((d, i) => {
+        const expected = shortened(fakeEmbedding(['cyan', 'teal'][i]!, 8), 3)
+        d.embedding.forEach((x, j) => {
+          expect(x).toBeCloseTo(expected[j]!, 12)
+        })
+        expect(Math.hypot(...d.embedding)).toBeCloseTo(1, 12)
+      })
+      const packed = await openai.embeddings.create({ model: 'nomic-embed-text', input: 'magenta', dimensions: 2 })
+      expect(Array.from(packed.data[0]!.embedding as ArrayLike<number>).length).toBe(2)
+    },
+    T,
+  )
+
+  test(
+    'embeddings: dimensions above the model’s, or not a positive integer, are a 400 naming dimensions',
+    async () => {
+      const tooMany = await openai.embeddings.create({ model: 'nomic-embed-text', input: 'ochre', dimensions: 9 }).catch((e) => e)
+      expect(tooMany).toBeInstanceOf(OpenAI.BadRequestError)
+      expect(tooMany.error).toMatchObject({ type: 'invalid_request_error', param: 'dimensions', code: 'invalid_value' })
+      expect(tooMany.message).toContain('has 8 dimensions, fewer than the 9 asked for')
+      for (const dimensions of [0, -1, 1.5, '4']) {
+        const bad = await openai.embeddings.create({ model: 'nomic-embed-text', input: 'ochre', dimensions } as any).catch((e) => e)
+        expect(bad.status, String(dimensions)).toBe(400)
+        expect(bad.message).toContain('dimensions: expected a positive integer')
+      }
+    },
+    T,
+  )
+
+  test(
+    'embeddings: usage counts the tokens Ollama reported',
+    async () => {
+      const answer = await openai.embeddings.create({
+        model: 'nomic-embed-text',
+        input: ['one two three', 'four'],
+        encoding_format: 'float',
+      })
+      const call = lastCall('/api/embed')
+      expect(call?.body.input).toEqual(['one two three', 'four'])
+      // The fake reports one token per word: prompt_eval_count 4.
+      expect(answer.usage).toEqual({ prompt_tokens: 4, total_tokens: 4 })
+      const single = await openai.embeddings.create({ model: 'nomic-embed-text', input: 'five six', encoding_format: 'float' })
+      expect(single.usage).toEqual({ prompt_tokens: 2, total_tokens: 2 })
+    },
+    T,
+  )
+
+  test(
+    'embeddings: requests coalesced into one Ollama call share its token count, by input length',
+    async () => {
+      const before = fake().calls.filter((c) => c.path === '/api/embed').length
+      const [a, b] = await Promise.all([
+        openai.embeddings.create({ model: 'nomic-embed-text', input: 'seven eight nine ten', encoding_format: 'float' }),
+        openai.embeddings.create({ model: 'nomic-embed-text', input: 'eleven', encoding_format: 'float' }),
+      ])
+      const calls = fake()
+        .calls.filter((c) => c.path === '/api/embed')
+        .slice(before)
+      expect(calls.length).toBe(1)
+      expect([...calls[0]!.body.input].sort()).toEqual(['eleven', 'seven eight nine ten'])
+      // 5 tokens for the call; 20 and 6 characters of input.
+      expect([a?.usage.prompt_tokens, b?.usage.prompt_tokens]).toEqual([4, 1])
+    },
+    T,
+  )
+
+  test(
     'models: list and retrieve',
     async () => {
       const list = await openai.models.list()
@@ -201,6 +288,41 @@ describe('openai client: completions, embeddings, models', () => {
 
 describe('openai client: errors', () => {
   test(
+    'with server.token: a wrong or missing key is an AuthenticationError, code invalid_api_key',
+    async () => {
+      const guarded = await startTestServe({ tweak: (c) => (c.server.token = 'a-long-enough-test-token') })
+      try {
+        const wrong = new OpenAI({ baseURL: `${guarded.url}/v1`, apiKey: 'wrong', maxRetries: 0 })
+        const error = await wrong.chat.completions
+          .create({ model: 'llama3.2', messages: [{ role: 'user', content: 'hi' }] })
+          .catch((e) => e)
+        expect(error).toBeInstanceOf(OpenAI.AuthenticationError)
+        expect(error.error).toMatchObject({
+          type: 'authentication_error',
+          code: 'invalid_api_key',
+          param: null,
+          orch_code: 'E_UNAUTHORIZED',
+        })
+        // No key at all (the client refuses to send none): the same answer, before routing, on any /v1 path.
+        for (const path of ['/v1/models', '/v1/nowhere']) {
+          const res = await fetch(`${guarded.url}${path}`)
+          expect(res.status, path).toBe(401)
+          expect(((await res.json()) as any).error, path).toMatchObject({
+            type: 'authentication_error',
+            code: 'invalid_api_key',
+            orch_code: 'E_UNAUTHORIZED',
+          })
+        }
+        const client = new OpenAI({ baseURL: `${guarded.url}/v1`, apiKey: 'a-long-enough-test-token', maxRetries: 0 })
+        expect((await client.models.list()).data.length).toBeGreaterThan(0)
+      } finally {
+        await guarded.stop()
+      }
+    },
+    T,
+  )
+
+  test(
     'unknown model: NotFoundError (404) with the reason',
     async () => {
       const error = await openai.chat.completions
@@ -209,6 +331,85 @@ describe('openai client: errors', () => {
       expect(error).toBeInstanceOf(OpenAI.NotFoundError)
       expect(error.status).toBe(404)
       expect(error.message).toContain('"no-such-model" is not served by any backend')
+    },
+    T,
+  )
+
+  test(
+    'unknown model: code model_not_found on chat, completions, embeddings, responses and models',
+    async () => {
+      const calls: [string, () => Promise<unknown>][] = [
+        ['chat', () => openai.chat.completions.create({ model: 'nope', messages: [{ role: 'user', content: 'hi' }] })],
+        ['chat stream', () => openai.chat.completions.create({ model: 'nope', messages: [{ role: 'user', content: 'hi' }], stream: true })],
+        ['completions', () => openai.completions.create({ model: 'nope', prompt: 'hi' })],
+        ['embeddings', () => openai.embeddings.create({ model: 'nope', input: 'hi' })],
+        ['responses', () => openai.responses.create({ model: 'nope', input: 'hi' })],
+        ['responses stream', () => openai.responses.create({ model: 'nope', input: 'hi', stream: true })],
+        ['models', () => openai.models.retrieve('nope')],
+      ]
+      for (const [name, call] of calls) {
+        const error: any = await call().catch((e) => e)
+        expect(error, name).toBeInstanceOf(OpenAI.NotFoundError)
+        expect(error.code, name).toBe('model_not_found')
+        expect(error.type, name).toBe('not_found_error')
+        expect(error.error.orch_code, name).toBe('E_MODEL_NOT_FOUND')
+      }
+    },
+    T,
+  )
+
+  test(
+    'the gates before routing speak OpenAI’s dialect under /v1: foreign origin, oversized body, unknown path, /v1 itself',
+    async () => {
+      const foreign = await t.fetch('/v1/chat/completions', {
+        method: 'POST',
+        headers: { origin: 'https://evil.example' },
+        body: JSON.stringify({ model: 'llama3.2', messages: [] }),
+      })
+      expect(foreign.status).toBe(403)
+      expect(await foreign.json()).toEqual({
+        error: {
+          message: expect.stringContaining('is not allowed'),
+          type: 'permission_error',
+          param: null,
+          code: null,
+          orch_code: 'E_ORIGIN_NOT_ALLOWED',
+        },
+      })
+      const big = await openai.embeddings.create({ model: 'nomic-embed-text', input: 'x'.repeat(1536 * 1024) }).catch((e) => e)
+      expect(big.status).toBe(413)
+      expect(big.error).toMatchObject({ type: 'invalid_request_error', orch_code: 'E_BODY_TOO_LARGE' })
+      for (const path of ['/v1/nowhere', '/v1']) {
+        const missing = await t.fetch(path)
+        expect(missing.status, path).toBe(404)
+        expect(((await missing.json()) as any).error, path).toMatchObject({
+          type: 'not_found_error',
+          code: null,
+          orch_code: 'E_NOT_FOUND',
+          param: null,
+        })
+      }
+      const wrongMethod = await t.fetch('/v1/responses')
+      expect(wrongMethod.status).toBe(405)
+      expect(((await wrongMethod.json()) as any).error).toMatchObject({ type: 'invalid_request_error', orch_code: 'E_HTTP_405' })
+    },
+    T,
+  )
+
+  test(
+    'validation: a missing field is missing_required_parameter, a wrong one invalid_value',
+    async () => {
+      const missing = await openai.chat.completions.create({ model: 'llama3.2' } as any).catch((e) => e)
+      expect(missing.error).toMatchObject({
+        type: 'invalid_request_error',
+        param: 'messages',
+        code: 'missing_required_parameter',
+        orch_code: 'E_VALIDATION',
+      })
+      const wrong = await openai.chat.completions
+        .create({ model: 'llama3.2', messages: [{ role: 'user', content: 'x' }], temperature: 'hot' } as any)
+        .catch((e) => e)
+      expect(wrong.error).toMatchObject({ type: 'invalid_request_error', param: 'temperature', code: 'invalid_value' })
     },
     T,
   )

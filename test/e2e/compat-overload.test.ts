@@ -96,7 +96,7 @@ test(
         .catch((e) => e)
       expect(error).toBeInstanceOf(OpenAI.RateLimitError)
       expect(error.headers.get('retry-after')).toBe('5')
-      expect(error.error).toMatchObject({ type: 'rate_limit_error', code: 'E_QUEUE_FULL' })
+      expect(error.error).toMatchObject({ type: 'rate_limit_error', code: 'rate_limit_exceeded', orch_code: 'E_QUEUE_FULL' })
     } finally {
       for (const c of controllers) c.abort()
       await Promise.all(held)
@@ -128,7 +128,9 @@ test(
         body: JSON.stringify({ model: 'llama3.2', prompt: 'stalls again', stream: true }),
       })
       const events = (await res.text()).split('\n\n').filter(Boolean)
-      expect(JSON.parse(events.at(-1)!.slice(6))).toMatchObject({ error: { type: 'server_error', code: 'E_BACKEND_TIMEOUT' } })
+      expect(JSON.parse(events.at(-1)!.slice(6))).toMatchObject({
+        error: { type: 'server_error', code: 'request_timeout', orch_code: 'E_BACKEND_TIMEOUT' },
+      })
       expect(events).not.toContain('data: [DONE]')
     } finally {
       s.fakes[0]!.set({ hang: false })

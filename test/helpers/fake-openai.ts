@@ -3,7 +3,9 @@
  * /v1/chat/completions and /v1/completions (SSE `data:` lines ending with `data: [DONE]`, a usage chunk
  * when `stream_options.include_usage`; one JSON object when not streamed), /v1/embeddings, /v1/models,
  * /health, and OpenAI's error bodies `{error: {message, type, code}}`. Same behaviour and instrumentation
- * as fake-ollama.ts; answers echo the last user message or the prompt, one token per word.
+ * as fake-ollama.ts; answers echo the last user message or the prompt, one token per word. Embeddings
+ * honour `dimensions` as OpenAI's text-embedding-3 models do (cut, re-normalised; more than the model has
+ * is a 400), unless `dimensions: false` (servers that ignore it, like llama.cpp's).
  */
 import {
   countWords,
@@ -38,10 +40,12 @@ export interface FakeOpenAIOptions extends Partial<FakeBehaviour> {
   apiKey?: string
   /** false: /v1/models answers 404 (servers that only have /health). */
   modelsEndpoint?: boolean
+  /** false: embeddings ignore `dimensions` and answer full-length vectors. */
+  dimensions?: boolean
 }
 
 export function startFakeOpenAI(options: FakeOpenAIOptions = {}): Promise<FakeServer> {
-  const { apiKey, modelsEndpoint = true, ...behaviour } = options
+  const { apiKey, modelsEndpoint = true, dimensions = true, ...behaviour } = options
   const route = (method: string, path: string, x: Exchange): Response => {
     if (path === '/health') return x.json(200, { status: 'ok' })
     if (apiKey !== undefined && x.request.headers.get('authorization') !== `Bearer ${apiKey}`)
@@ -56,7 +60,7 @@ export function startFakeOpenAI(options: FakeOpenAIOptions = {}): Promise<FakeSe
     const model = x.call.model
     if (!model || !x.behaviour.models.includes(model))
       return errorResponse(404, `The model \`${model}\` does not exist.`, 'model_not_found')
-    if (path === '/v1/embeddings') return embeddings(x, model)
+    if (path === '/v1/embeddings') return embeddings(x, model, dimensions)
     return completion(x, model, path === '/v1/chat/completions' ? 'chat' : 'text')
   }
   return startFake(
@@ -72,12 +76,16 @@ function errorResponse(status: number, message: string, code?: string): Response
   return Response.json({ error: { message, type, code: code ?? status } }, { status })
 }
 
-function embeddings(x: Exchange, model: string): Response {
+function embeddings(x: Exchange, model: string, honourDimensions: boolean): Response {
   const input: unknown = x.body.input
   const texts = Array.isArray(input) ? input.map(String) : [String(input ?? '')]
   const tokens = texts.reduce((n, t) => n + countWords(t), 0)
+  const full = x.behaviour.embedDims
+  const asked = honourDimensions && typeof x.body.dimensions === 'number' ? x.body.dimensions : full
+  if (asked > full) return errorResponse(400, `This model does not support dimensions above ${full}.`, 'invalid_value')
+  const vector = (t: string) => (asked === full ? fakeEmbedding(t, full) : unit(fakeEmbedding(t, full).slice(0, asked)))
   // Reversed on purpose: clients must order by `index`, not by position.
-  const data = texts.map((t, index) => ({ object: 'embedding', index, embedding: fakeEmbedding(t, x.behaviour.embedDims) })).reverse()
+  const data = texts.map((t, index) => ({ object: 'embedding', index, embedding: vector(t) })).reverse()
   return x.json(200, { object: 'list', model, data, usage: { prompt_tokens: tokens, total_tokens: tokens } })
 }
 
@@ -113,4 +121,9 @@ function completion(x: Exchange, model: string, kind: 'chat' | 'text'): Response
   if (body.stream_options?.include_usage === true) frames.push(chunk([], { usage }))
   frames.push('data: [DONE]\n\n')
   return x.stream(frames, 'text/event-stream', (i) => chunk([delta(` t${i}`, i)]))
+}
+
+function unit(v: number[]): number[] {
+  const norm = Math.hypot(...v) || 1
+  return v.map((n) => n / norm)
 }

@@ -72,6 +72,15 @@ export const EmbeddingsBody = object({
     'expected a string or an array of strings (token arrays are not supported)',
   ),
   encoding_format: v.optional(v.nullable(v.picklist(['float', 'base64'], 'expected float or base64'))),
+  dimensions: v.optional(
+    v.nullable(
+      v.pipe(
+        v.number('expected a positive integer'),
+        v.integer('expected a positive integer'),
+        v.minValue(1, 'expected a positive integer'),
+      ),
+    ),
+  ),
 })
 
 export type ChatCompletionInput = v.InferOutput<typeof ChatCompletionBody>
@@ -159,6 +168,25 @@ function parseArguments(text: string, i: number, j: number, maxDepth: number): u
     if ((error as { code?: string }).code === 'E_JSON_TOO_DEEP') throw error
     throw httpError(400, `${field}: expected a JSON object encoded as a string`, 'E_VALIDATION', { field })
   }
+}
+
+/**
+ * Vectors of `dimensions` length, as OpenAI's text-embedding-3 models give them: a longer vector (a backend
+ * that ignores `dimensions`, such as an Ollama before it learned it) is cut and re-normalised to unit length;
+ * a shorter one means the model has fewer dimensions than asked, a 400.
+ */
+export function fitDimensions(vectors: number[][], dimensions: number, model: string): number[][] {
+  return vectors.map((vector) => {
+    if (vector.length === dimensions) return vector
+    if (vector.length < dimensions) {
+      throw httpError(400, `dimensions: ${model} has ${vector.length} dimensions, fewer than the ${dimensions} asked for`, 'E_VALIDATION', {
+        field: 'dimensions',
+      })
+    }
+    const cut = vector.slice(0, dimensions)
+    const norm = Math.sqrt(cut.reduce((sum, x) => sum + x * x, 0))
+    return norm > 0 ? cut.map((x) => x / norm) : cut
+  })
 }
 
 export const newId = (prefix: string) => `${prefix}-${crypto.randomUUID().replaceAll('-', '').slice(0, 24)}`

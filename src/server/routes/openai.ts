@@ -1,8 +1,9 @@
 /**
  * OpenAI's API, so OpenAI clients work by changing only their base URL to `<orch>/v1`: chat completions,
- * completions, embeddings, models. Requests become canonical (Ollama-shaped) ones and go through the
- * engine like every other call. `stream: true` answers Server-Sent Events ending with `data: [DONE]`; an
- * error after the first event is a `data: {"error": {...}}` event, then the end.
+ * completions, responses (openai-responses.ts), embeddings, models. Requests become canonical
+ * (Ollama-shaped) ones and go through the engine like every other call. `stream: true` answers Server-Sent
+ * Events ending with `data: [DONE]`; an error after the first event is a `data: {"error": {...}}` event,
+ * then the end. Errors speak OpenAI's vocabulary (openai-errors.ts).
  */
 import type { ChatChunk, GenerateChunk, ModelInfo } from '../../backends/types.ts'
 import { normalizeModel } from '../../scheduler/router.ts'
@@ -17,12 +18,14 @@ import {
   chatRequest,
   EmbeddingsBody,
   finishReason,
+  fitDimensions,
   generateRequest,
   newId,
   nowSeconds,
   toolCalls,
   usage,
 } from './openai-convert.ts'
+import { finishedResponse, ResponsesBody, refuseUnsupported, responseShell, responsesRequest, responsesStream } from './openai-responses.ts'
 
 type Json = Record<string, any>
 
@@ -133,17 +136,34 @@ export function openaiRoutes(deps: AppDeps): Route[] {
     },
     {
       method: 'POST',
+      path: '/v1/responses',
+      long: true,
+      handler: async (ctx) => {
+        const call = startCall(ctx)
+        const body = await readJson(ctx, ResponsesBody)
+        refuseUnsupported(body)
+        const request = responsesRequest(body)
+        const shell = responseShell(body)
+        if (body.stream) return streamResponse(engine.chat(request, call.options), responsesStream(shell), call)
+        const answer = await engine.chatOnce(request, call.options)
+        return json(finishedResponse(shell, answer, answer.message.content))
+      },
+    },
+    {
+      method: 'POST',
       path: '/v1/embeddings',
       long: true,
       handler: async (ctx) => {
         const call = startCall(ctx)
         const body = await readJson(ctx, EmbeddingsBody)
-        const answer = await engine.embed({ model: body.model, input: body.input }, call.options)
+        const dimensions = body.dimensions ?? undefined
+        const answer = await engine.embed({ model: body.model, input: body.input, ...(dimensions ? { dimensions } : {}) }, call.options)
+        const vectors = dimensions ? fitDimensions(answer.embeddings, dimensions, body.model) : answer.embeddings
         const base64 = body.encoding_format === 'base64'
         const tokens = answer.prompt_eval_count ?? 0
         return json({
           object: 'list',
-          data: answer.embeddings.map((vector, index) => ({ object: 'embedding', index, embedding: base64 ? toBase64(vector) : vector })),
+          data: vectors.map((vector, index) => ({ object: 'embedding', index, embedding: base64 ? toBase64(vector) : vector })),
           model: body.model,
           usage: { prompt_tokens: tokens, total_tokens: tokens },
         })
@@ -160,7 +180,7 @@ export function openaiRoutes(deps: AppDeps): Route[] {
       handler: async (ctx) => {
         const wanted = normalizeModel(ctx.params.model ?? '')
         const found = (await listModels(ctx)).find((m) => normalizeModel(m.name) === wanted)
-        if (!found) throw httpError(404, `The model '${ctx.params.model}' does not exist`, 'model_not_found')
+        if (!found) throw httpError(404, `The model '${ctx.params.model}' does not exist`, 'E_MODEL_NOT_FOUND')
         return json(modelEntry(found, deps.startedAt))
       },
     },
