@@ -351,7 +351,7 @@ describe('openai client: errors', () => {
         const error: any = await call().catch((e) => e)
         expect(error, name).toBeInstanceOf(OpenAI.NotFoundError)
         expect(error.code, name).toBe('model_not_found')
-        expect(error.type, name).toBe('not_found_error')
+        expect(error.type, name).toBe('invalid_request_error')
         expect(error.error.orch_code, name).toBe('E_MODEL_NOT_FOUND')
       }
     },
@@ -383,7 +383,7 @@ describe('openai client: errors', () => {
         const missing = await t.fetch(path)
         expect(missing.status, path).toBe(404)
         expect(((await missing.json()) as any).error, path).toMatchObject({
-          type: 'not_found_error',
+          type: 'invalid_request_error',
           code: null,
           orch_code: 'E_NOT_FOUND',
           param: null,

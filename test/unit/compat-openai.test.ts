@@ -145,7 +145,6 @@ const OPENAI_TYPES = [
   'invalid_request_error',
   'authentication_error',
   'permission_error',
-  'not_found_error',
   'rate_limit_error',
   'server_error',
 ]
@@ -197,7 +196,7 @@ describe('OpenAI error vocabulary', () => {
       'invalid_request_error',
       'authentication_error',
       'permission_error',
-      'not_found_error',
+      'invalid_request_error',
       'invalid_request_error',
       'invalid_request_error',
       'invalid_request_error',
@@ -212,7 +211,7 @@ describe('OpenAI error vocabulary', () => {
 
   test('the conditions OpenAI clients look for get OpenAI’s codes', async () => {
     const cases: [OrchError, number, string, string | null][] = [
-      [new OrchError('no such model', { code: 'E_MODEL_NOT_FOUND', details: { status: 404 } }), 404, 'not_found_error', 'model_not_found'],
+      [new OrchError('no such model', { code: 'E_MODEL_NOT_FOUND', details: { status: 404 } }), 404, 'invalid_request_error', 'model_not_found'],
       [httpError(401, 'the bearer token is wrong', 'E_UNAUTHORIZED'), 401, 'authentication_error', 'invalid_api_key'],
       [
         new OrchError('full', { code: 'E_QUEUE_FULL', details: { status: 429, retry_after_s: 5 } }),

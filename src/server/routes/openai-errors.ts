@@ -11,7 +11,6 @@ export type OpenAIErrorType =
   | 'invalid_request_error'
   | 'authentication_error'
   | 'permission_error'
-  | 'not_found_error'
   | 'rate_limit_error'
   | 'server_error'
 
@@ -92,10 +91,10 @@ export const OPENAI_CODES: Readonly<Record<string, string | null>> = {
   E_BATCH_INPUTS_ROOT: null,
 }
 
+/** A 404 (unknown model or path) is an `invalid_request_error`, as OpenAI's API answers it. */
 export function openaiErrorType(status: number): OpenAIErrorType {
   if (status === 401) return 'authentication_error'
   if (status === 403) return 'permission_error'
-  if (status === 404) return 'not_found_error'
   if (status === 429) return 'rate_limit_error'
   if (status >= 500) return 'server_error'
   return 'invalid_request_error'
