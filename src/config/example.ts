@@ -12,7 +12,7 @@ import { isUnavailable } from './unavailable.ts'
 
 /** Items for the commented examples of list and mapping sections; together they use every item key. */
 export const EXAMPLE_ITEMS: Record<string, unknown> = {
-  models: { ollama: { 'llama3.2': { parallel: false } } },
+  models: { ollama: { 'llama3.2': { context: 16384, temperature: 0.4, parallel: false } } },
   pools: [
     {
       name: 'gpu',

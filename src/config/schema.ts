@@ -130,9 +130,16 @@ const infrastructureSystem = section('Distributed runs, LLM batching and caching
 })
 
 const modelSettings = section('Settings of one model', {
-  context: v.optional(int('Context window in tokens. Not available in this version: send options.num_ctx with each request')),
+  context: v.optional(
+    int(
+      "Context window in tokens: sent to Ollama backends as options.num_ctx (chat, generate, embed) when a request sets none; informational on openai backends, whose API has no per-request context window. Unset: the backend's own default",
+    ),
+  ),
   temperature: v.optional(
-    num('Sampling temperature. Not available in this version: send the temperature with each request', { min: 0, max: 2 }),
+    num(
+      "Default sampling temperature of chat and generate requests to this model on backends of this provider (Ollama options.temperature, OpenAI temperature), used when a request sets none; a request's own value wins. Unset: the backend's own default. The response cache sees the value in effect: with 0 here, requests setting none count as deterministic (docs/http-api.md)",
+      { min: 0, max: 2 },
+    ),
   ),
   parallel: v.optional(bool('Whether requests to this model may run in parallel'), true),
 })
@@ -147,7 +154,9 @@ const models = v.pipe(
     ),
     'expected a mapping of provider to models',
   ),
-  v.description('Per-model settings, by provider then model name (e.g. models.ollama["llama3.2"])'),
+  v.description(
+    'Per-model settings, by provider (the backend type: ollama, openai) then model name (e.g. models.ollama["llama3.2"]; a name without a tag is the :latest one)',
+  ),
   v.metadata({ keyName: 'provider' }),
 )
 

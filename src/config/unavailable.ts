@@ -25,8 +25,6 @@ const REDIS_ONLY =
 const AUTOSCALING = 'autoscaling is not available in this version; remove resource_management, or set pool_size per pool'
 const METRICS =
   "not available in this version: orch serve always exposes Prometheus metrics at /metrics; point Prometheus's scrape config at it (docs/operations.md)"
-const PER_REQUEST =
-  'not available in this version: orch sends no per-model defaults; send them with each request (Ollama API: options.num_ctx, options.temperature; OpenAI API: temperature)'
 const DEPENDENT =
   'false is not available in this version: a worker always stops when the orch process supervising it ends (its watchdog ends it); remove the key'
 
@@ -67,8 +65,6 @@ export const UNAVAILABLE: readonly UnavailableRule[] = [
   { key: `${RESOURCES}.memory_threshold_percent`, message: AUTOSCALING },
   { key: `${PROMETHEUS}.enabled`, values: [true], message: METRICS },
   { key: `${PROMETHEUS}.endpoint`, message: METRICS },
-  { key: 'models.<provider>.<model>.context', message: PER_REQUEST },
-  { key: 'models.<provider>.<model>.temperature', message: PER_REQUEST },
   { key: 'heartbeat.dependent', values: [false], message: DEPENDENT },
   { key: 'pools[].heartbeat.dependent', values: [false], message: DEPENDENT },
 ]

@@ -2,16 +2,27 @@
  * The engine: one object that `serve`, `batch` and the task runner call to talk to models. Every call goes
  * the same way: response cache (a hit answers at once) → scheduler slot (queue, limits, router, breaker)
  * → backend call with the caller's AbortSignal → outcome to the breaker → slot released → cache filled.
- * Embeddings are coalesced by the batcher when batching is on.
+ * Embeddings are coalesced by the batcher when batching is on. The per-model defaults of the config
+ * (`models.<provider>.<model>`: temperature, context) are filled into what each backend is sent.
+ *
+ * Defaults and the cache: a model's defaults depend on the provider (the backend's type), known only once
+ * a backend is picked, but the cache is read before routing (a hit must not wait for a slot). So the cache
+ * is read with the request resolved for every backend type that may serve the model (the backends serving
+ * it; all of them while none does): when those agree (one type, or the same defaults on each) the cache
+ * decision and the key see the effective options, and a request without temperature whose model default is
+ * 0 is deterministic and meets the entry of the same request sent with temperature 0. When they differ the
+ * answer depends on the route, and no entry is read. A chat or generate answer is stored under the key of
+ * the request the chosen backend was actually sent; an embedding under the request resolved before routing.
  */
 import { createBackends } from '../backends/registry.ts'
 import type { Backend, ChatChunk, ChatRequest, EmbedRequest, EmbedResponse, GenerateChunk, GenerateRequest } from '../backends/types.ts'
 import { BackendError } from '../backends/types.ts'
 import type { OrchConfig } from '../config/schema.ts'
-import { type CacheKind, cacheKey, createCache, isCacheable, type ResponseCache } from '../store/cache.ts'
+import { type CacheKind, cacheKey, canonicalRequest, createCache, isCacheable, type ResponseCache } from '../store/cache.ts'
 import { type BatchAnswer, EmbedBatcher } from './batcher.ts'
 import { HealthMonitor } from './health.ts'
 import { backendConcurrency } from './limits.ts'
+import { type ModelCallKind, ModelDefaultsTable, type ModelRequest } from './model-defaults.ts'
 import { normalizeModel } from './router.ts'
 import { type Outcome, Scheduler, type SchedulerOptions, type Slot } from './scheduler.ts'
 
@@ -65,6 +76,8 @@ export class Engine {
   readonly batcher: EmbedBatcher | undefined
   readonly health: HealthMonitor
   readonly counters: EngineCounters = { cache_hits: 0, cache_misses: 0, calls: 0, call_errors: 0 }
+  /** The configured per-model defaults (`models.<provider>.<model>`), by backend type and model. */
+  readonly modelDefaults: ModelDefaultsTable
   private readonly cacheMode: 'deterministic' | 'always'
   private readonly observers: CallObserver[] = []
 
@@ -72,6 +85,7 @@ export class Engine {
     const { config } = options
     const backends = options.backends ?? createBackends(config)
     this.scheduler = new Scheduler(schedulerOptions(config, backends, options.now))
+    this.modelDefaults = new ModelDefaultsTable(config.models)
     const caching = config.infrastructure_system.llm_orchestration.caching
     this.cache = options.cache === null ? undefined : (options.cache ?? createCache(caching))
     this.cacheMode = caching.mode
@@ -120,11 +134,11 @@ export class Engine {
   }
 
   chat(request: ChatRequest, options: RequestOptions = {}): AsyncIterable<ChatChunk> {
-    return this.streamed('chat', request, options, (backend, signal) => backend.chat(request, { signal }), joinChat)
+    return this.streamed('chat', request, options, (backend, sent, signal) => backend.chat(sent, { signal }), joinChat)
   }
 
   generate(request: GenerateRequest, options: RequestOptions = {}): AsyncIterable<GenerateChunk> {
-    return this.streamed('generate', request, options, (backend, signal) => backend.generate(request, { signal }), joinGenerate)
+    return this.streamed('generate', request, options, (backend, sent, signal) => backend.generate(sent, { signal }), joinGenerate)
   }
 
   /** One answer: the chunks joined into the final one. */
@@ -137,7 +151,10 @@ export class Engine {
   }
 
   async embed(request: EmbedRequest, options: RequestOptions = {}): Promise<EmbedResponse> {
-    const key = this.cacheKeyFor('embed', request, options)
+    // Read and stored under the request resolved before routing (the batcher may share one call among
+    // callers, so the backend is not known here): where the route decides the options, neither.
+    const resolved = this.resolvedBeforeRoute('embed', request)
+    const key = resolved ? this.cacheKeyFor('embed', resolved, options) : undefined
     const hit = key ? this.cacheGet<EmbedResponse>(key) : undefined
     if (hit) return hit
     const inputs = typeof request.input === 'string' ? [request.input] : request.input
@@ -177,7 +194,7 @@ export class Engine {
     const started = performance.now()
     try {
       this.counters.calls++
-      const response = await slot.backend.embed(request, { signal: context.signal })
+      const response = await slot.backend.embed(this.modelDefaults.apply('embed', slot.backend.type, request), { signal: context.signal })
       outcome = 'success'
       loadNs = response.load_duration
       const tokens = response.prompt_eval_count
@@ -201,6 +218,24 @@ export class Engine {
     }
   }
 
+  /**
+   * The request as every backend that may take it would be sent it (defaults filled in), or undefined
+   * when that depends on which backend the router picks (backend types with different defaults).
+   */
+  private resolvedBeforeRoute<R extends ModelRequest>(kind: ModelCallKind, request: R): R | undefined {
+    if (!this.modelDefaults.has(request.model)) return request
+    const states = [...this.scheduler.states.values()]
+    const serving = states.filter((state) => state.serves(request.model))
+    const [first, ...others] = new Set((serving.length > 0 ? serving : states).map((state) => state.backend.type))
+    if (first === undefined) return request
+    const resolved = this.modelDefaults.apply(kind, first, request)
+    if (others.length === 0) return resolved
+    const canonical = canonicalRequest(kind, resolved)
+    return others.every((type) => canonicalRequest(kind, this.modelDefaults.apply(kind, type, request)) === canonical)
+      ? resolved
+      : undefined
+  }
+
   private cacheKeyFor(kind: CacheKind, request: ChatRequest | GenerateRequest | EmbedRequest, options: RequestOptions): string | undefined {
     if (!this.cache || options.cache === false || !isCacheable(request, this.cacheMode, kind)) return undefined
     return cacheKey(kind, request)
@@ -213,15 +248,16 @@ export class Engine {
     return hit?.value as T | undefined
   }
 
-  private async *streamed<T extends ChatChunk | GenerateChunk>(
+  private async *streamed<R extends ChatRequest | GenerateRequest, T extends ChatChunk | GenerateChunk>(
     kind: 'chat' | 'generate',
-    request: ChatRequest | GenerateRequest,
+    request: R,
     options: RequestOptions,
-    call: (backend: Backend, signal: AbortSignal) => AsyncIterable<T>,
+    call: (backend: Backend, sent: R, signal: AbortSignal) => AsyncIterable<T>,
     join: (chunks: T[]) => T,
   ): AsyncGenerator<T> {
-    const key = this.cacheKeyFor(kind, request, options)
-    const hit = key ? this.cacheGet<T>(key) : undefined
+    const resolved = this.resolvedBeforeRoute(kind, request)
+    const readKey = resolved ? this.cacheKeyFor(kind, resolved, options) : undefined
+    const hit = readKey ? this.cacheGet<T>(readKey) : undefined
     if (hit) {
       yield hit
       return
@@ -232,6 +268,8 @@ export class Engine {
       tenant: options.tenant,
       signal: options.signal,
     })
+    const sent = this.modelDefaults.apply(kind, slot.backend.type, request)
+    const key = this.cacheKeyFor(kind, sent, options)
     const controller = new AbortController()
     const onAbort = () => controller.abort(options.signal?.reason)
     options.signal?.addEventListener('abort', onAbort, { once: true })
@@ -245,7 +283,7 @@ export class Engine {
     let last: T | undefined
     try {
       this.counters.calls++
-      for await (const chunk of call(slot.backend, controller.signal)) {
+      for await (const chunk of call(slot.backend, sent, controller.signal)) {
         firstAt ??= performance.now()
         last = chunk
         if (key) chunks.push(chunk)

@@ -158,7 +158,7 @@ function fullData(opts: { ollama: string; openai: string; dir: string }): Record
         export_path: join(opts.dir, 'perf'),
       },
     },
-    models: { ollama: { m: { parallel: false } } },
+    models: { ollama: { m: { parallel: false, context: 4096, temperature: 0.2 } }, openai: { m: { temperature: 0.3 } } },
     runtime: { ollama: { concurrency: 2 }, openai: { concurrency: 3 } },
     backends: [
       { name: 'local', type: 'ollama', url: opts.ollama, models: ['m'], concurrency: 2, api_key_env: 'KEYS_READ_TEST_TOKEN' },
@@ -203,12 +203,9 @@ function poolData(): unknown[] {
 
 const parse = (data: unknown): OrchConfig => v.parse(OrchConfigSchema, data)
 
-/** A value the rule refuses: its own, else the key's default, else a valid sample. */
+/** A value the rule refuses: its own, else the key's default (every rule refusing any value has one). */
 function refusedSample(rule: (typeof UNAVAILABLE)[number]): unknown {
-  if (rule.values) return rule.values[0]
-  const key = describeKeys().find((k) => k.path === rule.key)
-  if (key?.hasDefault) return key.default
-  return { 'models.<provider>.<model>.context': 4096, 'models.<provider>.<model>.temperature': 0.2 }[rule.key]
+  return rule.values ? rule.values[0] : describeKeys().find((k) => k.path === rule.key)?.default
 }
 
 /** Data holding `value` at a docs path (a list item is `{name}`, a `<name>` is `x`). */

@@ -130,6 +130,13 @@ describe('defaults', () => {
     })
   })
 
+  test("a model's context and temperature have no default (unset: the backend's own), and are kept when set", () => {
+    const { config } = validateData({ models: { ollama: { 'llama3.2': {}, 'qwen3:8b': { context: 32768, temperature: 0 } } } })
+    expect(config?.models).toEqual({
+      ollama: { 'llama3.2': { parallel: true }, 'qwen3:8b': { context: 32768, temperature: 0, parallel: true } },
+    })
+  })
+
   test('durations resolve to seconds; child env values become strings; runtime keeps ollama', () => {
     const { config } = validateData({
       pools: [
@@ -404,7 +411,7 @@ describe('config/orch.example.yaml', () => {
     }
     walk(EXAMPLE_ITEMS, [])
     // runtime's entries are active in the file (its default), not in the commented examples.
-    // Keys that take no value in this version (models' context, temperature) are left out of the examples.
+    // Keys that take no value in this version are left out of the examples.
     const missing = keys.filter(
       (k) => k.node === 'leaf' && k.inItem && !k.path.startsWith('runtime.') && !isUnavailableKey(k.path) && !used.has(k.path),
     )

@@ -41,11 +41,9 @@ const lines = (issues: ConfigIssue[]) => issues.map(formatIssue)
 const KEYS = new Map(describeKeys().map((k) => [k.path, k]))
 const DISTRIBUTED = 'infrastructure_system.distributed_simulation'
 
-/** A value the rule refuses: one of its values, else the key's default, else a valid sample. */
+/** A value the rule refuses: one of its values, else the key's default (every rule refusing any value has one). */
 function refusedValue(rule: UnavailableRule): unknown {
-  if (rule.values) return rule.values[0]
-  const key = KEYS.get(rule.key)
-  return key?.hasDefault ? key.default : ({ context: 4096, temperature: 0.2 } as Record<string, unknown>)[rule.key.split('.').at(-1) ?? '']
+  return rule.values ? rule.values[0] : KEYS.get(rule.key)?.default
 }
 
 /** YAML setting `value` at a docs path (a list item gets `name: item0`, a `<name>` is `x`), and the key's line. */
@@ -157,13 +155,18 @@ describe('what is not refused', () => {
       '  resource_management: {auto_scaling_enabled: false}',
       '  performance_monitoring: {integrations: {grafana_prometheus: {enabled: false}}}',
       'heartbeat: {dependent: true}',
-      'models: {ollama: {llama3.2: {parallel: false}}}',
+      'models: {ollama: {llama3.2: {context: 16384, temperature: 0, parallel: false}}, openai: {qwen2.5: {temperature: 0.4}}}',
       'pools: [{name: gpu, heartbeat: {dependent: true}}]',
       '',
     ].join('\n')
     const cwd = workdir({ 'orch.yaml': text })
     expect(validateConfigFile('orch.yaml', { cwd })).toEqual([])
-    expect(resolveConfig({ cwd, env: { ORCH_AUTO_SCALING_ENABLED: 'false', ORCH_EVENT_BUS: 'local_memory' } }).config.pools).toHaveLength(1)
+    const { config } = resolveConfig({ cwd, env: { ORCH_AUTO_SCALING_ENABLED: 'false', ORCH_EVENT_BUS: 'local_memory' } })
+    expect(config.pools).toHaveLength(1)
+    expect(config.models).toEqual({
+      ollama: { 'llama3.2': { context: 16384, temperature: 0, parallel: false } },
+      openai: { 'qwen2.5': { temperature: 0.4, parallel: true } },
+    })
   })
 
   test('a section written empty keeps its defaults, which are not refused', () => {
