@@ -365,6 +365,22 @@ describe('a model only on an OpenAI-compatible backend', () => {
   )
 
   test(
+    'show lists the model’s configured settings as Ollama writes parameters',
+    async () => {
+      const configured = await setup({ vllm: { kind: 'openai', models: ['qwen2.5-7b-instruct'] } }, (c) => {
+        c.models = { openai: { 'qwen2.5-7b-instruct': { context: 32768, temperature: 0.2, parallel: true } } }
+      })
+      try {
+        const shown = await configured.ollama.show({ model: 'qwen2.5-7b-instruct' })
+        expect(shown.parameters).toBe('num_ctx 32768\ntemperature 0.2')
+      } finally {
+        await configured.stop()
+      }
+    },
+    T,
+  )
+
+  test(
     'pull, copy and delete are refused with 501, naming the OpenAI-compatible backend; nothing reaches the Ollama one',
     async () => {
       // One at a time: a rejection nobody awaits yet would count as unhandled.

@@ -9,6 +9,7 @@ import * as v from 'valibot'
 import { type ManagedBackend, managesModels, type ProgressChunk, type ShowResponse } from '../../backends/types.ts'
 import type { OrchError } from '../../errors.ts'
 import { statusOf } from '../../scheduler/errors.ts'
+import type { ModelDefaults } from '../../scheduler/model-defaults.ts'
 import { type BackendState, normalizeModel } from '../../scheduler/router.ts'
 import { type AppDeps, httpError, json, type Route, type RouteContext, readJson } from '../http.ts'
 import { ndjson, object, startCall, streamResponse, usableStates } from './compat.ts'
@@ -133,7 +134,8 @@ export function ollamaManageRoutes(deps: AppDeps): Route[] {
           const signal = AbortSignal.any([ctx.request.signal, AbortSignal.timeout(5000)])
           const listed = await other.backend.listModels({ signal }).catch(() => [])
           const entry = listed.find((m) => normalizeModel(m.name) === normalizeModel(model))
-          return json(synthesisedShow(model, other, entry?.modified_at ?? new Date(deps.startedAt).toISOString()))
+          const modifiedAt = entry?.modified_at ?? new Date(deps.startedAt).toISOString()
+          return json(synthesisedShow(model, other, modifiedAt, engine.modelDefaults.get(other.backend.type, model)))
         }
         if (failure) throw failure
         throw notFound(model)
@@ -346,13 +348,19 @@ async function* interleave<T>(sources: AsyncIterable<T>[]): AsyncGenerator<Event
 
 /**
  * /api/show for a model on an OpenAI-compatible backend, in Ollama's shape: such servers report no
- * Modelfile, template, parameters, family or quantization, so those are Ollama's empty values.
+ * Modelfile, template, family or quantization, so those are Ollama's empty values. `parameters` lists the
+ * model's configured settings (models.openai.<model>.context as num_ctx, temperature), one per line as
+ * Ollama writes them.
  */
-function synthesisedShow(model: string, state: BackendState, modifiedAt: string): ShowResponse {
+function synthesisedShow(model: string, state: BackendState, modifiedAt: string, defaults: ModelDefaults | undefined): ShowResponse {
+  const parameters = [
+    ...(defaults?.context === undefined ? [] : [`num_ctx ${defaults.context}`]),
+    ...(defaults?.temperature === undefined ? [] : [`temperature ${defaults.temperature}`]),
+  ]
   return {
     license: '',
     modelfile: `# ${model} is served by the OpenAI-compatible backend ${state.name}, which reports no Modelfile\nFROM ${model}\n`,
-    parameters: '',
+    parameters: parameters.join('\n'),
     template: '',
     details: { parent_model: '', format: '', family: '', families: null, parameter_size: '', quantization_level: '' },
     model_info: {},
