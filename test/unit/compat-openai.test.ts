@@ -141,13 +141,7 @@ function codesInSource(): Set<string> {
 }
 
 /** OpenAI's own words: the types of its error classes, and the codes its API answers with. */
-const OPENAI_TYPES = [
-  'invalid_request_error',
-  'authentication_error',
-  'permission_error',
-  'rate_limit_error',
-  'server_error',
-]
+const OPENAI_TYPES = ['invalid_request_error', 'authentication_error', 'permission_error', 'rate_limit_error', 'server_error']
 const OPENAI_CODE_WORDS = [
   'invalid_value',
   'missing_required_parameter',
@@ -211,7 +205,12 @@ describe('OpenAI error vocabulary', () => {
 
   test('the conditions OpenAI clients look for get OpenAI’s codes', async () => {
     const cases: [OrchError, number, string, string | null][] = [
-      [new OrchError('no such model', { code: 'E_MODEL_NOT_FOUND', details: { status: 404 } }), 404, 'invalid_request_error', 'model_not_found'],
+      [
+        new OrchError('no such model', { code: 'E_MODEL_NOT_FOUND', details: { status: 404 } }),
+        404,
+        'invalid_request_error',
+        'model_not_found',
+      ],
       [httpError(401, 'the bearer token is wrong', 'E_UNAUTHORIZED'), 401, 'authentication_error', 'invalid_api_key'],
       [
         new OrchError('full', { code: 'E_QUEUE_FULL', details: { status: 429, retry_after_s: 5 } }),
