@@ -1,5 +1,5 @@
 /**
- * GET /metrics on a running `orch serve`: seed 002's names and orch's own, every series with `instance`,
+ * GET /metrics on a running `orch serve`: the scheduler/environment names and orch's own, every series with `instance`,
  * plausible values after real traffic (including failures); and the performance_monitoring files.
  * `promtool check metrics` on the same traffic is in test/system/ (it needs Debian's prometheus package).
  */
@@ -72,7 +72,7 @@ describe('GET /metrics', () => {
     expect(res.status).toBe(401)
   })
 
-  test("seed 002's names are there, with plausible values", () => {
+  test('the orchestrator_*, env_* and gpu_* names are there, with plausible values', () => {
     expect(value('orchestrator_concurrency_limit', { backend: 'fake0' })).toBe(4)
     expect(find('orchestrator_inflight_tasks', { backend: 'fake0' })).toHaveLength(1)
     expect(value('orchestrator_task_errors_total', { reason: 'backend' })).toBeGreaterThanOrEqual(1)

@@ -64,7 +64,7 @@ test('pool start runs the workers until Ctrl-C, pool status reports them from an
   for (const pid of pids) started.add(pid)
   expect(workers.map((w) => w.id)).toEqual(['gen-1', 'gen-2'])
   expect(workers.every((w) => typeof w.port === 'number' && w.restarts === 0)).toBe(true)
-  // Seed 004's stats: worker figures from the records; queue figures need a running orch serve (none here).
+  // Pool stats: worker figures from the records; queue figures need a running orch serve (none here).
   const { stats } = await statusWithStats(config)
   expect(stats).toMatchObject({ workers: 2, available: 2, busy: 0, requests: 0, queued: null, pool_saturated: null })
   orch.kill('SIGINT')
