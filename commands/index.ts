@@ -6,8 +6,9 @@
  */
 import type { ArgsDef, CommandDef } from 'citty'
 import pkg from '../package.json' with { type: 'json' }
+import { colorAllowed, stripAnsi } from '../src/color.ts'
 import { didYouMean, ExitCode, OrchError, UsageError } from '../src/errors.ts'
-import { GLOBAL_VALUE_FLAGS, type OrchCommand, printJson, printText } from './_args.ts'
+import { checkPositionals, GLOBAL_VALUE_FLAGS, npmSwallowedHint, type OrchCommand, printJson, printText } from './_args.ts'
 
 interface CommandEntry {
   description: string
@@ -20,7 +21,7 @@ const COMMANDS: Record<string, CommandEntry> = {
     description: 'Run the HTTP control plane: task queue, scheduler, Ollama/OpenAI-compatible API',
     load: () => import('./serve.ts'),
   },
-  stop: { description: 'Stop the background orch serve (serve --detach)', load: () => import('./stop.ts') },
+  stop: { description: 'Stop the orch serve of this state directory (foreground or --detach)', load: () => import('./stop.ts') },
   status: { description: 'Is orch serve running? Its URL, uptime, queue and backends', load: () => import('./status.ts') },
   logs: { description: 'Show (and follow) the logs of orch serve and its workers', load: () => import('./logs.ts') },
   tasks: { description: 'Submit, inspect, cancel and watch durable tasks of a running orch serve', load: () => import('./tasks.ts') },
@@ -139,11 +140,16 @@ function checkFlags(args: ArgsDef, argv: string[], path: string[]): void {
   }
 }
 
+/** citty's usage, without the flags marked `hidden` and, where colour is not allowed on stdout, plain. */
 async function renderHelp(command: OrchCommand, path: string[]): Promise<string> {
   const { renderUsage } = await import('citty')
   const meta = await resolveValue(command.meta)
-  const named = { ...command, meta: { ...meta, name: ['orch', ...path].join(' ') } } as CommandDef
+  const args = Object.fromEntries(
+    Object.entries((await resolveValue(command.args ?? {})) as ArgsDef).filter(([, def]) => !(def as { hidden?: boolean }).hidden),
+  )
+  const named = { ...command, args, meta: { ...meta, name: ['orch', ...path].join(' ') } } as CommandDef
   let text = await renderUsage(named)
+  if (!colorAllowed(1)) text = stripAnsi(text)
   if (command.examples?.length) text += `\n\nExamples:\n${command.examples.map((e) => `  ${e}`).join('\n')}`
   return `${text}\n`
 }
@@ -177,15 +183,19 @@ export async function main(argv: string[]): Promise<number> {
   }
   const args = await resolveValue(command.args ?? {})
   checkFlags(args, leafArgv, path)
-  const { runCommand } = await import('citty')
+  const { parseArgs, runCommand } = await import('citty')
   try {
+    checkPositionals(args, parseArgs(leafArgv, args)._, path)
     const { result } = await runCommand(command, { rawArgs: leafArgv })
     return typeof result === 'number' ? result : ExitCode.ok
   } catch (error) {
     // citty reports missing or invalid arguments as CLIError with code EARG.
     if (error instanceof Error && error.name === 'CLIError') {
-      throw new UsageError(error.message.replace(/\u001b\[[0-9;]*m/g, ''), { hint: `run \`orch ${path.join(' ')} --help\`` })
+      throw new UsageError(stripAnsi(error.message), { hint: npmSwallowedHint(args, path, []) ?? `run \`orch ${path.join(' ')} --help\`` })
     }
+    // A flag the command needs, missing because npm kept it: the fix is the npm command line, not the flag.
+    const npm = error instanceof UsageError && error.code === 'E_USAGE' ? npmSwallowedHint(args, path, []) : undefined
+    if (npm) throw new UsageError((error as UsageError).message, { hint: npm, cause: error })
     throw error
   }
 }

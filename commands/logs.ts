@@ -1,6 +1,7 @@
 /** `orch logs`: the tail of a service's log under $ORCH_HOME/logs, and with --follow what is appended to it. */
 import { existsSync } from 'node:fs'
 import { followFile, listServices, readTail, SERVE_SERVICE, serviceLogPath } from '../src/daemon/logfile.ts'
+import { daemonState } from '../src/daemon/pidfile.ts'
 import { OrchError, UsageError } from '../src/errors.ts'
 import { defineOrchCommand, globalArgs, printJson, printText } from './_args.ts'
 import { loadConfig } from './_config.ts'
@@ -54,12 +55,17 @@ export async function showLog(home: string, service: string, args: ShowLogOption
     })
   }
   const exists = existsSync(file)
+  // A server in the foreground logs to its terminal: serve.log, if any, is from earlier --detach runs.
+  const running = service === SERVE_SERVICE ? daemonState(home) : undefined
+  const foreground = running?.running && running.info.mode === 'foreground' ? running.info : undefined
+  const elsewhere = foreground ? `orch serve (pid ${foreground.pid}) runs in the foreground and logs to its terminal` : undefined
   if (!exists && !args.follow) {
-    throw new OrchError(`no log yet at ${file}`, {
+    throw new OrchError(`no log yet at ${file}${elsewhere ? `; ${elsewhere}` : ''}`, {
       code: 'E_NO_LOG',
       hint: '`orch serve --detach` writes it; a foreground `orch serve` logs to the terminal',
     })
   }
+  if (elsewhere) process.stderr.write(`note: ${elsewhere}; ${file} holds the logs of earlier background runs\n`)
   const tail = exists ? readTail(file, count) : { lines: [], end: 0 }
   if (args.json && !args.follow) {
     printJson({ service, file, lines: tail.lines })

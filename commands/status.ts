@@ -1,8 +1,8 @@
-/** `orch status`: is the background `orch serve` running; its pid, URL, uptime and, live, its queue and backends. */
+/** `orch status`: is an `orch serve` running for this state directory (in the foreground or the background); its pid, URL, uptime and, live, its queue and backends. */
 
 import { networkReason } from '../src/backends/timeouts.ts'
 import { serveLogPath } from '../src/daemon/logfile.ts'
-import { daemonState } from '../src/daemon/pidfile.ts'
+import { daemonState, modeText } from '../src/daemon/pidfile.ts'
 import type { Limits } from '../src/scheduler/limits.ts'
 import { defineOrchCommand, globalArgs, printJson, printText } from './_args.ts'
 import { loadConfig } from './_config.ts'
@@ -102,7 +102,7 @@ function liveRows(l: Live): Array<[string, string | number | undefined]> {
 }
 
 export default defineOrchCommand({
-  meta: { name: 'status', description: 'Is the background orch serve running? Its pid, URL, uptime, queue and backends' },
+  meta: { name: 'status', description: 'Is orch serve running for this state directory (foreground or --detach)? Its pid, URL, uptime, limits, queue and backends' },
   args: { ...globalArgs },
   examples: ['orch status', 'orch status --json | jq .stats.queued', 'orch status --home /srv/orch'],
   async run({ args }) {
@@ -114,7 +114,7 @@ export default defineOrchCommand({
       if (args.json) printJson({ running: false, home, pid_file: state.pidFile, log_file: logFile, ...stale })
       else {
         const note = state.stale ? ` (removed a stale pid file: pid ${state.stale.pid} is gone)` : ''
-        printText(`orch serve is not running for ${home}${note}\nstart it with: orch serve --detach`)
+        printText(`orch serve is not running for ${home}${note}\nstart it with: orch serve (in this terminal) or orch serve --detach (in the background)`)
       }
       return 0
     }
@@ -132,21 +132,25 @@ export default defineOrchCommand({
         version: info.version,
         home,
         pid_file: state.pidFile,
-        log_file: logFile,
+        log_file: info.mode === 'foreground' ? null : logFile,
         argv: info.argv,
+        mode: info.mode,
+        also_running: state.others.map((o) => ({ pid: o.info.pid, url: o.info.url, mode: o.info.mode })),
         ...figures,
       })
       return 0
     }
     printText(
       table([
-        ['orch serve', 'running'],
+        ['orch serve', `running ${modeText(info.mode)}`],
+        ...state.others.map((o): [string, string] => ['also', `pid ${o.info.pid} ${o.info.url} (${modeText(o.info.mode)})`]),
         ['pid', info.pid],
         ['url', info.url],
         ['uptime', uptime === undefined ? undefined : formatUptime(uptime)],
         ['version', info.version],
         ['home', home],
-        ['log', logFile],
+        // A foreground serve logs to its terminal; serve.log is the background one's.
+        ['log', info.mode === 'foreground' ? 'its terminal (stderr)' : logFile],
         ...liveRows(figures),
       ]),
     )

@@ -1,13 +1,17 @@
-/** `orch stop`: stop the background `orch serve` of this state directory (started with `serve --detach`). */
+/** `orch stop`: stop the `orch serve` of this state directory, foreground or background (its record in $ORCH_HOME). */
 import { parseSpanSeconds } from '../src/capacity/parse.ts'
 import { STOP_MARGIN_MS, stopDaemon } from '../src/daemon/daemon.ts'
+import { modeText } from '../src/daemon/pidfile.ts'
 import { UsageError } from '../src/errors.ts'
 import { logger } from '../src/log.ts'
 import { defineOrchCommand, globalArgs, printJson, printText } from './_args.ts'
 import { loadConfig } from './_config.ts'
 
 export default defineOrchCommand({
-  meta: { name: 'stop', description: 'Stop the background orch serve (serve --detach): SIGTERM, then SIGKILL after a timeout' },
+  meta: {
+    name: 'stop',
+    description: 'Stop the orch serve of this state directory (foreground or --detach): SIGTERM, then SIGKILL after a timeout',
+  },
   args: {
     ...globalArgs,
     timeout: {
@@ -38,8 +42,11 @@ export default defineOrchCommand({
       const stale = result.stale_pid ? ` (removed a stale pid file: pid ${result.stale_pid} is gone)` : ''
       printText(`orch serve is not running for ${home}${stale}`)
     } else {
-      const how = result.forced ? 'killed' : 'stopped'
-      printText(`orch serve ${how} (pid ${result.pid}, ${result.url}) in ${(result.elapsed_ms / 1000).toFixed(1)} s`)
+      for (const server of result.servers) {
+        const how = server.forced ? 'killed' : 'stopped'
+        const took = (server.elapsed_ms / 1000).toFixed(1)
+        printText(`orch serve ${how} (pid ${server.pid}, ${server.url}, was running ${modeText(server.mode)}) in ${took} s`)
+      }
     }
     return 0
   },

@@ -1,10 +1,10 @@
 /**
  * `orch tasks`: the durable task API of a running `orch serve` from the shell — submit (optionally waiting
  * for the result), get, list, cancel, wait and watch the event stream. Exit code 1 when a waited-for task
- * failed or was cancelled, so scripts can chain on it.
+ * failed or was cancelled, so scripts can chain on it; 130 when Ctrl-C stopped the wait (the task goes on).
  */
 import { readFileSync } from 'node:fs'
-import { OrchError, UsageError } from '../src/errors.ts'
+import { ExitCode, OrchError, UsageError } from '../src/errors.ts'
 import type { Task } from '../src/store/tasks-types.ts'
 import { defineOrchCommand, globalArgs, printJson, printText } from './_args.ts'
 import { type ServeClient, serveClient, urlArg } from './_client.ts'
@@ -44,11 +44,15 @@ const submit = defineOrchCommand({
     const client = serveClient(args)
     const body = submitBody(args)
     const submitted = await client.request<{ id: string; state: string; created: boolean }>('POST', '/queue/submit', body)
+    const again = submitted.created ? '' : ' (already submitted with this key)'
     if (!args.wait) {
       if (args.json) printJson(submitted)
-      else printText(`${submitted.id} ${submitted.state}${submitted.created ? '' : ' (already submitted with this key)'}`)
+      else printText(`${submitted.id} ${submitted.state}${again}`)
       return 0
     }
+    // Progress goes to stderr: stdout carries only the result (or the final JSON with --json).
+    const still = submitted.state === 'queued' || submitted.state === 'running' ? `; the task stays ${submitted.state}` : ''
+    progress(`${submitted.id} ${submitted.state}${again}; waiting for it to finish (Ctrl-C stops waiting${still})`)
     return finish(await waitFor(client, submitted.id, parseDuration(args.timeout)), args.json)
   },
 })
@@ -187,13 +191,51 @@ function readPayload(value: string): Record<string, unknown> {
   })
 }
 
-/** Long-poll in slices the server accepts (≤ 5 min) until the task finishes or `limitMs` passes. */
-async function waitFor(client: ServeClient, id: string, limitMs: number | undefined): Promise<Task> {
+const progress = (line: string) => process.stderr.write(`${line}\n`)
+
+/** The first long-poll is short, so what a task waits for is said at once; later ones refresh it now and then. */
+const FIRST_SLICE_MS = 1000
+const SLICE_MS = 30_000
+
+/** A wait that Ctrl-C ended: the task as it was last seen, unfinished. */
+interface Interrupted {
+  interrupted: true
+  id: string
+  task: Task | undefined
+}
+
+/**
+ * Long-poll in slices until the task finishes or `limitMs` passes, telling stderr what it waits for
+ * whenever that changes. Ctrl-C (SIGINT) stops waiting and leaves the task as it is.
+ */
+async function waitFor(client: ServeClient, id: string, limitMs: number | undefined): Promise<Task | Interrupted> {
   const deadline = limitMs === undefined ? Number.POSITIVE_INFINITY : Date.now() + limitMs
-  for (;;) {
-    const slice = Math.max(0, Math.min(300_000, deadline - Date.now()))
-    const { finished, task } = await client.request<{ finished: boolean; task: Task }>('GET', `${path(id)}/wait?timeout=${slice}ms`)
+  const controller = new AbortController()
+  process.removeAllListeners('SIGINT')
+  process.once('SIGINT', () => controller.abort())
+  let last: Task | undefined
+  let said = ''
+  for (let first = true; ; first = false) {
+    const slice = Math.max(0, Math.min(first ? FIRST_SLICE_MS : SLICE_MS, deadline - Date.now()))
+    let answer: { finished: boolean; task: Task; waiting_for?: string }
+    try {
+      answer = await client.request('GET', `${path(id)}/wait?timeout=${slice}ms`, undefined, {}, controller.signal)
+    } catch (error) {
+      if (!controller.signal.aborted) throw error
+      const now = await latest(client, id, last)
+      // Finished in the meantime: that is the answer after all.
+      if (now && now.state !== 'queued' && now.state !== 'running') return now
+      return { interrupted: true, id, task: now }
+    }
+    const { finished, task } = answer
     if (finished) return task
+    last = task
+    const now =
+      task.state === 'queued'
+        ? `queued: ${answer.waiting_for ?? 'waiting for its turn'}`
+        : `${task.state} (attempt ${task.attempts} of ${task.max_attempts})`
+    if (now !== said) progress(now)
+    said = now
     if (Date.now() >= deadline) {
       throw new OrchError(`task ${id} is still ${task.state} after ${limitMs} ms`, {
         code: 'E_WAIT_TIMEOUT',
@@ -203,7 +245,24 @@ async function waitFor(client: ServeClient, id: string, limitMs: number | undefi
   }
 }
 
-function finish(task: Task, json: boolean | undefined): number {
+/** The task as it is now, for the message after Ctrl-C; what was last seen if the server is slow to say. */
+async function latest(client: ServeClient, id: string, seen: Task | undefined): Promise<Task | undefined> {
+  try {
+    return await client.request<Task>('GET', path(id), undefined, {}, AbortSignal.timeout(2000))
+  } catch {
+    return seen
+  }
+}
+
+function finish(outcome: Task | Interrupted, json: boolean | undefined): number {
+  if ('interrupted' in outcome) {
+    const { id, task } = outcome
+    const how = task ? `is still ${task.state}` : 'is left as it was (the server did not say how it is)'
+    progress(`task ${id} ${how}; orch tasks get ${id} / orch tasks cancel ${id}`)
+    if (json && task) printJson(task)
+    return ExitCode.interrupted
+  }
+  const task = outcome
   if (json) printJson(task)
   else printText(task.state === 'done' ? resultText(task.result) : describe(task))
   return task.state === 'done' ? 0 : 1

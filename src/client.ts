@@ -40,14 +40,21 @@ export class ServeClient {
     this.url = url.replace(/\/+$/, '')
   }
 
-  /** JSON in, JSON out; an error status becomes an OrchError carrying the server's message and code. */
-  async request<T>(method: string, path: string, body?: unknown, headers: Record<string, string> = {}): Promise<T> {
+  /**
+   * JSON in, JSON out; an error status becomes an OrchError carrying the server's message and code. `signal`
+   * ends the request early (its abort error is thrown as it is).
+   */
+  async request<T>(method: string, path: string, body?: unknown, headers: Record<string, string> = {}, signal?: AbortSignal): Promise<T> {
     const init: RequestInit = {
       method,
       headers: this.headers(body === undefined ? headers : { 'content-type': 'application/json', ...headers }),
     }
     if (body !== undefined) init.body = JSON.stringify(body)
-    if (this.options.timeoutMs !== undefined) init.signal = AbortSignal.timeout(this.options.timeoutMs)
+    const signals = [
+      ...(signal ? [signal] : []),
+      ...(this.options.timeoutMs !== undefined ? [AbortSignal.timeout(this.options.timeoutMs)] : []),
+    ]
+    if (signals.length > 0) init.signal = signals.length === 1 ? signals[0] : AbortSignal.any(signals)
     const response = await this.fetch(path, init)
     const text = await response.text()
     let data: any

@@ -3,6 +3,7 @@
  * per category (pool, worker, heartbeat, scheduler, http, batch), as in the `logging` config section.
  */
 import { type ConsolaInstance, createConsola } from 'consola'
+import { colorAllowed } from './color.ts'
 
 export const LOG_LEVELS = ['debug', 'info', 'warning', 'error', 'none'] as const
 export type LogLevelName = (typeof LOG_LEVELS)[number]
@@ -27,6 +28,8 @@ function base(): ConsolaInstance {
     stdout: process.stderr,
     stderr: process.stderr,
     formatOptions: { date: false, compact: true },
+    // consola judges colour by stdout, but logs go to stderr: plain lines into a pipe or file, or with NO_COLOR.
+    ...(colorAllowed(2) ? {} : { fancy: false }),
   })
   return root
 }

@@ -1,14 +1,15 @@
 /**
  * `orch serve --detach` and `orch stop`. Detaching re-launches orch itself (the compiled binary, or bun with
- * the script when run from source) as `serve … --pid-file $ORCH_HOME/serve.pid` in a new session, its output
- * appended to `$ORCH_HOME/logs/serve.log`, and waits until the child has written the pid file (it does so
- * once it listens) or has died. Stopping sends SIGTERM, waits, then SIGKILL.
+ * the script when run from source) as `serve … --home $ORCH_HOME --detached-child` in a new session, its
+ * output appended to `$ORCH_HOME/logs/serve.log`, and waits until the child has recorded itself in
+ * `$ORCH_HOME` (it does so once it listens, pidfile.ts) or has died. Stopping sends SIGTERM, waits, then
+ * SIGKILL; it stops every server recorded in the state directory, foreground or detached.
  */
 import { closeSync, fstatSync, mkdirSync, openSync, writeSync } from 'node:fs'
 import { basename } from 'node:path'
 import { OrchError } from '../errors.ts'
 import { logsDir, readSince, rotateLog, serveLogPath } from './logfile.ts'
-import { daemonState, isAlive, type PidInfo, pidFilePath, readPidFile, removePidFile } from './pidfile.ts'
+import { alreadyRunning, isAlive, type PidInfo, pidFilePath, readPidFile, removePidFile, type ServeMode, serveRecords } from './pidfile.ts'
 
 /** How long `--detach` waits for the server to listen: bun's start, the state store, a first health check of each backend. */
 export const START_WAIT_MS = 20_000
@@ -30,24 +31,31 @@ export interface Detached {
   log_file: string
 }
 
+export interface DetachOptions {
+  /** Start even when a server already runs on `home` (the child gets --allow-second too). */
+  allowSecond?: boolean
+  waitMs?: number
+}
+
 /**
  * Start `orch serve` in the background. `args` are the child's orch arguments (`serve --port 0 …`, without
- * --detach, --home or --pid-file, which are added here).
+ * --detach, --home or --detached-child, which are added here).
  */
-export async function detach(args: string[], home: string, waitMs = START_WAIT_MS): Promise<Detached> {
-  const state = daemonState(home)
-  if (state.running) throw alreadyRunning(state.info, state.pidFile)
+export async function detach(args: string[], home: string, options: DetachOptions = {}): Promise<Detached> {
+  const waitMs = options.waitMs ?? START_WAIT_MS
+  const running = serveRecords(home).live[0]
+  if (running && !options.allowSecond) throw alreadyRunning(running)
   const logFile = serveLogPath(home)
   mkdirSync(logsDir(home), { recursive: true })
   rotateLog(logFile)
-  const pidFile = pidFilePath(home)
   const fd = openSync(logFile, 'a')
   let child: Bun.Subprocess
   let from: number
   try {
     writeSync(fd, `--- ${new Date().toISOString()} orch serve --detach (home ${home}) ---\n`)
     from = fstatSync(fd).size
-    child = Bun.spawn([...selfCommand(), ...args, '--home', home, '--pid-file', pidFile], {
+    const extra = options.allowSecond ? ['--allow-second'] : []
+    child = Bun.spawn([...selfCommand(), ...args, ...extra, '--home', home, '--detached-child'], {
       cwd: process.cwd(),
       env: process.env,
       stdio: ['ignore', fd, fd],
@@ -59,8 +67,8 @@ export async function detach(args: string[], home: string, waitMs = START_WAIT_M
   child.unref()
   const deadline = Date.now() + waitMs
   for (;;) {
-    const info = readPidFile(pidFile)
-    if (info?.pid === child.pid) return { pid: child.pid, url: info.url, home, pid_file: pidFile, log_file: logFile }
+    const mine = serveRecords(home).live.find((record) => record.info.pid === child.pid)
+    if (mine) return { pid: child.pid, url: mine.info.url, home, pid_file: mine.file, log_file: logFile }
     if (child.exitCode !== null || child.signalCode !== null) {
       const how = child.signalCode ? `was killed by ${child.signalCode}` : `exited with code ${child.exitCode}`
       throw startFailure(`orch serve ${how} before it was listening`, logFile, from, child.exitCode)
@@ -71,14 +79,6 @@ export async function detach(args: string[], home: string, waitMs = START_WAIT_M
     }
     await Bun.sleep(POLL_MS)
   }
-}
-
-function alreadyRunning(info: PidInfo, pidFile: string): OrchError {
-  return new OrchError(`orch serve already runs in the background for this state directory: ${info.url} (pid ${info.pid})`, {
-    code: 'E_ALREADY_RUNNING',
-    hint: 'stop it first with `orch stop`, or use another --home',
-    details: { pid: info.pid, url: info.url, pid_file: pidFile },
-  })
 }
 
 function startFailure(what: string, logFile: string, from: number, exitCode: number | null): OrchError {
@@ -126,19 +126,37 @@ async function terminate(pid: number, graceMs: number): Promise<{ forced: boolea
   return { forced: true, gone: await waitForExit(pid, 5000) }
 }
 
+export interface StoppedServer {
+  pid: number
+  url: string
+  mode: ServeMode
+  forced: boolean
+  elapsed_ms: number
+  pid_file: string
+}
+
 export type StopResult =
   | { stopped: false; running: false; pid_file: string; stale_pid?: number }
-  | { stopped: true; running: false; pid: number; url: string; forced: boolean; elapsed_ms: number; pid_file: string }
+  /** The first server's figures at the top; `servers` lists every one stopped (more than one after --allow-second). */
+  | ({ stopped: true; running: false; servers: StoppedServer[] } & StoppedServer)
 
 /**
- * Stop the background server of `home`: SIGTERM, up to `timeoutMs` for it to finish its work in flight and
- * exit, then SIGKILL (`onForce` is told first). Nothing running (or a stale pid file, removed) is not an error.
+ * Stop every server recorded for `home` (foreground or background), all at once: SIGTERM, up to `timeoutMs`
+ * for each to finish its work in flight and exit, then SIGKILL (`onForce` is told first). Nothing running
+ * (or only stale records, removed) is not an error.
  */
 export async function stopDaemon(home: string, timeoutMs: number, onForce?: (pid: number) => void): Promise<StopResult> {
-  const state = daemonState(home)
-  if (!state.running)
-    return { stopped: false, running: false, pid_file: state.pidFile, ...(state.stale ? { stale_pid: state.stale.pid } : {}) }
-  const { pid, url } = state.info
+  const { live, stale } = serveRecords(home)
+  const [first] = live
+  if (!first) {
+    return { stopped: false, running: false, pid_file: pidFilePath(home), ...(stale[0] ? { stale_pid: stale[0].pid } : {}) }
+  }
+  const servers = await Promise.all(live.map(({ info, file }) => stopOne(info, file, timeoutMs, onForce)))
+  return { stopped: true, running: false, ...(servers[0] as StoppedServer), servers }
+}
+
+async function stopOne(info: PidInfo, file: string, timeoutMs: number, onForce?: (pid: number) => void): Promise<StoppedServer> {
+  const { pid, url, mode } = info
   const started = Date.now()
   signal(pid, 'SIGTERM')
   let forced = false
@@ -154,6 +172,6 @@ export async function stopDaemon(home: string, timeoutMs: number, onForce?: (pid
     }
   }
   // A graceful stop removes the file itself; after SIGKILL it is left behind.
-  if (readPidFile(state.pidFile)?.pid === pid) removePidFile(state.pidFile)
-  return { stopped: true, running: false, pid, url, forced, elapsed_ms: Date.now() - started, pid_file: state.pidFile }
+  if (readPidFile(file)?.pid === pid) removePidFile(file)
+  return { pid, url, mode, forced, elapsed_ms: Date.now() - started, pid_file: file }
 }

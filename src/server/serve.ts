@@ -134,6 +134,9 @@ export async function startServe(options: ServeOptions): Promise<RunningServer> 
       // Nothing the runtime would answer on its own (its development error page shows code and paths).
       error: (error) => app.fail(error),
       development: false,
+      // Bun's production mode sets SO_REUSEPORT, so a second orch serve on the same port would share it
+      // silently (the kernel splitting connections between two servers); a taken port must fail instead.
+      reusePort: false,
       // The app answers bodies over body_limit_bytes with a JSON 413 (by Content-Length, before reading); Bun's
       // own cap, above it, only stops what the app would otherwise have to count through.
       maxRequestBodySize: config.server.body_limit_bytes + 1024 * 1024,

@@ -1,6 +1,6 @@
 import { afterAll, describe, expect, test } from 'bun:test'
 import pkg from '../../package.json' with { type: 'json' }
-import { runCli, tempDir } from '../helpers/cli.ts'
+import { ROOT, runCli, spawnCli, tempDir } from '../helpers/cli.ts'
 
 const tmp = tempDir('orch-cli-')
 afterAll(() => tmp.cleanup())
@@ -87,4 +87,88 @@ describe('orch (the shell)', () => {
     expect(r.code).toBe(2)
     expect(r.stderr).toContain('no command given')
   })
+})
+
+describe('stray arguments', () => {
+  test('orch serve 9111 exits 2 naming the argument and the flag it was likely meant for (it does not listen on 9097)', async () => {
+    const proc = spawnCli(['serve', '9111', '--port', '0'], opts)
+    // Before the check, serve started and ran until stopped: give it a bound.
+    const timer = setTimeout(() => proc.kill('SIGKILL'), 15_000)
+    const [code, stderr] = await Promise.all([proc.exited, new Response(proc.stderr).text()])
+    clearTimeout(timer)
+    expect(code).toBe(2)
+    expect(stderr).toContain('orch serve: unexpected argument "9111" (did you mean --port 9111?)')
+  }, 30_000)
+
+  test('every command refuses what it does not take, after its own positionals', async () => {
+    const r = await runCli(['tasks', 'get', 't_1', 'extra', 'more', '--url', 'http://127.0.0.1:1'], opts)
+    expect(r.code).toBe(2)
+    expect(r.stderr).toContain('orch tasks get: unexpected arguments "extra", "more"')
+    expect(r.stderr).toContain('hint: run `orch tasks get --help`')
+    const plain = await runCli(['capacity', '100'], { ...opts, env: { ...opts.env, npm_lifecycle_event: '' } })
+    expect(plain.code).toBe(2)
+    expect(plain.stderr).toContain('orch capacity: unexpected argument "100"')
+    expect(plain.stderr).not.toContain('npm')
+  })
+
+  test('npm run orch without -- (npm kept the flags, set npm_config_<flag>=true): the hint is the command line that works', async () => {
+    // What `npm run orch capacity --tasks 100` hands orch: argv `capacity 100`, and these variables.
+    const npm = { npm_lifecycle_event: 'orch', npm_command: 'run-script', npm_config_tasks: 'true' }
+    const one = await runCli(['capacity', '100'], { ...opts, env: { ...opts.env, ...npm } })
+    expect(one.code).toBe(2)
+    expect(one.stderr).toContain('orch capacity: unexpected argument "100"')
+    expect(one.stderr).toContain('npm kept --tasks for itself')
+    expect(one.stderr).toContain('npm run orch -- capacity --tasks 100')
+    const two = await runCli(['capacity', '100', '6m'], { ...opts, env: { ...opts.env, ...npm, npm_config_duration: 'true' } })
+    expect(two.code).toBe(2)
+    expect(two.stderr).toContain('npm kept --tasks, --duration for itself')
+    expect(two.stderr).toContain('npm run orch -- capacity --tasks … --duration …')
+  })
+})
+
+describe('colour', () => {
+  // As in a terminal session, except that stdout is a pipe: nothing in the environment turns colour off.
+  const colourful = { ...opts.env, NO_COLOR: '', TERM: 'xterm-256color', CI: '', TEST: '' }
+
+  for (const path of [['tasks'], ['serve'], ['tasks', 'submit']]) {
+    test(`orch ${path.join(' ')} --help into a pipe has no escape codes; FORCE_COLOR=1 allows them`, async () => {
+      const piped = await runCli([...path, '--help'], { ...opts, env: colourful })
+      expect(piped.code).toBe(0)
+      expect(piped.stdout).toContain('USAGE')
+      expect(piped.stdout).not.toContain('\x1b[')
+      const forced = await runCli([...path, '--help'], { ...opts, env: { ...colourful, FORCE_COLOR: '1' } })
+      expect(forced.stdout).toContain('\x1b[')
+    })
+  }
+
+  test.skipIf(!Bun.which('script'))(
+    'a terminal on stdout, logs into a file: no escape codes in the logs; NO_COLOR=true also for help',
+    async () => {
+      const err = `${tmp.path}/stderr.txt`
+      const entry = `${ROOT}/commands/index.ts`
+      const quote = (s: string) => `'${s.replace(/'/g, `'\\''`)}'`
+      const run = async (args: string[], env: Record<string, string>) => {
+        const command = `${[process.execPath, '--no-env-file', entry, ...args].map(quote).join(' ')} 2>${quote(err)}`
+        // NO_COLOR absent altogether (consola reads even an empty one as "no colour"), and no ORCH_* from outside.
+        const inherited = Object.entries({ ...process.env, ...colourful }).filter(([k]) => k !== 'NO_COLOR' && !k.startsWith('ORCH_'))
+        const proc = Bun.spawn(['script', '-qec', command, '/dev/null'], {
+          cwd: tmp.path,
+          env: { ...Object.fromEntries(inherited), ORCH_HOME: opts.env.ORCH_HOME, ...env },
+          stdin: 'ignore',
+          stdout: 'pipe',
+          stderr: 'pipe',
+        })
+        const stdout = await new Response(proc.stdout).text()
+        await proc.exited
+        return { stdout, stderr: await Bun.file(err).text() }
+      }
+      // An unknown ORCH_* variable is warned about through the logger.
+      const logged = await run(['status'], { ORCH_TYPO: '1' })
+      expect(logged.stderr).toContain('unknown environment variable ORCH_TYPO')
+      expect(logged.stderr).not.toContain('\x1b[')
+      const help = await run(['tasks', '--help'], { NO_COLOR: 'true' })
+      expect(help.stdout).toContain('USAGE')
+      expect(help.stdout).not.toContain('\x1b[')
+    },
+  )
 })

@@ -1,13 +1,14 @@
 /**
- * Daemon mode through the real CLI: `serve --detach`, `status`, `logs`, `stop`, in temp state directories, on
- * free ports, in front of a fake Ollama. Every server started here is stopped, by pid as a last resort.
+ * Daemon mode through the real CLI: `serve` (foreground and --detach), `status`, `logs`, `stop`, in temp
+ * state directories, on free ports, in front of a fake Ollama. Every server started here is stopped, by pid
+ * as a last resort.
  */
 import { afterAll, beforeAll, describe, expect, test } from 'bun:test'
 import { appendFileSync, existsSync, mkdirSync, writeFileSync } from 'node:fs'
 import { join, resolve } from 'node:path'
 import { serveLogPath } from '../../src/daemon/logfile.ts'
-import { isAlive, pidFilePath, readPidFile } from '../../src/daemon/pidfile.ts'
-import { ROOT, runCli, tempDir } from '../helpers/cli.ts'
+import { extraPidFilePath, isAlive, pidFilePath, readPidFile } from '../../src/daemon/pidfile.ts'
+import { ROOT, runCli, spawnCli, tempDir } from '../helpers/cli.ts'
 import { type FakeServer, startFakeOllama } from '../helpers/fake-ollama.ts'
 
 const SLOW = 120_000
@@ -39,6 +40,34 @@ function workspace(yaml?: string): { cwd: string; home: string } {
   const home = join(d.path, '.orch')
   homes.push(home)
   return { cwd: d.path, home }
+}
+
+interface Foreground {
+  proc: ReturnType<typeof spawnCli>
+  info: { url: string; pid: number; home: string; mode: string; pid_file: string }
+  stderr: () => string
+}
+
+/** `orch serve --port 0 --json` in the foreground, as from a terminal; resolves once it printed where it listens. */
+async function foreground(cwd: string, args: string[] = []): Promise<Foreground> {
+  const proc = spawnCli(['serve', '--port', '0', '--json', ...args], { cwd })
+  pids.add(proc.pid)
+  let err = ''
+  void (async () => {
+    for await (const chunk of proc.stderr) err += new TextDecoder().decode(chunk)
+  })()
+  let out = ''
+  const reader = proc.stdout.getReader()
+  for (;;) {
+    const { value, done } = await reader.read()
+    if (done) throw new Error(`orch serve exited before listening:\n${err}`)
+    out += new TextDecoder().decode(value)
+    try {
+      return { proc, info: JSON.parse(out), stderr: () => err }
+    } catch {
+      // not the whole object yet
+    }
+  }
 }
 
 /** A pid that no process has now. */
@@ -83,14 +112,15 @@ describe('orch serve --detach, status, logs, stop', () => {
       expect(logs.stdout).toContain(`orch serve listening on ${info.url}`)
 
       const second = await runCli(['serve', '--detach', '--port', '0'], { cwd })
-      expect(second.code).toBe(1)
+      expect(second.code).toBe(2)
       expect(second.stderr).toContain('already runs')
+      expect(second.stderr).toContain('in the background')
       expect(second.stderr).toContain(info.url)
       expect(second.stderr).toContain(`pid ${info.pid}`)
 
       const stopped = await runCli(['stop'], { cwd })
       expect(stopped.code, stopped.stderr).toBe(0)
-      expect(stopped.stdout).toContain(`orch serve stopped (pid ${info.pid}`)
+      expect(stopped.stdout).toContain(`orch serve stopped (pid ${info.pid}, ${info.url}, was running in the background)`)
       expect(existsSync(pidFilePath(home))).toBe(false)
       expect(isAlive(info.pid)).toBe(false)
 
@@ -173,6 +203,134 @@ describe('orch serve --detach, status, logs, stop', () => {
       expect(stop.json()).toMatchObject({ stopped: false, stale_pid: process.pid })
       expect(existsSync(pidFilePath(home))).toBe(false)
     },
+  )
+})
+
+describe('a foreground orch serve is recorded like a detached one', () => {
+  test(
+    'status names it, a second serve is refused (exit 2) naming it, stop stops it and the record goes',
+    async () => {
+      const { cwd, home } = workspace()
+      const fg = await foreground(cwd)
+      expect(fg.info).toMatchObject({ pid: fg.proc.pid, home, mode: 'foreground', pid_file: pidFilePath(home) })
+      expect(readPidFile(pidFilePath(home))).toMatchObject({ pid: fg.proc.pid, url: fg.info.url, mode: 'foreground', home })
+
+      const status = await runCli(['status', '--json'], { cwd })
+      expect(status.json()).toMatchObject({ running: true, pid: fg.proc.pid, url: fg.info.url, mode: 'foreground', answering: true })
+      const table = await runCli(['status'], { cwd })
+      expect(table.stdout).toContain('running in the foreground')
+      const logs = await runCli(['logs'], { cwd })
+      expect(logs.code).toBe(1)
+      expect(logs.stderr).toContain(`orch serve (pid ${fg.proc.pid}) runs in the foreground and logs to its terminal`)
+
+      for (const args of [
+        ['serve', '--port', '0'],
+        ['serve', '--detach', '--port', '0'],
+      ]) {
+        const second = await runCli(args, { cwd })
+        expect(second.code, args.join(' ')).toBe(2)
+        expect(second.stderr).toContain(
+          `orch serve already runs for this state directory (${home}): ${fg.info.url} (pid ${fg.proc.pid}, in the foreground)`,
+        )
+        expect(second.stderr).toContain('`orch stop`')
+        expect(second.stderr).toContain('--allow-second')
+      }
+      expect(readPidFile(pidFilePath(home))?.pid).toBe(fg.proc.pid)
+
+      const stopped = await runCli(['stop'], { cwd })
+      expect(stopped.code, stopped.stderr).toBe(0)
+      expect(stopped.stdout).toContain(`orch serve stopped (pid ${fg.proc.pid}, ${fg.info.url}, was running in the foreground)`)
+      expect(await fg.proc.exited).toBe(0)
+      expect(existsSync(pidFilePath(home))).toBe(false)
+      expect((await runCli(['status', '--json'], { cwd })).json()).toMatchObject({ running: false })
+    },
+    SLOW,
+  )
+
+  test(
+    'after kill -9 the record is stale: status says so and removes it, and the next serve starts',
+    async () => {
+      const { cwd, home } = workspace()
+      const fg = await foreground(cwd)
+      fg.proc.kill('SIGKILL')
+      await fg.proc.exited
+      expect(existsSync(pidFilePath(home))).toBe(true)
+      const status = await runCli(['status', '--json'], { cwd })
+      expect(status.json()).toMatchObject({ running: false, stale_pid_removed: fg.proc.pid })
+      expect(existsSync(pidFilePath(home))).toBe(false)
+
+      const killed = await foreground(cwd)
+      killed.proc.kill('SIGKILL')
+      await killed.proc.exited
+      const next = await foreground(cwd)
+      expect(readPidFile(pidFilePath(home))?.pid).toBe(next.proc.pid)
+      next.proc.kill('SIGINT')
+      expect(await next.proc.exited).toBe(0)
+      expect(existsSync(pidFilePath(home))).toBe(false)
+    },
+    SLOW,
+  )
+
+  test(
+    '--allow-second: both are recorded and listed; a port one of them holds is named; stop stops both',
+    async () => {
+      const { cwd, home } = workspace()
+      const first = await foreground(cwd)
+      const port = new URL(first.info.url).port
+      const clash = await runCli(['serve', '--allow-second', '--port', port], { cwd })
+      expect(clash.code).toBe(1)
+      expect(clash.stderr).toContain(`cannot listen on 127.0.0.1:${port}`)
+      expect(clash.stderr).toContain(`port ${port} is held by orch serve pid ${first.proc.pid} (in the foreground) of this state directory`)
+
+      const second = await foreground(cwd, ['--allow-second'])
+      expect(second.info.pid_file).toBe(extraPidFilePath(home, second.proc.pid))
+      const status = (await runCli(['status', '--json'], { cwd })).json()
+      expect(status).toMatchObject({ pid: first.proc.pid, also_running: [{ pid: second.proc.pid, url: second.info.url }] })
+
+      const stopped = await runCli(['stop', '--json'], { cwd })
+      const result = stopped.json()
+      expect(result).toMatchObject({ stopped: true, pid: first.proc.pid })
+      expect(result.servers.map((s: { pid: number }) => s.pid).sort()).toEqual([first.proc.pid, second.proc.pid].sort())
+      expect([await first.proc.exited, await second.proc.exited]).toEqual([0, 0])
+      expect(existsSync(pidFilePath(home)) || existsSync(extraPidFilePath(home, second.proc.pid))).toBe(false)
+    },
+    SLOW,
+  )
+
+  test(
+    'a port taken by an orch serve of another state directory fails (never shared), and the hint says whose it is',
+    async () => {
+      const a = workspace()
+      const b = workspace()
+      const fg = await foreground(a.cwd)
+      const port = new URL(fg.info.url).port
+      const r = await runCli(['serve', '--port', port], { cwd: b.cwd })
+      expect(r.code, r.stderr).toBe(1)
+      expect(r.stderr).toContain('held by another orch serve')
+      expect(r.stderr).toContain('orch stop --home <its state directory>')
+      expect(existsSync(pidFilePath(b.home))).toBe(false)
+      fg.proc.kill('SIGTERM')
+      expect(await fg.proc.exited).toBe(0)
+    },
+    SLOW,
+  )
+
+  test(
+    'a port taken by another program: the hint says so and how to find it, not `orch stop`',
+    async () => {
+      const { cwd } = workspace()
+      const holder = Bun.serve({ hostname: '127.0.0.1', port: 0, fetch: () => new Response('taken') })
+      try {
+        const r = await runCli(['serve', '--port', String(holder.port)], { cwd })
+        expect(r.code).toBe(1)
+        expect(r.stderr).toContain(`another program holds port ${holder.port}`)
+        expect(r.stderr).toContain(`lsof -i :${holder.port}`)
+        expect(r.stderr).not.toContain('orch stop')
+      } finally {
+        await holder.stop(true)
+      }
+    },
+    SLOW,
   )
 })
 

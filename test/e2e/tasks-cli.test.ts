@@ -4,7 +4,8 @@
  */
 import { afterAll, beforeAll, describe, expect, test } from 'bun:test'
 import { join } from 'node:path'
-import { ROOT, runCli, tempDir } from '../helpers/cli.ts'
+import { ROOT, runCli, spawnCli, tempDir } from '../helpers/cli.ts'
+import { startFakeOllama } from '../helpers/fake-ollama.ts'
 import { startTestServe, type TestServe } from '../helpers/serve.ts'
 
 const TOKEN = 'cli-token'
@@ -155,5 +156,47 @@ describe('orch tasks', () => {
       .map((line) => JSON.parse(line))
     expect(events.some((e) => e.type === 'task' && ids.has(e.data.id) && e.data.change === 'done')).toBe(true)
     for (let i = 1; i < events.length; i++) expect(events[i].id).toBeGreaterThan(events[i - 1].id)
+  }, 60_000)
+
+  test('submit --wait with no backend that answers: the id at once, what it waits for, and Ctrl-C leaves it queued (exit 130)', async () => {
+    // A backend whose port was just closed: the server runs, the task is accepted and waits.
+    const closed = await startFakeOllama()
+    const deadUrl = closed.url
+    await closed.stop()
+    const down = await startTestServe({
+      fakes: [],
+      tweak: (c) => {
+        c.server.token = TOKEN
+        c.backends = [{ name: 'down', type: 'ollama', url: deadUrl, concurrency: 1 }]
+      },
+    })
+    try {
+      for (const json of [false, true]) {
+        const args = ['tasks', 'submit', '--type', 'generate', '--model', 'llama3.2', '--prompt', 'hi', '--wait', '--url', down.url]
+        const proc = spawnCli(json ? [...args, '--json'] : args, opts)
+        let err = ''
+        const pump = (async () => {
+          for await (const chunk of proc.stderr) err += new TextDecoder().decode(chunk)
+        })()
+        const stdout = new Response(proc.stdout).text()
+        const deadline = Date.now() + 20_000
+        while (!err.includes('no backend serves llama3.2') && Date.now() < deadline) await Bun.sleep(50)
+        const id = /^(t_\w+) queued; waiting/m.exec(err)?.[1]
+        expect(id, err).toBeDefined()
+        expect(err).toContain('queued: no backend serves llama3.2 yet: none answers (down at')
+        proc.kill('SIGINT')
+        expect(await proc.exited).toBe(130)
+        await pump
+        expect(err).toContain(`task ${id} is still queued; orch tasks get ${id} / orch tasks cancel ${id}`)
+        const out = await stdout
+        // With --json the task as it stands is the only thing on stdout; without, stdout stays empty.
+        if (json) expect(JSON.parse(out)).toMatchObject({ id, state: 'queued' })
+        else expect(out).toBe('')
+        const task = await (await down.fetch(`/tasks/${id}`)).json()
+        expect(task).toMatchObject({ id, state: 'queued' })
+      }
+    } finally {
+      await down.stop()
+    }
   }, 60_000)
 })

@@ -2,7 +2,19 @@ import { afterAll, describe, expect, test } from 'bun:test'
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { listServices, readSince, readTail, rotateLog, serveLogPath, serviceLogPath } from '../../src/daemon/logfile.ts'
-import { daemonState, isAlive, pidFilePath, readPidFile, releasePidFile, writePidFile } from '../../src/daemon/pidfile.ts'
+import {
+  daemonState,
+  extraPidFilePath,
+  isAlive,
+  type PidInfo,
+  pidFilePath,
+  readPidFile,
+  recordServe,
+  releasePidFile,
+  serveRecords,
+  writePidFile,
+} from '../../src/daemon/pidfile.ts'
+import { portTakenHint } from '../../src/daemon/port-hint.ts'
 import { tempDir } from '../helpers/cli.ts'
 
 const tmp = tempDir('orch-daemon-unit-')
@@ -69,7 +81,15 @@ describe('log files', () => {
 })
 
 describe('pid file', () => {
-  const info = (pid: number) => ({ pid, url: 'http://127.0.0.1:1', started_at: new Date().toISOString(), version: '0', argv: [] })
+  const info = (pid: number, port = 1): PidInfo => ({
+    pid,
+    url: `http://127.0.0.1:${port}`,
+    started_at: new Date().toISOString(),
+    version: '0',
+    argv: [],
+    mode: 'foreground',
+    home: '/state',
+  })
 
   test('written exclusively; a live owner refuses a second writer, a stale one is replaced', () => {
     const file = pidFilePath(fresh())
@@ -97,5 +117,66 @@ describe('pid file', () => {
     writeFileSync(pidFilePath(home), JSON.stringify(info(process.pid)))
     expect(daemonState(home)).toMatchObject({ running: true, info: { pid: process.pid } })
     expect(isAlive(3_999_999)).toBe(false)
+  })
+
+  test('a file written before mode and home were recorded reads as a detached server', () => {
+    const file = pidFilePath(fresh())
+    writeFileSync(file, JSON.stringify({ pid: 42, url: 'http://127.0.0.1:1', started_at: '', version: '0', argv: ['serve'] }))
+    expect(readPidFile(file)).toMatchObject({ pid: 42, mode: 'detached', home: '' })
+  })
+
+  test('recordServe: serve.pid first; a second live server is refused (exit 2), or recorded beside it when allowed', () => {
+    const home = fresh()
+    // The parent process stands in for a first server that runs.
+    writeFileSync(pidFilePath(home), JSON.stringify(info(process.ppid)))
+    let refused: unknown
+    try {
+      recordServe(home, info(process.pid))
+    } catch (error) {
+      refused = error
+    }
+    expect(refused).toMatchObject({ code: 'E_ALREADY_RUNNING', exitCode: 2 })
+    expect((refused as Error).message).toContain(`(pid ${process.ppid}, in the foreground)`)
+    expect(recordServe(home, info(process.pid), true)).toBe(extraPidFilePath(home, process.pid))
+    const { live } = serveRecords(home)
+    expect(live.map((r) => r.info.pid)).toEqual([process.ppid, process.pid])
+    const state = daemonState(home)
+    expect(state).toMatchObject({ running: true, info: { pid: process.ppid }, others: [{ info: { pid: process.pid } }] })
+  })
+
+  test('serveRecords: dead records go, whichever file they are in; a live second one remains', () => {
+    const home = fresh()
+    writeFileSync(pidFilePath(home), JSON.stringify(info(3_999_999)))
+    writeFileSync(extraPidFilePath(home, 3_999_998), JSON.stringify(info(3_999_998)))
+    writeFileSync(extraPidFilePath(home, process.pid), JSON.stringify(info(process.pid)))
+    const { live, stale } = serveRecords(home)
+    expect(live.map((r) => r.file)).toEqual([extraPidFilePath(home, process.pid)])
+    expect(stale.map((i) => i.pid).sort()).toEqual([3_999_998, 3_999_999])
+    expect(existsSync(pidFilePath(home))).toBe(false)
+    expect(existsSync(extraPidFilePath(home, 3_999_998))).toBe(false)
+  })
+})
+
+describe('port taken', () => {
+  const record = (pid: number, port: number) => ({
+    file: '/state/serve.pid',
+    info: { pid, url: `http://127.0.0.1:${port}`, started_at: '', version: '0', argv: [], mode: 'detached' as const, home: '/state' },
+  })
+
+  test('held by a server of this state directory: orch stop', () => {
+    const hint = portTakenHint({ port: 9097, records: [record(7, 9097)], stopCommand: 'orch stop' })
+    expect(hint).toContain('held by orch serve pid 7 (in the background)')
+    expect(hint).toContain('`orch stop`')
+  })
+
+  test('held by another orch serve, or by another program: no false `orch stop`', () => {
+    const orch = portTakenHint({ port: 9097, records: [record(7, 9100)], orchVersion: '0.1.0', stopCommand: 'orch stop' })
+    expect(orch).toContain('another orch serve (version 0.1.0) with a different state directory')
+    expect(orch).toContain('orch stop --home <its state directory>')
+    const other = portTakenHint({ port: 9097, records: [], stopCommand: 'orch stop' })
+    expect(other).toContain('another program holds port 9097')
+    expect(other).toContain('lsof -i :9097')
+    expect(other).toContain('--port 9098')
+    expect(other).not.toContain('orch stop')
   })
 })

@@ -89,7 +89,27 @@ async function wait(ctx: RouteContext, waiters: TaskWaiters): Promise<Response> 
   // Nothing is awaited between the read above and the subscription: no finishing event can slip between.
   await waiters.until(task.id, timeoutMs, ctx.request.signal)
   const now = found(ctx)
-  return json({ finished: FINISHED.has(now.state), task: now })
+  const waitingFor = waitingReason(ctx.deps, now, Date.now())
+  return json({ finished: FINISHED.has(now.state), task: now, ...(waitingFor ? { waiting_for: waitingFor } : {}) })
+}
+
+/** Why a queued task has not started yet, in words (`waiting_for`): what this server's runner waits for. */
+export function waitingReason(deps: Pick<AppDeps, 'engine'>, task: Task, now: number): string | undefined {
+  if (task.state !== 'queued') return undefined
+  if (task.run_after > now) {
+    return `waiting for a retry at ${new Date(task.run_after).toISOString()} (attempt ${task.attempts + 1} of ${task.max_attempts})`
+  }
+  const model = task.model ?? 'its model'
+  const states = [...deps.engine.scheduler.states.values()]
+  if (states.length === 0) return `no backend serves ${model}: none is configured (add one under backends:)`
+  const usable = states.filter((s) => s.usable)
+  if (usable.length === 0) {
+    const down = states.map((s) => `${s.name} at ${s.backend.url}`).join(', ')
+    return `no backend serves ${model} yet: none answers (${down}); it runs when one does`
+  }
+  const serving = usable.filter((s) => s.serves(model))
+  if (serving.length === 0) return `no backend serves ${model} yet (up: ${usable.map((s) => s.name).join(', ')})`
+  return `waiting for a free slot on ${serving.map((s) => s.name).join(', ')}`
 }
 
 /** `30s`, `500ms`, `2m`, or a bare number of seconds; capped at MAX_WAIT_MS. */
