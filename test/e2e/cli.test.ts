@@ -141,7 +141,8 @@ describe('colour', () => {
     })
   }
 
-  test.skipIf(!Bun.which('script'))(
+  // `script` (util-linux, essential on Debian) gives the CLI a terminal on stdout.
+  test(
     'a terminal on stdout, logs into a file: no escape codes in the logs; NO_COLOR=true also for help',
     async () => {
       const err = `${tmp.path}/stderr.txt`
