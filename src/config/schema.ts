@@ -16,7 +16,7 @@ const distributedSimulation = section('How work is spread over processes and mac
   event_bus_type: v.optional(
     oneOf(
       ['local_memory', 'redis', 'kafka'],
-      'Queue and event bus; local_memory runs in the orch process, on one machine, with no server to run. Not available in this version: redis, and kafka (no Kafka implementation is planned)',
+      'Queue and event bus; local_memory runs in the orch process, on one machine, with no server to run. Not available in this version: redis, and kafka (orch has no Kafka bus, as it could not be tested without a Kafka server)',
     ),
     'local_memory',
   ),

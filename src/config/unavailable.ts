@@ -43,7 +43,8 @@ export const UNAVAILABLE: readonly UnavailableRule[] = [
   {
     key: `${DISTRIBUTED}.event_bus_type`,
     values: ['kafka'],
-    message: '"kafka" is not available in this version: no Kafka implementation is planned; use local_memory',
+    message:
+      '"kafka" is not available in this version: orch has no Kafka bus, as it could not be tested without a Kafka server; use local_memory',
   },
   { key: `${DISTRIBUTED}.redis_host`, message: REDIS_ONLY },
   { key: `${DISTRIBUTED}.redis_port`, message: REDIS_ONLY },

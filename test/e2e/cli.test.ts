@@ -142,34 +142,31 @@ describe('colour', () => {
   }
 
   // `script` (util-linux, essential on Debian) gives the CLI a terminal on stdout.
-  test(
-    'a terminal on stdout, logs into a file: no escape codes in the logs; NO_COLOR=true also for help',
-    async () => {
-      const err = `${tmp.path}/stderr.txt`
-      const entry = `${ROOT}/commands/index.ts`
-      const quote = (s: string) => `'${s.replace(/'/g, `'\\''`)}'`
-      const run = async (args: string[], env: Record<string, string>) => {
-        const command = `${[process.execPath, '--no-env-file', entry, ...args].map(quote).join(' ')} 2>${quote(err)}`
-        // NO_COLOR absent altogether (consola reads even an empty one as "no colour"), and no ORCH_* from outside.
-        const inherited = Object.entries({ ...process.env, ...colourful }).filter(([k]) => k !== 'NO_COLOR' && !k.startsWith('ORCH_'))
-        const proc = Bun.spawn(['script', '-qec', command, '/dev/null'], {
-          cwd: tmp.path,
-          env: { ...Object.fromEntries(inherited), ORCH_HOME: opts.env.ORCH_HOME, ...env },
-          stdin: 'ignore',
-          stdout: 'pipe',
-          stderr: 'pipe',
-        })
-        const stdout = await new Response(proc.stdout).text()
-        await proc.exited
-        return { stdout, stderr: await Bun.file(err).text() }
-      }
-      // An unknown ORCH_* variable is warned about through the logger.
-      const logged = await run(['status'], { ORCH_TYPO: '1' })
-      expect(logged.stderr).toContain('unknown environment variable ORCH_TYPO')
-      expect(logged.stderr).not.toContain('\x1b[')
-      const help = await run(['tasks', '--help'], { NO_COLOR: 'true' })
-      expect(help.stdout).toContain('USAGE')
-      expect(help.stdout).not.toContain('\x1b[')
-    },
-  )
+  test('a terminal on stdout, logs into a file: no escape codes in the logs; NO_COLOR=true also for help', async () => {
+    const err = `${tmp.path}/stderr.txt`
+    const entry = `${ROOT}/commands/index.ts`
+    const quote = (s: string) => `'${s.replace(/'/g, `'\\''`)}'`
+    const run = async (args: string[], env: Record<string, string>) => {
+      const command = `${[process.execPath, '--no-env-file', entry, ...args].map(quote).join(' ')} 2>${quote(err)}`
+      // NO_COLOR absent altogether (consola reads even an empty one as "no colour"), and no ORCH_* from outside.
+      const inherited = Object.entries({ ...process.env, ...colourful }).filter(([k]) => k !== 'NO_COLOR' && !k.startsWith('ORCH_'))
+      const proc = Bun.spawn(['script', '-qec', command, '/dev/null'], {
+        cwd: tmp.path,
+        env: { ...Object.fromEntries(inherited), ORCH_HOME: opts.env.ORCH_HOME, ...env },
+        stdin: 'ignore',
+        stdout: 'pipe',
+        stderr: 'pipe',
+      })
+      const stdout = await new Response(proc.stdout).text()
+      await proc.exited
+      return { stdout, stderr: await Bun.file(err).text() }
+    }
+    // An unknown ORCH_* variable is warned about through the logger.
+    const logged = await run(['status'], { ORCH_TYPO: '1' })
+    expect(logged.stderr).toContain('unknown environment variable ORCH_TYPO')
+    expect(logged.stderr).not.toContain('\x1b[')
+    const help = await run(['tasks', '--help'], { NO_COLOR: 'true' })
+    expect(help.stdout).toContain('USAGE')
+    expect(help.stdout).not.toContain('\x1b[')
+  })
 })

@@ -143,7 +143,7 @@ describe('values this version would ignore are refused', () => {
 
   test('event_bus_type kafka: validate exits 2 naming the key, its line and the reason; serve exits 2 before it listens', async () => {
     const { run, serve } = project({ 'orch.yaml': bus('kafka') })
-    const expected = `orch.yaml:3:5: ${BUS}: "kafka" is not available in this version: no Kafka implementation is planned; use local_memory`
+    const expected = `orch.yaml:3:5: ${BUS}: "kafka" is not available in this version: orch has no Kafka bus, as it could not be tested without a Kafka server; use local_memory`
     const validate = await run(['config', 'validate'])
     expect(validate.code).toBe(2)
     expect(validate.stderr).toContain(expected)

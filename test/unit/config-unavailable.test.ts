@@ -87,7 +87,9 @@ describe('values for features this version does not have are refused', () => {
     expect(message(`${DISTRIBUTED}.event_bus_type`, 'redis')).toBe(
       'the Redis event bus is not available in this version; use local_memory (one machine)',
     )
-    expect(message(`${DISTRIBUTED}.event_bus_type`, 'kafka')).toContain('no Kafka implementation is planned; use local_memory')
+    expect(message(`${DISTRIBUTED}.event_bus_type`, 'kafka')).toContain(
+      'orch has no Kafka bus, as it could not be tested without a Kafka server; use local_memory',
+    )
     expect(message('infrastructure_system.resource_management.auto_scaling_enabled', true)).toBe(
       'autoscaling is not available in this version; remove resource_management, or set pool_size per pool',
     )
@@ -116,7 +118,7 @@ describe('values for features this version does not have are refused', () => {
       expect(error.message).toEndWith(`(from ${variable})`)
     }
     expect(configError({ cwd: workdir(), env: { ORCH_EVENT_BUS: 'kafka' } }).message).toBe(
-      `${DISTRIBUTED}.event_bus_type: "kafka" is not available in this version: no Kafka implementation is planned; use local_memory (from ORCH_EVENT_BUS)`,
+      `${DISTRIBUTED}.event_bus_type: "kafka" is not available in this version: orch has no Kafka bus, as it could not be tested without a Kafka server; use local_memory (from ORCH_EVENT_BUS)`,
     )
   })
 
@@ -132,7 +134,7 @@ describe('values for features this version does not have are refused', () => {
     const cwd = workdir({ 'orch.yaml': text.join('\n') })
     expect(lines(configError({ cwd, env: {} }).issues)).toEqual([
       'orch.yaml:2:3: server.port: expected an integer 1-65535, got 99999',
-      `orch.yaml:5:5: ${DISTRIBUTED}.event_bus_type: "kafka" is not available in this version: no Kafka implementation is planned; use local_memory`,
+      `orch.yaml:5:5: ${DISTRIBUTED}.event_bus_type: "kafka" is not available in this version: orch has no Kafka bus, as it could not be tested without a Kafka server; use local_memory`,
       `orch.yaml:6:5: ${DISTRIBUTED}.redis_port: expected an integer 1-65535, got 70000`,
       'orch.yaml:8:5: infrastructure_system.resource_management.min_agent_runners: must be <= max_agent_runners (2)',
       'orch.yaml:9:5: infrastructure_system.resource_management.max_agent_runners: autoscaling is not available in this version; remove resource_management, or set pool_size per pool',

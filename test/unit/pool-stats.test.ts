@@ -15,7 +15,7 @@ const worker = (id: string, state: string, served: number, inflight: number): Wo
   last_heartbeat: null,
 })
 
-test("pool stats: live workers, idle healthy ones available, busy ones, requests served", () => {
+test('pool stats: live workers, idle healthy ones available, busy ones, requests served', () => {
   const workers = [
     worker('p-1', 'healthy', 10, 0),
     worker('p-2', 'healthy', 5, 2),
