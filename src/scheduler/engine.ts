@@ -269,7 +269,8 @@ export class Engine {
       signal: options.signal,
     })
     const sent = this.modelDefaults.apply(kind, slot.backend.type, request)
-    const key = this.cacheKeyFor(kind, sent, options)
+    // Nothing added on the way (the usual case): the key read before routing is the key to write.
+    const key = sent === resolved ? readKey : this.cacheKeyFor(kind, sent, options)
     const controller = new AbortController()
     const onAbort = () => controller.abort(options.signal?.reason)
     options.signal?.addEventListener('abort', onAbort, { once: true })
