@@ -16,7 +16,17 @@ function project(files: Record<string, string> = {}) {
   for (const [name, text] of Object.entries(files)) writeFileSync(join(dir.path, name), text)
   const run = (args: string[], env: Record<string, string> = {}) =>
     runCli([...args, '--home', join(dir.path, 'home')], { cwd: dir.path, env })
-  return { path: dir.path, run, serve: () => serveRefused(dir.path) }
+  const serve = () => serveRefused(dir.path)
+  /** `config validate` and `serve` both exit 2, and both print every expected line. */
+  const refusedByBoth = async (expected: string[]) => {
+    const validate = await run(['config', 'validate'])
+    expect(validate.code).toBe(2)
+    for (const line of expected) expect(validate.stderr).toContain(line)
+    const served = await serve()
+    expect(served.code).toBe(2)
+    for (const line of expected) expect(served.stderr).toContain(line)
+  }
+  return { path: dir.path, run, serve, refusedByBoth }
 }
 
 /**
@@ -122,18 +132,13 @@ describe('config validate and serve give one verdict', () => {
       '  inputs_root: !!binary aGk=',
       '',
     ].join('\n')
-    const { run, serve } = project({ 'orch.yaml': text })
+    const { refusedByBoth } = project({ 'orch.yaml': text })
     const expected = [
       'orch.yaml:2:18: server.allowed_hosts: YAML tag !!python/object/apply:os.system is not allowed',
       'orch.yaml:4:10: logging.level: YAML tag !custom is not allowed',
       'orch.yaml:6:16: batch.inputs_root: YAML tag !!binary is not allowed',
     ]
-    const validate = await run(['config', 'validate'])
-    expect(validate.code).toBe(2)
-    for (const line of expected) expect(validate.stderr).toContain(line)
-    const served = await serve()
-    expect(served.code).toBe(2)
-    for (const line of expected) expect(served.stderr).toContain(line)
+    await refusedByBoth(expected)
   }, 20_000)
 })
 
@@ -184,17 +189,12 @@ describe('values this version would ignore are refused', () => {
       '        enabled: true',
       '',
     ].join('\n')
-    const { run, serve } = project({ 'orch.yaml': text })
+    const { refusedByBoth } = project({ 'orch.yaml': text })
     const expected = [
       'orch.yaml:3:5: infrastructure_system.resource_management.auto_scaling_enabled: autoscaling is not available in this version; remove resource_management, or set pool_size per pool',
       "orch.yaml:7:9: infrastructure_system.performance_monitoring.integrations.grafana_prometheus.enabled: not available in this version: orch serve always exposes Prometheus metrics at /metrics; point Prometheus's scrape config at it (docs/operations.md)",
     ]
-    const validate = await run(['config', 'validate'])
-    expect(validate.code).toBe(2)
-    for (const line of expected) expect(validate.stderr).toContain(line)
-    const served = await serve()
-    expect(served.code).toBe(2)
-    for (const line of expected) expect(served.stderr).toContain(line)
+    await refusedByBoth(expected)
   }, 20_000)
 
   test('the variable form is refused naming the variable, by serve and config show', async () => {

@@ -1,40 +1,14 @@
-import { afterEach, describe, expect, test } from 'bun:test'
-import { mkdirSync, writeFileSync } from 'node:fs'
+import { describe, expect, test } from 'bun:test'
 import { join } from 'node:path'
 import YAML from 'yaml'
 import { describeKeys } from '../../src/config/keys.ts'
-import { type ConfigInputs, resolveConfig, validateConfigFile } from '../../src/config/load.ts'
+import { resolveConfig, validateConfigFile } from '../../src/config/load.ts'
 import { formatPath, type PathSegment } from '../../src/config/paths.ts'
 import { MAX_CONFIG_BYTES, stripJsonComments } from '../../src/config/source.ts'
-import { ConfigError, type ConfigIssue, formatIssue } from '../../src/errors.ts'
-import { tempDir } from '../helpers/cli.ts'
+import { type ConfigIssue, formatIssue } from '../../src/errors.ts'
+import { configError, configWorkdirs } from '../helpers/config-files.ts'
 
-const dirs: Array<{ cleanup: () => void }> = []
-afterEach(() => {
-  for (const dir of dirs.splice(0)) dir.cleanup()
-})
-
-/** A temp working directory holding the given files. */
-function workdir(files: Record<string, string> = {}): string {
-  const dir = tempDir('orch-config-')
-  dirs.push(dir)
-  for (const [name, text] of Object.entries(files)) {
-    mkdirSync(join(dir.path, name, '..'), { recursive: true })
-    writeFileSync(join(dir.path, name), text)
-  }
-  return dir.path
-}
-
-/** The ConfigError a resolution throws (fails the test when it does not throw one). */
-function configError(inputs: ConfigInputs): ConfigError {
-  try {
-    resolveConfig(inputs)
-  } catch (error) {
-    if (error instanceof ConfigError) return error
-    throw error
-  }
-  throw new Error('expected a ConfigError')
-}
+const workdir = configWorkdirs('orch-config-')
 
 const lines = (issues: ConfigIssue[]) => issues.map(formatIssue)
 

@@ -1,41 +1,16 @@
-import { afterEach, describe, expect, test } from 'bun:test'
-import { mkdirSync, writeFileSync } from 'node:fs'
-import { join } from 'node:path'
+import { describe, expect, test } from 'bun:test'
 import YAML from 'yaml'
 import { ENV_VARS } from '../../src/config/env.ts'
 import { EXAMPLE_ITEMS, renderExampleConfig } from '../../src/config/example.ts'
 import { describeKeys, docPath } from '../../src/config/keys.ts'
-import { type ConfigInputs, resolveConfig, validateConfigFile } from '../../src/config/load.ts'
+import { resolveConfig, validateConfigFile } from '../../src/config/load.ts'
 import { parsePath } from '../../src/config/paths.ts'
 import { defaultConfig } from '../../src/config/schema.ts'
 import { UNAVAILABLE, type UnavailableRule, unavailableIssues } from '../../src/config/unavailable.ts'
-import { ConfigError, type ConfigIssue, formatIssue } from '../../src/errors.ts'
-import { tempDir } from '../helpers/cli.ts'
+import { type ConfigIssue, formatIssue } from '../../src/errors.ts'
+import { configError, configWorkdirs } from '../helpers/config-files.ts'
 
-const dirs: Array<{ cleanup: () => void }> = []
-afterEach(() => {
-  for (const dir of dirs.splice(0)) dir.cleanup()
-})
-
-function workdir(files: Record<string, string> = {}): string {
-  const dir = tempDir('orch-unavailable-')
-  dirs.push(dir)
-  for (const [name, text] of Object.entries(files)) {
-    mkdirSync(join(dir.path, name, '..'), { recursive: true })
-    writeFileSync(join(dir.path, name), text)
-  }
-  return dir.path
-}
-
-function configError(inputs: ConfigInputs): ConfigError {
-  try {
-    resolveConfig(inputs)
-  } catch (error) {
-    if (error instanceof ConfigError) return error
-    throw error
-  }
-  throw new Error('expected a ConfigError')
-}
+const workdir = configWorkdirs('orch-unavailable-')
 
 const lines = (issues: ConfigIssue[]) => issues.map(formatIssue)
 const KEYS = new Map(describeKeys().map((k) => [k.path, k]))
