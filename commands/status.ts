@@ -102,7 +102,11 @@ function liveRows(l: Live): Array<[string, string | number | undefined]> {
 }
 
 export default defineOrchCommand({
-  meta: { name: 'status', description: 'Is orch serve running for this state directory (foreground or --detach)? Its pid, URL, uptime, limits, queue and backends' },
+  meta: {
+    name: 'status',
+    description:
+      'Is orch serve running for this state directory (foreground or --detach)? Its pid, URL, uptime, limits, queue and backends',
+  },
   args: { ...globalArgs },
   examples: ['orch status', 'orch status --json | jq .stats.queued', 'orch status --home /srv/orch'],
   async run({ args }) {
@@ -114,7 +118,9 @@ export default defineOrchCommand({
       if (args.json) printJson({ running: false, home, pid_file: state.pidFile, log_file: logFile, ...stale })
       else {
         const note = state.stale ? ` (removed a stale pid file: pid ${state.stale.pid} is gone)` : ''
-        printText(`orch serve is not running for ${home}${note}\nstart it with: orch serve (in this terminal) or orch serve --detach (in the background)`)
+        printText(
+          `orch serve is not running for ${home}${note}\nstart it with: orch serve (in this terminal) or orch serve --detach (in the background)`,
+        )
       }
       return 0
     }

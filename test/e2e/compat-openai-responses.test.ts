@@ -229,23 +229,27 @@ describe('openai client: responses', () => {
   )
 
   test(
-    'a failure after the first event is an error event, which the client throws',
+    'a failure after the first event is the last event, an error event the client sees (type error, the reason)',
     async () => {
       fake().set({ hang: 'after-first-chunk' })
       try {
         const stream = await openai.responses.create({ model: 'llama3.2', input: 'stalls right here', stream: true })
         const seen: string[] = []
-        const read = async () => {
-          for await (const event of stream) seen.push(event.type)
+        let failure: { message?: string; code?: string | null } | undefined
+        for await (const event of stream) {
+          seen.push(event.type)
+          if (event.type === 'error') failure = event
         }
-        await expect(read()).rejects.toThrow('timed out waiting for the next chunk')
         expect(seen).toEqual([
           'response.created',
           'response.in_progress',
           'response.output_item.added',
           'response.content_part.added',
           'response.output_text.delta',
+          'error',
         ])
+        expect(failure?.message).toContain('timed out waiting for the next chunk')
+        expect(failure?.code).toBe('request_timeout')
       } finally {
         fake().set({ hang: false })
       }
