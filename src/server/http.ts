@@ -167,7 +167,10 @@ export function validate<S extends v.GenericSchema>(schema: S, data: unknown): v
   const issue = result.issues[0] as v.BaseIssue<unknown>
   const field = v.getDotPath(issue) ?? ''
   const got = issue.input === undefined ? 'nothing' : JSON.stringify(issue.input)?.slice(0, 60)
-  const message = field ? `${field}: ${issue.message}, got ${got}` : `the body: ${issue.message}, got ${got}`
+  // A schema without its own message gets valibot's ('Invalid type: Expected boolean but received "no"'),
+  // which would say what came twice: keep only what was expected.
+  const said = issue.message.startsWith('Invalid ') && issue.expected ? `expected ${issue.expected}` : issue.message
+  const message = field ? `${field}: ${said}, got ${got}` : `the body: ${said}, got ${got}`
   throw httpError(400, message, 'E_VALIDATION', { field })
 }
 

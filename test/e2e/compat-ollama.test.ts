@@ -181,6 +181,9 @@ describe('ollama client: errors', () => {
       const res = await t.fetch('/api/generate', post({ model: 'llama3.2', prompt: 42 }))
       expect(res.status).toBe(400)
       expect(await res.json()).toEqual({ error: expect.stringMatching(/^prompt: /) })
+      // A field with no message of its own says what was expected once, and what came.
+      const typed = await t.fetch('/api/chat', post({ model: 'llama3.2', messages: [], stream: 'no' }))
+      expect(await typed.json()).toEqual({ error: 'stream: expected boolean, got "no"' })
       const header = await t.fetch('/api/chat', post({ model: 'llama3.2', messages: [] }, { 'x-orch-priority': 'high' }))
       expect(header.status).toBe(400)
       expect(((await header.json()) as { error: string }).error).toContain('x-orch-priority')
