@@ -6,7 +6,7 @@
 import { existsSync, statSync } from 'node:fs'
 import { displayPath } from '../src/config/load.ts'
 import { ExitCode, OrchError, UsageError } from '../src/errors.ts'
-import { type CacheStats, type CachingConfig, redisCacheUnavailable, resolveCachePath, sqliteCache } from '../src/store/cache.ts'
+import { type CacheStats, type CachingConfig, redisCacheUnavailable, resolveCachePath, sqliteCache } from '../src/cache/index.ts'
 import { defineOrchCommand, type GlobalArgValues, globalArgs, printJson, printText } from './_args.ts'
 import { loadConfig } from './_config.ts'
 

@@ -12,7 +12,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { parseArgs } from 'node:util'
 import type { ChatRequest } from '../../src/backends/types.ts'
-import { cacheKey, memoryCache, sqliteCache } from '../../src/store/cache.ts'
+import { cacheKey, memoryCache, sqliteCache } from '../../src/cache/index.ts'
 
 export interface CaseResult {
   name: string

@@ -1,7 +1,7 @@
 import { afterAll, describe, expect, test } from 'bun:test'
 import { existsSync, mkdirSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
-import { sqliteCache } from '../../src/store/cache.ts'
+import { sqliteCache } from '../../src/cache/index.ts'
 import { runCli, tempDir } from '../helpers/cli.ts'
 
 const dirs: Array<{ cleanup: () => void }> = []

@@ -1,6 +1,6 @@
 import { describe, expect, test } from 'bun:test'
 import type { ChatRequest, EmbedRequest, GenerateRequest } from '../../src/backends/types.ts'
-import { cacheKey, canonicalRequest, isCacheable, modelAliases } from '../../src/store/cache-key.ts'
+import { cacheKey, canonicalRequest, isCacheable, modelAliases } from '../../src/cache/key.ts'
 
 const chat = (extra: Partial<ChatRequest> = {}): ChatRequest => ({
   model: 'llama3.2',

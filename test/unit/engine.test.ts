@@ -8,7 +8,7 @@ import { schedulerRegistrar } from '../../src/pool/supervisor.ts'
 import type { Worker } from '../../src/pool/worker.ts'
 import { Engine, schedulerOptions } from '../../src/scheduler/engine.ts'
 import { backendConcurrency, DEFAULT_BACKEND_CONCURRENCY, taskRunnerLimit } from '../../src/scheduler/limits.ts'
-import { memoryCache } from '../../src/store/cache.ts'
+import { memoryCache } from '../../src/cache/index.ts'
 import { serverError, stubBackend } from '../helpers/stub-backend.ts'
 
 type Config = ReturnType<typeof defaultConfig>

@@ -4,7 +4,7 @@ import { defaultConfig } from '../../src/config/schema.ts'
 import { createOrchMetrics, MAX_MODELS, tokensPerSecondOf } from '../../src/metrics/engine-metrics.ts'
 import { type CallEvent, Engine } from '../../src/scheduler/engine.ts'
 import type { AppDeps } from '../../src/server/http.ts'
-import { memoryCache } from '../../src/store/cache.ts'
+import { memoryCache } from '../../src/cache/index.ts'
 import type { TaskStore } from '../../src/store/tasks.ts'
 import { serverError, stubBackend } from '../helpers/stub-backend.ts'
 

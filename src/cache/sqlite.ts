@@ -8,11 +8,11 @@ import { mkdirSync } from 'node:fs'
 import { dirname } from 'node:path'
 import { OrchError } from '../errors.ts'
 import { logger } from '../log.ts'
-import type { CacheStats, ClearOptions, ResponseCache } from './cache.ts'
-import type { CacheKind } from './cache-key.ts'
-import { modelAliases } from './cache-key.ts'
-import { openDatabase, type Store } from './db.ts'
-import type { Migration } from './migrations.ts'
+import { openDatabase, type Store } from '../store/db.ts'
+import type { Migration } from '../store/migrations.ts'
+import type { CacheKind } from './key.ts'
+import { modelAliases } from './key.ts'
+import type { CacheStats, ClearOptions, ResponseCache } from './types.ts'
 
 export const CACHE_MIGRATIONS: readonly Migration[] = [
   {

@@ -3,9 +3,10 @@
  * by entries and by bytes of stored JSON. Values are kept as JSON text and parsed on each hit, so a caller
  * that changes the answer it got cannot change what the next caller gets.
  */
-import type { CacheStats, ClearOptions, ResponseCache } from './cache.ts'
-import type { CacheKind } from './cache-key.ts'
-import { modelAliases } from './cache-key.ts'
+
+import type { CacheKind } from './key.ts'
+import { modelAliases } from './key.ts'
+import type { CacheStats, ClearOptions, ResponseCache } from './types.ts'
 
 export interface MemoryCacheOptions {
   maxEntries: number

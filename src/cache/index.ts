@@ -8,57 +8,17 @@
 import { isAbsolute, resolve } from 'node:path'
 import type { OrchConfig } from '../config/schema.ts'
 import { ExitCode, OrchError } from '../errors.ts'
-import type { CacheKind } from './cache-key.ts'
-import { memoryCache } from './cache-memory.ts'
-import { sqliteCache } from './cache-sqlite.ts'
+import { memoryCache } from './memory.ts'
+import { sqliteCache } from './sqlite.ts'
+import type { ResponseCache } from './types.ts'
 
-export type { CacheableRequest, CacheKind, CacheMode } from './cache-key.ts'
-export { cacheKey, canonicalRequest, isCacheable, modelAliases, requestKind } from './cache-key.ts'
-export { memoryCache } from './cache-memory.ts'
-export { CACHE_MIGRATIONS, sqliteCache } from './cache-sqlite.ts'
+export type { CacheableRequest, CacheKind, CacheMode } from './key.ts'
+export { cacheKey, canonicalRequest, isCacheable, modelAliases, requestKind } from './key.ts'
+export { memoryCache } from './memory.ts'
+export { CACHE_MIGRATIONS, sqliteCache } from './sqlite.ts'
+export type { CachedValue, CacheStats, ClearOptions, ResponseCache } from './types.ts'
 
 export type CachingConfig = OrchConfig['infrastructure_system']['llm_orchestration']['caching']
-
-export interface CachedValue {
-  kind: CacheKind
-  model: string
-  /** The final ChatChunk or GenerateChunk (`done: true`, the whole answer in it), or the EmbedResponse. */
-  value: unknown
-  /** When it was stored, ms since the epoch. */
-  created_at: number
-}
-
-export interface CacheStats {
-  backend: 'sqlite' | 'memory'
-  entries: number
-  /** Bytes of stored responses (UTF-8 JSON), not the size of the file. */
-  bytes: number
-  hits: number
-  misses: number
-  sets: number
-  evictions: number
-  expired: number
-  oldest_at: number | null
-  newest_at: number | null
-  path?: string
-}
-
-export interface ClearOptions {
-  /** Only entries past their TTL. */
-  expiredOnly?: boolean
-  /** Only entries of this model (`llama3.2` and `llama3.2:latest` count as one). */
-  model?: string
-}
-
-export interface ResponseCache {
-  /** The entry, or undefined on a miss. An expired entry is a miss, and is dropped. */
-  get(key: string): CachedValue | undefined
-  set(key: string, entry: Omit<CachedValue, 'created_at'>): void
-  stats(): CacheStats
-  /** Remove entries; returns how many. */
-  clear(options?: ClearOptions): number
-  close(): void
-}
 
 /** The configured cache, or undefined when caching is off. Relative `cache_path`s resolve against `cwd`. */
 export function createCache(caching: CachingConfig, cwd: string = process.cwd()): ResponseCache | undefined {
