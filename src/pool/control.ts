@@ -6,9 +6,25 @@
  */
 import { chmodSync, existsSync, mkdirSync, unlinkSync } from 'node:fs'
 import { join } from 'node:path'
-import type { Supervisor } from './supervisor.ts'
-import { TargetError } from './supervisor.ts'
 import type { Worker } from './worker.ts'
+
+/** What the control channel asks of the supervisor that serves it (the Supervisor is one). */
+export interface PoolControl {
+  select(target: { pool?: string | undefined; worker?: string | undefined; name?: string | undefined }): Worker[]
+  stopWorkers(workers: Worker[]): Promise<void>
+  restartWorkers(workers: Worker[]): Promise<void>
+  resetWorkers(workers: Worker[]): Promise<Worker[]>
+}
+
+/** A control command named no pool or worker this supervisor runs. */
+export class TargetError extends Error {
+  constructor(
+    message: string,
+    readonly known: { pools: string[]; workers: string[] },
+  ) {
+    super(message)
+  }
+}
 
 export const CONTROL_COMMANDS = ['stop', 'restart', 'reset', 'status'] as const
 export type ControlCommand = (typeof CONTROL_COMMANDS)[number]
@@ -66,7 +82,7 @@ function parseRequest(text: string): ControlRequest | undefined {
 }
 
 /** Carry out one request; never throws. */
-export async function handleControl(supervisor: Supervisor, text: string): Promise<ControlReply> {
+export async function handleControl(supervisor: PoolControl, text: string): Promise<ControlReply> {
   const request = parseRequest(text)
   if (!request) return { ok: false, error: `bad request: expected {"cmd": ${CONTROL_COMMANDS.join('|')}, "pool"?, "worker"?, "name"?}` }
   try {

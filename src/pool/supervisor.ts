@@ -13,7 +13,7 @@ import { logger } from '../log.ts'
 import { backendConcurrency } from '../scheduler/limits.ts'
 import type { Scheduler } from '../scheduler/scheduler.ts'
 import type { Store } from '../store/db.ts'
-import { type ControlServer, handleControl, listenControl } from './control.ts'
+import { type ControlServer, handleControl, listenControl, TargetError } from './control.ts'
 import { assignGpus, type Gpu, workerId } from './gpu.ts'
 import { workerLogPath } from './logs.ts'
 import { isPortFree, pickPort, sleep } from './proc.ts'
@@ -85,16 +85,6 @@ export function schedulerRegistrar(scheduler: Scheduler, config: OrchConfig) {
         if (scheduler.states.get(name) === state) scheduler.suspend(name)
       },
     }
-  }
-}
-
-/** A control command named no pool or worker this supervisor runs. */
-export class TargetError extends Error {
-  constructor(
-    message: string,
-    readonly known: { pools: string[]; workers: string[] },
-  ) {
-    super(message)
   }
 }
 

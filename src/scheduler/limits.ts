@@ -11,7 +11,6 @@
  * those waiting for a slot.
  */
 import type { OrchConfig } from '../config/schema.ts'
-import type { BackendState } from './router.ts'
 
 /** Calls in flight per backend when neither the backend nor `runtime.<type>` says. */
 export const DEFAULT_BACKEND_CONCURRENCY = 4
@@ -53,7 +52,15 @@ export interface Limits {
   task_runner: RunnerLimit
 }
 
-export function effectiveLimits(states: Iterable<BackendState>, config: Pick<OrchConfig, 'infrastructure_system'>): Limits {
+/** What effectiveLimits reads of a backend's scheduler state. */
+export interface BackendLimitState {
+  name: string
+  concurrency: number
+  concurrencySource: string
+  inflight: number
+}
+
+export function effectiveLimits(states: Iterable<BackendLimitState>, config: Pick<OrchConfig, 'infrastructure_system'>): Limits {
   const backends = [...states].map((s) => ({ name: s.name, concurrency: s.concurrency, source: s.concurrencySource, inflight: s.inflight }))
   return { backends, task_runner: taskRunnerLimit(config) }
 }

@@ -164,8 +164,7 @@ export function migrate(store: Store, migrations: readonly Migration[]): number 
     const ran = store.write(() => {
       // Another process may have migrated since `current` was read: the write lock makes this check final.
       if (store.version >= migration.version) return false
-      if (typeof migration.up === 'string') store.db.exec(migration.up)
-      else migration.up(store)
+      store.db.exec(migration.up)
       // PRAGMA takes no bound parameters; the version is an integer from our own table.
       store.db.exec(`PRAGMA user_version = ${Math.trunc(migration.version)}`)
       return true

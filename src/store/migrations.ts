@@ -1,13 +1,12 @@
 /**
  * Versioned schema migrations of state.db, applied in order; a version is never edited once released,
- * only followed by a new one. Later issues append theirs (tasks, cache, workers, batches).
+ * only followed by a new one (tasks, workers and batches each added theirs this way).
  */
-import type { Store } from './db.ts'
-
+/** One step of a file's schema: SQL run once, in its own IMMEDIATE transaction, when the file is older. */
 export interface Migration {
   version: number
   name: string
-  up: string | ((store: Store) => void)
+  up: string
 }
 
 export const MIGRATIONS: readonly Migration[] = [

@@ -10,8 +10,8 @@ import * as v from 'valibot'
 import { logger } from '../log.ts'
 import type { SubmitInput, Task, TaskStore } from '../store/tasks.ts'
 import { type Definition, DefinitionSchema, type Step } from './schema.ts'
+import { outputText, stepRequest } from './step-request.ts'
 import type { RunRow, StepRow, WorkflowStore } from './store.ts'
-import { outputText, stepRequest } from './template.ts'
 
 export type Publish = (change: string, data: Record<string, unknown>) => void
 

@@ -11,8 +11,9 @@ import { latestRunAtOrBefore, nextRunAfter, planFire } from '../../src/workflows
 import { stepKey } from '../../src/workflows/runs.ts'
 import { checkDefinition, type Definition, DefinitionSchema, findCycle } from '../../src/workflows/schema.ts'
 import { WorkflowService } from '../../src/workflows/service.ts'
+import { outputText, stepRequest } from '../../src/workflows/step-request.ts'
 import { decodeRunCursor, encodeRunCursor, newId, WorkflowStore } from '../../src/workflows/store.ts'
-import { outputText, renderTemplate, stepRequest, templateRefs } from '../../src/workflows/template.ts'
+import { renderTemplate, templateRefs } from '../../src/workflows/template.ts'
 import { tempDir } from '../helpers/cli.ts'
 
 configureLogging({ level: 'error' })
