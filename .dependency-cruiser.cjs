@@ -9,6 +9,8 @@ const LAYERS = [
   ['core'],
   ['config'],
   ['store', 'bus'],
+  // The HTTP client of a running orch serve: low, so that batch (rationale over --url) and daemon may use it.
+  ['client'],
   ['backends'],
   ['cache'],
   ['scheduler'],

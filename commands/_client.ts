@@ -1,11 +1,12 @@
-/** The CLI side of talking to a running `orch serve`: `--url`, and a client from the config. */
+/** The CLI side of talking to a running `orch serve`: `--url`, and the one place a client is made (the token from the config). */
 
-import { ServeClient, type ServeClientOptions, serverUrl } from '../src/client.ts'
-import { ExitCode, OrchError } from '../src/errors.ts'
+import { ServeClient, serverUrl } from '../src/client/client.ts'
+import type { OrchConfig } from '../src/config/schema.ts'
+import { UsageError } from '../src/errors.ts'
 import type { GlobalArgValues } from './_args.ts'
 import { loadConfig } from './_config.ts'
 
-export type { ServeClient, ServerEvent } from '../src/client.ts'
+export type { ServeClient, ServerEvent, TaskWait } from '../src/client/client.ts'
 
 export const urlArg = {
   url: {
@@ -15,11 +16,22 @@ export const urlArg = {
   },
 } as const
 
-/** `--url`, else the configured listen address; the token from the config. */
-export function serveClient(args: GlobalArgValues & { url?: string }, options: ServeClientOptions = {}): ServeClient {
-  const { server } = loadConfig(args).config
-  if (args.url !== undefined && !/^https?:\/\/./.test(args.url)) {
-    throw new OrchError(`--url must be an http(s) URL, got "${args.url}"`, { code: 'E_USAGE', exitCode: ExitCode.usage })
-  }
-  return new ServeClient(args.url ?? serverUrl(server), server.token, options)
+/** A client of the orch serve at `url` (one recorded in the state directory, or a checked --url), with the configured token. */
+export function clientAt(url: string, server: Pick<OrchConfig['server'], 'token'>): ServeClient {
+  return new ServeClient(url, server.token)
+}
+
+/** `--url` must be an http(s) URL: exit 2 otherwise, with `hint` when the command has an example. */
+export function checkUrl(url: string, hint?: string): string {
+  if (!/^https?:\/\/./.test(url)) throw new UsageError(`--url must be an http(s) URL, got "${url}"`, hint ? { hint } : {})
+  return url
+}
+
+/** `--url`, else the configured listen address; the token from the config (loaded from the flags unless given). */
+export function serveClient(
+  args: GlobalArgValues & { url?: string },
+  config: Pick<OrchConfig, 'server'> = loadConfig(args).config,
+): ServeClient {
+  const { server } = config
+  return clientAt(args.url === undefined ? serverUrl(server) : checkUrl(args.url), server)
 }

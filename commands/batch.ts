@@ -11,7 +11,6 @@ import {
   type BatchSettings,
   checkBatchName,
   E_BATCH_INPUTS_ROOT,
-  formatAge,
   type LockInfo,
   listBatchFolders,
   processedJsonFile,
@@ -27,11 +26,13 @@ import {
 import { type Progress, runSchedule, type TickSummary } from '../src/batch/schedule.ts'
 import { forgetBatch, importProcessedJson, listProcessed } from '../src/batch/state.ts'
 import type { OrchConfig } from '../src/config/schema.ts'
+import { formatAge } from '../src/core/age.ts'
 import { OrchError, UsageError } from '../src/errors.ts'
 import { logger } from '../src/log.ts'
 import { Engine } from '../src/scheduler/engine.ts'
 import { openStore, type Store } from '../src/store/db.ts'
 import { defineOrchCommand, type GlobalArgValues, globalArgs, printJson, printText } from './_args.ts'
+import { checkUrl, clientAt } from './_client.ts'
 import { loadConfig } from './_config.ts'
 
 interface Context {
@@ -65,9 +66,8 @@ async function openWriter(args: RationaleArgValues, config: OrchConfig): Promise
   const model = args.model ?? defaultModel(config)
   const none = { close: async () => {} }
   if (args.url !== undefined) {
-    if (!/^https?:\/\/./.test(args.url))
-      throw new UsageError(`--url must be an http(s) URL, got "${args.url}"`, { hint: 'orch batch run DIR --url http://127.0.0.1:9097' })
-    return { ...none, writer: serveWriter(args.url, config.server.token, model) }
+    const url = checkUrl(args.url, 'orch batch run DIR --url http://127.0.0.1:9097')
+    return { ...none, writer: serveWriter(clientAt(url, config.server), model) }
   }
   if (args.llm !== true) return none
   const engine = new Engine({ config, healthIntervalMs: 0 })

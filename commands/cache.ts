@@ -4,9 +4,9 @@
  * second. A memory cache lives inside the serve process and has no file to read.
  */
 import { existsSync, statSync } from 'node:fs'
+import { type CacheStats, type CachingConfig, redisCacheUnavailable, resolveCachePath, sqliteCache } from '../src/cache/index.ts'
 import { displayPath } from '../src/config/load.ts'
 import { ExitCode, OrchError, UsageError } from '../src/errors.ts'
-import { type CacheStats, type CachingConfig, redisCacheUnavailable, resolveCachePath, sqliteCache } from '../src/cache/index.ts'
 import { defineOrchCommand, type GlobalArgValues, globalArgs, printJson, printText } from './_args.ts'
 import { loadConfig } from './_config.ts'
 

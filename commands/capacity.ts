@@ -8,6 +8,7 @@ import { DEFAULT_OLLAMA_CONCURRENCY } from '../src/config/schema.ts'
 import { type ConfigSource, describeSource } from '../src/config/sources.ts'
 import { defineOrchCommand, type GlobalArgValues, globalArgs, printJson, printText } from './_args.ts'
 import { loadConfig } from './_config.ts'
+import { tableLines } from './_table.ts'
 
 const CONCURRENCY_KEY = 'runtime.ollama.concurrency'
 
@@ -72,7 +73,8 @@ function tableText(plan: CapacityPlan): string[] {
       n === plan.withHeadroom && 'headroom',
       n === q.recommendedInstances && `target (p95 ≤ ${formatSeconds(q.targetWaitSeconds ?? 0)})`,
     ].filter(Boolean)
-  const rows: string[][] = [['instances', 'utilisation', 'P(wait)', 'mean wait', 'p95 wait']]
+  // The last column (the marks) has no title.
+  const rows: string[][] = [['instances', 'utilisation', 'P(wait)', 'mean wait', 'p95 wait', '']]
   let previous: number | undefined
   for (const row of q.candidates) {
     if (previous !== undefined && row.instances > previous + 1) rows.push(['…', '', '', '', ''])
@@ -80,8 +82,8 @@ function tableText(plan: CapacityPlan): string[] {
     rows.push([...rowCells(row), mark.length ? `← ${mark.join(', ')}` : ''])
     previous = row.instances
   }
-  const widths = [9, 11, 7, 9, 9]
-  return rows.map((cells) => `  ${cells.map((c, k) => (k < widths.length ? c.padStart(widths[k] as number) : c)).join('  ')}`.trimEnd())
+  const columns = [9, 11, 7, 9, 9].map((minWidth) => ({ minWidth, align: 'right' as const }))
+  return tableLines(rows, { indent: '  ', columns, trimEnd: true })
 }
 
 function queueingText(plan: CapacityPlan): string[] {

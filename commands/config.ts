@@ -14,6 +14,7 @@ import { ConfigError, type ConfigIssue, ExitCode, UsageError } from '../src/erro
 import { logger } from '../src/log.ts'
 import { defineOrchCommand, globalArgs, printJson, printText } from './_args.ts'
 import { loadConfig } from './_config.ts'
+import { formatTable } from './_table.ts'
 
 /** Keys whose values are secrets: shown as set, never printed. */
 const SECRET_KEYS = new Set(['server.token'])
@@ -141,10 +142,8 @@ const env = defineOrchCommand({
       printJson(ENV_VARS.map((e) => ({ name: e.name, key: e.path ?? null, type: e.type, description: e.description })))
       return
     }
-    const width = Math.max(...ENV_VARS.map((e) => e.name.length))
-    const keyWidth = Math.max(...ENV_VARS.map((e) => (e.path ?? '-').length))
-    const lines = ENV_VARS.map((e) => `${e.name.padEnd(width)}  ${(e.path ?? '-').padEnd(keyWidth)}  ${e.type.padEnd(8)}  ${e.description}`)
-    printText([`${'VARIABLE'.padEnd(width)}  ${'KEY'.padEnd(keyWidth)}  ${'TYPE'.padEnd(8)}  DESCRIPTION`, ...lines].join('\n'))
+    const rows = ENV_VARS.map((e) => [e.name, e.path ?? '-', e.type, e.description])
+    printText(formatTable([['VARIABLE', 'KEY', 'TYPE', 'DESCRIPTION'], ...rows], { columns: [undefined, undefined, { minWidth: 8 }] }))
   },
 })
 

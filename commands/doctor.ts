@@ -6,16 +6,24 @@ import { type DoctorReport, type Finding, planDoctor } from '../src/doctor/check
 import { gatherFacts } from '../src/doctor/run.ts'
 import { ExitCode } from '../src/errors.ts'
 import { defineOrchCommand, globalArgs, printJson, printText } from './_args.ts'
+import { tableLines } from './_table.ts'
 
 const MARK: Record<Finding['status'], string> = { ok: 'ok', warning: 'warn', error: 'ERROR' }
 
 export function formatReport(report: DoctorReport): string {
-  const width = Math.max(5, ...report.findings.map((f) => f.title.length))
-  const lines = [`${'STATUS'.padEnd(7)}${'CHECK'.padEnd(width + 2)}DETAIL`]
-  for (const f of report.findings) {
-    lines.push(`${MARK[f.status].padEnd(7)}${f.title.padEnd(width + 2)}${f.detail}`)
-    if (f.fix) lines.push(`${' '.repeat(width + 9)}fix: ${f.fix}`)
-  }
+  const [head = '', ...rows] = tableLines(
+    [['STATUS', 'CHECK', 'DETAIL'], ...report.findings.map((f) => [MARK[f.status], f.title, f.detail])],
+    {
+      gap: [1, 2],
+    },
+  )
+  // A fix goes under its finding's detail.
+  const fixIndent = ' '.repeat(head.indexOf('DETAIL'))
+  const lines = [head]
+  report.findings.forEach((f, i) => {
+    lines.push(rows[i] as string)
+    if (f.fix) lines.push(`${fixIndent}fix: ${f.fix}`)
+  })
   const count = (s: Finding['status']) => report.findings.filter((f) => f.status === s).length
   const errors = count('error')
   const warnings = count('warning')

@@ -5,18 +5,21 @@
  * them work from another terminal while `orch pool start` or `orch serve` runs with the same ORCH_HOME.
  */
 
+import type { OrchConfig } from '../src/config/schema.ts'
+import { isAlive } from '../src/core/process.ts'
 import { listServices, SERVE_SERVICE } from '../src/daemon/logfile.ts'
 import { daemonState } from '../src/daemon/pidfile.ts'
 import { ExitCode, OrchError, UsageError } from '../src/errors.ts'
 import { logger } from '../src/log.ts'
 import { type ControlCommand, type ControlRequest, controlSocketPath, sendControl } from '../src/pool/control.ts'
 import { detectGpus } from '../src/pool/gpu.ts'
-import { isAlive } from '../src/pool/proc.ts'
 import { listWorkers, type WorkerRow } from '../src/pool/records.ts'
 import { Supervisor } from '../src/pool/supervisor.ts'
 import { openStore } from '../src/store/db.ts'
 import { defineOrchCommand, globalArgs, printJson, printText } from './_args.ts'
+import { clientAt } from './_client.ts'
 import { loadConfig } from './_config.ts'
+import { formatTable } from './_table.ts'
 import { showLog } from './logs.ts'
 
 export interface WorkerStatus {
@@ -65,15 +68,12 @@ export function poolStats(workers: WorkerStatus[], queue: QueueFigures | undefin
 }
 
 /** The queue figures of the orch serve running on this home, if one answers. */
-async function serveQueueFigures(home: string, token: string | undefined): Promise<QueueFigures | undefined> {
+async function serveQueueFigures(home: string, server: OrchConfig['server']): Promise<QueueFigures | undefined> {
   const daemon = daemonState(home)
   if (!daemon.running) return undefined
   try {
-    const response = await fetch(`${daemon.info.url}/stats`, {
-      headers: token ? { authorization: `Bearer ${token}` } : {},
-      signal: AbortSignal.timeout(2000),
-    })
-    return response.ok ? ((await response.json()) as QueueFigures) : undefined
+    const stats = await clientAt(daemon.info.url, server).stats({ timeoutMs: 2000 })
+    return stats.ok ? stats.body : undefined
   } catch {
     return undefined
   }
@@ -125,15 +125,7 @@ export function formatStatus(workers: WorkerStatus[]): string {
     String(w.served),
     w.last_heartbeat ?? '-',
   ])
-  const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] as string).length)))
-  return [head, ...rows]
-    .map((r) =>
-      r
-        .map((cell, i) => cell.padEnd(widths[i] as number))
-        .join('  ')
-        .trimEnd(),
-    )
-    .join('\n')
+  return formatTable([head, ...rows], { trimEnd: true })
 }
 
 const start = defineOrchCommand({
@@ -182,7 +174,7 @@ const status = defineOrchCommand({
     } finally {
       store.close()
     }
-    const stats = poolStats(workers, await serveQueueFigures(home, config.server.token))
+    const stats = poolStats(workers, await serveQueueFigures(home, config.server))
     if (args.json) printJson({ workers, stats })
     else printText(`${formatStatus(workers)}\n\n${formatStats(stats)}`)
   },

@@ -1,11 +1,15 @@
 /** `orch status`: is an `orch serve` running for this state directory (in the foreground or the background); its pid, URL, uptime and, live, its queue and backends. */
 
 import { networkReason } from '../src/backends/timeouts.ts'
+import { transportCause } from '../src/client/client.ts'
+import { formatAge } from '../src/core/age.ts'
 import { serveLogPath } from '../src/daemon/logfile.ts'
 import { daemonState, modeText } from '../src/daemon/pidfile.ts'
 import type { Limits } from '../src/scheduler/limits.ts'
 import { defineOrchCommand, globalArgs, printJson, printText } from './_args.ts'
+import { clientAt, type ServeClient } from './_client.ts'
 import { loadConfig } from './_config.ts'
+import { formatTable } from './_table.ts'
 
 interface Backend {
   name: string
@@ -26,39 +30,24 @@ interface Live {
 
 const FETCH_TIMEOUT_MS = 3000
 
-async function fetchJson(url: string, token: string | undefined): Promise<{ status: number; body: any }> {
-  const headers: Record<string, string> = token ? { authorization: `Bearer ${token}` } : {}
-  const res = await fetch(url, { headers, signal: AbortSignal.timeout(FETCH_TIMEOUT_MS) })
-  return { status: res.status, body: await res.json().catch(() => undefined) }
-}
-
 /** /ready (public) and /stats (token from config); a server that does not answer is still reported as running. */
-async function live(url: string, token: string | undefined): Promise<Live> {
+async function live(client: ServeClient): Promise<Live> {
+  const options = { timeoutMs: FETCH_TIMEOUT_MS }
   try {
-    const [ready, stats] = await Promise.all([fetchJson(`${url}/ready`, token), fetchJson(`${url}/stats`, token)])
+    const [ready, stats] = await Promise.all([client.ready(options), client.stats(options)])
     const out: Live = { answering: true, ready: ready.body?.ready === true, backends: ready.body?.backends ?? [] }
     if (stats.status === 200) out.stats = stats.body
     else if (stats.status === 401) out.error = '/stats refused the token: set server.token (or ORCH_SERVER_TOKEN) as the server has it'
     else out.error = `/stats answered ${stats.status}`
     return out
   } catch (error) {
-    return { answering: false, error: `no answer from ${url}: ${networkReason(error)}` }
+    return { answering: false, error: `no answer from ${client.url}: ${networkReason(transportCause(error))}` }
   }
 }
 
-function formatUptime(seconds: number): string {
-  const s = Math.max(0, Math.floor(seconds))
-  const d = Math.floor(s / 86_400)
-  const h = Math.floor((s % 86_400) / 3600)
-  const m = Math.floor((s % 3600) / 60)
-  const parts = d > 0 ? [`${d}d`, `${h}h`, `${m}m`] : h > 0 ? [`${h}h`, `${m}m`] : []
-  return [...parts, `${s % 60}s`].slice(0, 3).join(' ')
-}
-
+/** Key and value lines; a row without a value is left out. */
 function table(rows: Array<[string, string | number | undefined]>): string {
-  const shown = rows.filter((row): row is [string, string | number] => row[1] !== undefined)
-  const width = Math.max(...shown.map(([key]) => key.length)) + 2
-  return shown.map(([key, value]) => `${key.padEnd(width)}${value}`).join('\n')
+  return formatTable(rows.flatMap(([key, value]) => (value === undefined ? [] : [[key, String(value)]])))
 }
 
 /** A backend's calls in flight of its concurrency, and where that limit comes from; '' when /stats did not say. */
@@ -127,7 +116,7 @@ export default defineOrchCommand({
     const { info } = state
     const started = Date.parse(info.started_at)
     const uptime = Number.isNaN(started) ? undefined : Math.round((Date.now() - started) / 1000)
-    const figures = await live(info.url, config.server.token)
+    const figures = await live(clientAt(info.url, config.server))
     if (args.json) {
       printJson({
         running: true,
@@ -152,7 +141,7 @@ export default defineOrchCommand({
         ...state.others.map((o): [string, string] => ['also', `pid ${o.info.pid} ${o.info.url} (${modeText(o.info.mode)})`]),
         ['pid', info.pid],
         ['url', info.url],
-        ['uptime', uptime === undefined ? undefined : formatUptime(uptime)],
+        ['uptime', uptime === undefined ? undefined : formatAge(uptime)],
         ['version', info.version],
         ['home', home],
         // A foreground serve logs to its terminal; serve.log is the background one's.

@@ -1,5 +1,5 @@
 /** `orch stop`: stop the `orch serve` of this state directory, foreground or background (its record in $ORCH_HOME). */
-import { parseSpanSeconds } from '../src/capacity/parse.ts'
+import { parseDurationMs } from '../src/core/duration.ts'
 import { STOP_MARGIN_MS, stopDaemon } from '../src/daemon/daemon.ts'
 import { modeText } from '../src/daemon/pidfile.ts'
 import { UsageError } from '../src/errors.ts'
@@ -25,11 +25,11 @@ export default defineOrchCommand({
     const { config, home } = loadConfig(args)
     let timeoutMs = config.graceful_shutdown_timeout_ms + STOP_MARGIN_MS
     if (args.timeout !== undefined) {
-      const seconds = parseSpanSeconds(args.timeout, 1)
-      if (seconds === undefined || seconds < 0) {
+      const ms = parseDurationMs(args.timeout)
+      if (ms === undefined || !(ms >= 0)) {
         throw new UsageError(`--timeout: expected a time span such as 10s, 1m or 500ms, got "${args.timeout}"`)
       }
-      timeoutMs = Math.round(seconds * 1000)
+      timeoutMs = Math.round(ms)
     }
     const result = await stopDaemon(home, timeoutMs, (pid) =>
       logger().warn(`orch serve (pid ${pid}) did not stop within ${timeoutMs / 1000} s: sending SIGKILL (work in flight is cut off)`),

@@ -4,17 +4,18 @@
  * failed or was cancelled, so scripts can chain on it; 130 when Ctrl-C stopped the wait (the task goes on).
  */
 import { readFileSync } from 'node:fs'
+import { parseDurationMs } from '../src/core/duration.ts'
 import { ExitCode, OrchError, UsageError } from '../src/errors.ts'
-import type { Task } from '../src/store/tasks-types.ts'
+import type { Task } from '../src/tasks/queue.ts'
 import { defineOrchCommand, globalArgs, printJson, printText } from './_args.ts'
-import { type ServeClient, serveClient, urlArg } from './_client.ts'
+import { type ServeClient, serveClient, type TaskWait, urlArg } from './_client.ts'
+import { formatTable } from './_table.ts'
 
 const base = { ...globalArgs, ...urlArg }
 const idArg = { id: { type: 'positional', required: true, valueHint: 'ID', description: 'Task id (t_…)' } } as const
 const timeoutArg = {
-  timeout: { type: 'string', valueHint: 'DURATION', description: 'Give up waiting after this long (30s, 5m, 1h; default: no limit)' },
+  timeout: { type: 'string', valueHint: 'DURATION', description: 'Give up waiting after this long (30s, 5m, 1h30m; default: no limit)' },
 } as const
-const path = (id: string) => `/tasks/${encodeURIComponent(id)}`
 
 const submit = defineOrchCommand({
   meta: { name: 'submit', description: 'Queue a task (chat, generate or embed); prints its id, or its result with --wait' },
@@ -43,7 +44,7 @@ const submit = defineOrchCommand({
   async run({ args }) {
     const client = serveClient(args)
     const body = submitBody(args)
-    const submitted = await client.request<{ id: string; state: string; created: boolean }>('POST', '/queue/submit', body)
+    const submitted = await client.submitTask(body)
     const again = submitted.created ? '' : ' (already submitted with this key)'
     if (!args.wait) {
       if (args.json) printJson(submitted)
@@ -53,7 +54,7 @@ const submit = defineOrchCommand({
     // Progress goes to stderr: stdout carries only the result (or the final JSON with --json).
     const still = submitted.state === 'queued' || submitted.state === 'running' ? `; the task stays ${submitted.state}` : ''
     progress(`${submitted.id} ${submitted.state}${again}; waiting for it to finish (Ctrl-C stops waiting${still})`)
-    return finish(await waitFor(client, submitted.id, parseDuration(args.timeout)), args.json)
+    return finish(await waitFor(client, submitted.id, parseTimeout(args.timeout)), args.json)
   },
 })
 
@@ -62,7 +63,7 @@ const get = defineOrchCommand({
   args: { ...base, ...idArg },
   examples: ['orch tasks get t_0mwueln3w00012hk9v2av', 'orch tasks get t_0mwueln3w00012hk9v2av --json'],
   async run({ args }) {
-    const task = await serveClient(args).request<Task>('GET', path(args.id))
+    const task = await serveClient(args).task<Task>(args.id)
     if (args.json) printJson(task)
     else printText(describe(task))
   },
@@ -81,7 +82,7 @@ const list = defineOrchCommand({
   async run({ args }) {
     const query = new URLSearchParams()
     for (const key of ['state', 'tenant', 'limit', 'cursor'] as const) if (args[key] !== undefined) query.set(key, String(args[key]))
-    const page = await serveClient(args).request<{ tasks: Task[]; next_cursor: string | null }>('GET', `/tasks?${query}`)
+    const page = await serveClient(args).tasks<Task>(query)
     if (args.json) return printJson(page)
     if (page.tasks.length === 0) return printText('no tasks')
     printText(table(page.tasks))
@@ -94,7 +95,7 @@ const cancel = defineOrchCommand({
   args: { ...base, ...idArg },
   examples: ['orch tasks cancel t_0mwueln3w00012hk9v2av'],
   async run({ args }) {
-    const task = await serveClient(args).request<Task>('DELETE', path(args.id))
+    const task = await serveClient(args).cancelTask<Task>(args.id)
     if (args.json) printJson(task)
     else printText(`${task.id} ${task.state}`)
   },
@@ -105,7 +106,7 @@ const wait = defineOrchCommand({
   args: { ...base, ...idArg, ...timeoutArg },
   examples: ['orch tasks wait t_0mwueln3w00012hk9v2av', 'orch tasks wait t_0mwueln3w00012hk9v2av --timeout 5m --json'],
   async run({ args }) {
-    return finish(await waitFor(serveClient(args), args.id, parseDuration(args.timeout)), args.json)
+    return finish(await waitFor(serveClient(args), args.id, parseTimeout(args.timeout)), args.json)
   },
 })
 
@@ -124,12 +125,12 @@ const watch = defineOrchCommand({
       controller.abort()
       process.exit(130)
     })
-    const query = `?types=${encodeURIComponent(args.types ?? 'task')}`
+    const types = args.types ?? 'task'
     let lastId = args.since
     // The stream ends when the server stops; reconnect from the last event seen while it restarts.
     for (let failures = 0; failures < 10 && !controller.signal.aborted; ) {
       try {
-        for await (const event of client.events(query, lastId, controller.signal)) {
+        for await (const event of client.events(types, lastId, controller.signal)) {
           failures = 0
           if (event.id !== undefined) lastId = event.id
           printText(
@@ -217,9 +218,9 @@ async function waitFor(client: ServeClient, id: string, limitMs: number | undefi
   let said = ''
   for (let first = true; ; first = false) {
     const slice = Math.max(0, Math.min(first ? FIRST_SLICE_MS : SLICE_MS, deadline - Date.now()))
-    let answer: { finished: boolean; task: Task; waiting_for?: string }
+    let answer: TaskWait<Task>
     try {
-      answer = await client.request('GET', `${path(id)}/wait?timeout=${slice}ms`, undefined, {}, controller.signal)
+      answer = await client.waitTask<Task>(id, slice, controller.signal)
     } catch (error) {
       if (!controller.signal.aborted) throw error
       const now = await latest(client, id, last)
@@ -248,7 +249,7 @@ async function waitFor(client: ServeClient, id: string, limitMs: number | undefi
 /** The task as it is now, for the message after Ctrl-C; what was last seen if the server is slow to say. */
 async function latest(client: ServeClient, id: string, seen: Task | undefined): Promise<Task | undefined> {
   try {
-    return await client.request<Task>('GET', path(id), undefined, {}, AbortSignal.timeout(2000))
+    return await client.task<Task>(id, { signal: AbortSignal.timeout(2000) })
   } catch {
     return seen
   }
@@ -268,12 +269,12 @@ function finish(outcome: Task | Interrupted, json: boolean | undefined): number 
   return task.state === 'done' ? 0 : 1
 }
 
-export function parseDuration(text: string | undefined): number | undefined {
+/** `--timeout` in milliseconds: seconds, or a duration like 500ms, 30s, 5m, 1h30m (src/core/duration.ts). */
+export function parseTimeout(text: string | undefined): number | undefined {
   if (text === undefined) return undefined
-  const match = /^(\d+(?:\.\d+)?)(ms|s|m|h)?$/.exec(text.trim())
-  if (!match) throw new UsageError(`--timeout must be a duration like 30s, 5m or 1h, got "${text}"`)
-  const unit = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 }[match[2] ?? 's'] ?? 1000
-  return Number(match[1]) * unit
+  const ms = parseDurationMs(text)
+  if (ms === undefined || !(ms >= 0)) throw new UsageError(`--timeout must be a duration like 30s, 5m or 1h, got "${text}"`)
+  return ms
 }
 
 function resultText(result: any): string {
@@ -305,15 +306,7 @@ function table(tasks: Task[]): string {
   for (const t of tasks) {
     rows.push([t.id, t.state, t.type, t.model ?? '-', t.tenant, String(t.priority), `${t.attempts}/${t.max_attempts}`, iso(t.created_at)])
   }
-  const widths = rows[0]?.map((_, i) => Math.max(...rows.map((r) => (r[i] ?? '').length))) ?? []
-  return rows
-    .map((r) =>
-      r
-        .map((cell, i) => cell.padEnd(widths[i] ?? 0))
-        .join('  ')
-        .trimEnd(),
-    )
-    .join('\n')
+  return formatTable(rows, { trimEnd: true })
 }
 
 function eventLine(event: { id: string | undefined; event: string; data: string }): string {

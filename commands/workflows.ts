@@ -5,26 +5,16 @@
  */
 import { readFileSync } from 'node:fs'
 import YAML from 'yaml'
-import { serverUrl } from '../src/client.ts'
 import { ExitCode, OrchError, UsageError } from '../src/errors.ts'
-import { WorkflowClient } from '../src/workflows/client.ts'
-import { defineOrchCommand, type GlobalArgValues, globalArgs, printJson, printText } from './_args.ts'
-import { urlArg } from './_client.ts'
-import { loadConfig } from './_config.ts'
+import { defineOrchCommand, globalArgs, printJson, printText } from './_args.ts'
+import { type ServeClient, serveClient, urlArg } from './_client.ts'
+import { formatTable } from './_table.ts'
 
 const idArg = { id: { type: 'positional', required: true, valueHint: 'ID', description: 'Workflow id or name' } } as const
 
-function client(args: GlobalArgValues & { url?: string }): WorkflowClient {
-  const { server } = loadConfig(args).config
-  return new WorkflowClient({ url: args.url ?? serverUrl(server), ...(server.token ? { token: server.token } : {}) })
-}
-
 const when = (ms: number | null | undefined) => (ms === null || ms === undefined ? '-' : new Date(ms).toISOString().replace('.000Z', 'Z'))
 
-function table(header: string[], rows: string[][]): string {
-  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)))
-  return [header, ...rows].map((r) => r.map((c, i) => (i === r.length - 1 ? c : c.padEnd(widths[i] ?? 0))).join('  ')).join('\n')
-}
+const table = (header: string[], rows: string[][]): string => formatTable([header, ...rows])
 
 function runLine(run: any): string {
   const why = run.trigger === 'schedule' ? `schedule ${when(run.scheduled_for)}` : 'manual'
@@ -75,9 +65,9 @@ const create = defineOrchCommand({
   ],
   async run({ args }) {
     const definition = readDefinition(args.file)
-    let out: Awaited<ReturnType<WorkflowClient['create']>>
+    let out: Awaited<ReturnType<ServeClient['createWorkflow']>>
     try {
-      out = await client(args).create(definition, { run: args.run === true, replace: args.replace === true })
+      out = await serveClient(args).createWorkflow(definition, { run: args.run === true, replace: args.replace === true })
     } catch (error) {
       if (error instanceof OrchError && error.details?.field !== undefined) {
         throw new OrchError(`${args.file}: ${error.message}`, {
@@ -102,7 +92,7 @@ const list = defineOrchCommand({
   args: { ...globalArgs, ...urlArg },
   examples: ['orch workflows list', 'orch workflows list --json'],
   async run({ args }) {
-    const { workflows } = await client(args).list()
+    const { workflows } = await serveClient(args).workflows()
     if (args.json) return printJson({ workflows })
     if (workflows.length === 0) return printText('no workflows yet: orch workflows create FILE.yaml')
     const rows = workflows.map((w: any) => [
@@ -121,12 +111,12 @@ const get = defineOrchCommand({
   args: { ...globalArgs, ...urlArg, id: { ...idArg.id, description: 'Workflow id or name, or a run id' } },
   examples: ['orch workflows get nightly', 'orch workflows get run_0m3k2x1ab --json'],
   async run({ args }) {
-    const api = client(args)
+    const api = serveClient(args)
     if (args.id.startsWith('run_')) {
       const run = await api.run(args.id)
       return args.json ? printJson(run) : printText(runText(run))
     }
-    const w = await api.get(args.id)
+    const w = await api.workflow(args.id)
     if (args.json) return printJson(w)
     const steps = w.definition.steps.map(
       (s: any) => `  ${s.id} (${s.type}, ${s.model})${s.depends_on?.length ? ` after ${s.depends_on.join(', ')}` : ''}`,
@@ -149,13 +139,13 @@ const run = defineOrchCommand({
   },
   examples: ['orch workflows run nightly', 'orch workflows run nightly --wait', 'orch workflows run wf_0m3k2x1ab --wait --json'],
   async run({ args }) {
-    const api = client(args)
-    const started = await api.trigger(args.id)
+    const api = serveClient(args)
+    const started = await api.triggerWorkflow(args.id)
     if (!args.wait)
       return args.json ? printJson(started) : printText(`started run ${started.run_id} (orch workflows get ${started.run_id})`)
     const seconds = args.timeout === undefined ? 600 : Number(args.timeout)
     if (!(seconds > 0)) throw new UsageError(`--timeout: expected a positive number of seconds, got "${args.timeout}"`)
-    const finished = await api.wait(started.run_id, seconds * 1000)
+    const finished = await api.waitRun(started.run_id, seconds * 1000)
     if (args.json) printJson(finished)
     else printText(runText(finished))
     if (finished.state === 'running' || finished.state === 'queued') {
@@ -176,7 +166,7 @@ const runs = defineOrchCommand({
     const limit = args.limit === undefined ? undefined : Number(args.limit)
     if (limit !== undefined && !(Number.isInteger(limit) && limit > 0))
       throw new UsageError(`--limit: expected a positive integer, got "${args.limit}"`)
-    const out = await client(args).runs(args.id, limit)
+    const out = await serveClient(args).workflowRuns(args.id, limit)
     if (args.json) return printJson(out)
     printText(out.runs.length ? out.runs.map(runLine).join('\n') : 'no runs yet')
   },
@@ -187,7 +177,7 @@ const cancel = defineOrchCommand({
   args: { ...globalArgs, ...urlArg, run_id: { type: 'positional', required: true, valueHint: 'RUN_ID', description: 'Run id' } },
   examples: ['orch workflows cancel run_0m3k2x1ab'],
   async run({ args }) {
-    const out = await client(args).cancel(args.run_id)
+    const out = await serveClient(args).cancelRun(args.run_id)
     if (args.json) return printJson(out)
     printText(out.cancelled ? `cancelled run ${out.id}` : `run ${out.id} had already finished (${out.state})`)
   },
@@ -205,7 +195,7 @@ function toggle(enabled: boolean) {
     args: { ...globalArgs, ...urlArg, ...idArg },
     examples: [`orch workflows ${verb} nightly`],
     async run({ args }) {
-      const out = await client(args).setEnabled(args.id, enabled)
+      const out = await serveClient(args).setWorkflowEnabled(args.id, enabled)
       if (args.json) return printJson(out)
       printText(
         `${verb}d workflow ${out.name}${out.schedule ? (enabled ? `, next run ${when(out.next_run_at)}` : ', schedule off') : ' (it has no schedule)'}`,
@@ -219,7 +209,7 @@ const remove = defineOrchCommand({
   args: { ...globalArgs, ...urlArg, ...idArg },
   examples: ['orch workflows delete nightly'],
   async run({ args }) {
-    const out = await client(args).delete(args.id)
+    const out = await serveClient(args).deleteWorkflow(args.id)
     if (args.json) return printJson(out)
     printText(`deleted workflow ${out.id}${out.cancelled_runs ? ` (cancelled ${out.cancelled_runs} run(s) in flight)` : ''}`)
   },

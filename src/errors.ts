@@ -35,6 +35,14 @@ export class OrchError extends Error {
   }
 }
 
+/**
+ * A refusal of a client's request, with the HTTP status it maps to (`details.status`, which the server's
+ * error responses read); `details.field` names the field at fault.
+ */
+export function httpError(status: number, message: string, code = `E_HTTP_${status}`, details: Record<string, unknown> = {}): OrchError {
+  return new OrchError(message, { code, details: { status, retryable: false, ...details } })
+}
+
 /** Bad flags, unknown commands, missing arguments: exit 2. */
 export class UsageError extends OrchError {
   constructor(message: string, options: Omit<OrchErrorOptions, 'exitCode'> = {}) {

@@ -17,13 +17,14 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { parseArgs } from 'node:util'
 import type { Backend, ChatChunk } from '../../src/backends/types.ts'
+import { sqliteCache } from '../../src/cache/index.ts'
 import { defaultConfig } from '../../src/config/schema.ts'
 import { configureLogging } from '../../src/log.ts'
 import { Engine } from '../../src/scheduler/engine.ts'
-import { TaskRunner, taskStoreOptions } from '../../src/scheduler/runner.ts'
-import { sqliteCache } from '../../src/cache/index.ts'
 import { openStore } from '../../src/store/db.ts'
-import { TaskStore } from '../../src/store/tasks.ts'
+import { taskQueueOptions } from '../../src/tasks/queue.ts'
+import { TaskRunner } from '../../src/tasks/runner.ts'
+import { SqliteTaskQueue } from '../../src/tasks/sqlite.ts'
 import { startFakeOllama } from '../../test/helpers/fake-ollama.ts'
 
 const { values } = parseArgs({ args: process.argv.slice(2), options: { tasks: { type: 'string', default: '5000' } } })
@@ -67,7 +68,7 @@ async function lifecycles(): Promise<number> {
     x.backends = [{ name: 'instant', type: 'ollama', url: 'http://127.0.0.1:1', concurrency: 64 }]
   })
   const store = openStore(join(dir, 'lifecycles'), { synchronous: 'FULL' })
-  const tasks = new TaskStore(store, taskStoreOptions(c))
+  const tasks = new SqliteTaskQueue(store, taskQueueOptions(c))
   const engine = new Engine({ config: c, backends: [instantBackend('instant')], cache: null, healthIntervalMs: 0 })
   const runner = new TaskRunner({ tasks, engine, owner: 'bench:1:run', leaseMs: c.tasks.lease_ms, prefetch: 64 })
   runner.start()

@@ -4,6 +4,8 @@
  * text, so a batch never fails because of the model; `rationale_source` records which one is there.
  */
 import { networkReason } from '../backends/timeouts.ts'
+import { type ChatAnswer, type ServeClient, transportCause } from '../client/client.ts'
+import { OrchError } from '../errors.ts'
 import type { Engine } from '../scheduler/engine.ts'
 import type { MetricResult } from './metrics/shared.ts'
 
@@ -89,21 +91,20 @@ export function engineWriter(engine: Engine, model: string): RationaleWriter {
   }
 }
 
-/** Through a running `orch serve` (`--url`). */
-export function serveWriter(url: string, token: string | undefined, model: string): RationaleWriter {
+/** Through a running `orch serve` (`--url`): its /api/chat, with the same request as the engine's. */
+export function serveWriter(client: ServeClient, model: string): RationaleWriter {
+  const where = `${client.url}/api/chat`
   return async (system, user, signal) => {
-    const response = await fetch(`${url.replace(/\/+$/, '')}/api/chat`, {
-      method: 'POST',
-      headers: { 'content-type': 'application/json', ...(token ? { authorization: `Bearer ${token}` } : {}) },
-      body: JSON.stringify({ model, messages: messages(system, user), format: 'json', stream: false, options: { temperature: 0 } }),
-      signal,
-    }).catch((error: unknown) => {
+    let answer: ChatAnswer
+    try {
+      answer = await client.chat({ model, messages: messages(system, user), format: 'json', options: { temperature: 0 } }, signal)
+    } catch (error) {
       if (signal.aborted) throw error
-      throw new Error(`${url}/api/chat: no answer: ${networkReason(error)}`)
-    })
-    if (!response.ok) throw new Error(`${url}/api/chat answered ${response.status}`)
-    const body = (await response.json()) as { message?: { content?: unknown } }
-    if (typeof body.message?.content !== 'string') throw new Error(`${url}/api/chat answered no message`)
-    return body.message.content
+      const status = error instanceof OrchError ? error.details?.status : undefined
+      if (typeof status === 'number') throw new Error(`${where} answered ${status}`)
+      throw new Error(`${where}: no answer: ${networkReason(transportCause(error))}`)
+    }
+    if (typeof answer?.message?.content !== 'string') throw new Error(`${where} answered no message`)
+    return answer.message.content
   }
 }

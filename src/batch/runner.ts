@@ -19,6 +19,7 @@ import {
   writeSync,
 } from 'node:fs'
 import { basename, dirname, isAbsolute, join, relative, resolve, sep } from 'node:path'
+import { formatAge } from '../core/age.ts'
 import { ExitCode, OrchError } from '../errors.ts'
 import { logger } from '../log.ts'
 import type { Store } from '../store/db.ts'
@@ -135,16 +136,6 @@ export function scanLocks(settings: BatchSettings, now: number): LockInfo[] {
     if (lock) locks.push(lock)
   }
   return locks.sort((a, b) => a.name.localeCompare(b.name))
-}
-
-/** "2h 05m", "3m 07s", "42s": how old a lock is, for people. */
-export function formatAge(seconds: number): string {
-  const h = Math.floor(seconds / 3600)
-  const m = Math.floor((seconds % 3600) / 60)
-  const s = seconds % 60
-  if (h > 0) return `${h}h ${String(m).padStart(2, '0')}m`
-  if (m > 0) return `${m}m ${String(s).padStart(2, '0')}s`
-  return `${s}s`
 }
 
 /** Where a runner without state.db kept its processed list: `<inputs_root>/../state/processed.json`. */

@@ -2,6 +2,7 @@
  * `orch capacity` flags → a validated CapacityInput. Every rejection is a UsageError (exit 2) that names the
  * flag and quotes what was given, so the message alone tells the fix.
  */
+import { parseDurationSeconds, parseNumber } from '../core/duration.ts'
 import { UsageError } from '../errors.ts'
 import type { CapacityInput } from './plan.ts'
 
@@ -21,40 +22,6 @@ export const CAPACITY_DEFAULTS = { efficiency: 0.8, headroom: 0.3, peak: 2 } as 
 /** Beyond this the question is not "how many instances" but "are the units right". */
 export const MAX_INSTANCES = 1e9
 const MAX_CONCURRENCY = 10_000
-
-// Plain decimal numbers only: Number() alone would take "", " ", "0x10" and "Infinity".
-const NUMBER = /^[+-]?(\d+\.?\d*|\.\d+)(e[+-]?\d+)?$/i
-const SPAN_PART = /(\d+\.?\d*|\.\d+)(ms|h|m|s)/y
-const UNIT_SECONDS: Record<string, number> = { h: 3600, m: 60, s: 1, ms: 0.001 }
-const UNIT_ORDER = ['h', 'm', 's', 'ms']
-
-/** A plain number, or undefined when the text is not one. */
-export function parseNumber(text: string): number | undefined {
-  const trimmed = text.trim()
-  return NUMBER.test(trimmed) ? Number(trimmed) : undefined
-}
-
-/**
- * A time span in seconds: a plain number counts in `plainUnitSeconds` (3600 for hours), or parts with units
- * from largest to smallest: `6m`, `90s`, `1.5h`, `2h30m`, `500ms`. Undefined when the text is neither.
- */
-export function parseSpanSeconds(text: string, plainUnitSeconds: number): number | undefined {
-  const trimmed = text.trim()
-  const plain = parseNumber(trimmed)
-  if (plain !== undefined) return plain * plainUnitSeconds
-  let total = 0
-  let lastUnit = -1
-  SPAN_PART.lastIndex = 0
-  while (SPAN_PART.lastIndex < trimmed.length) {
-    const match = SPAN_PART.exec(trimmed)
-    const unit = UNIT_ORDER.indexOf(match?.[2] ?? '')
-    // Out-of-order or repeated units ("30m2h", "1m1m") are more likely typos than intent.
-    if (!match || unit <= lastUnit) return undefined
-    total += Number(match[1]) * (UNIT_SECONDS[match[2] as string] as number)
-    lastUnit = unit
-  }
-  return lastUnit < 0 ? undefined : total
-}
 
 function fail(flag: string, expected: string, got: string): never {
   throw new UsageError(`${flag}: expected ${expected}, got "${got}"`, { hint: 'run `orch capacity --help` for the flags and examples' })
@@ -79,7 +46,7 @@ function optionalNumber(flag: string, text: string | undefined, fallback: number
 }
 
 function span(flag: string, text: string, plainUnitSeconds: number, expected: string): number {
-  const seconds = parseSpanSeconds(text, plainUnitSeconds)
+  const seconds = parseDurationSeconds(text, plainUnitSeconds)
   if (seconds === undefined || !Number.isFinite(seconds) || seconds <= 0) fail(flag, expected, text)
   return seconds
 }

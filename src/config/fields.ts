@@ -5,6 +5,7 @@
  * into it) and a type label for the docs.
  */
 import * as v from 'valibot'
+import { parseDurationSeconds } from '../core/duration.ts'
 
 /** How a string from an env var or a flag turns into this key's value. */
 export type ValueKind = 'string' | 'int' | 'number' | 'boolean' | 'list' | 'duration' | 'enum' | 'map'
@@ -143,16 +144,12 @@ export function envMap(description: string) {
 }
 
 export const INFINITY = 'infinity'
-const UNIT_SECONDS: Record<string, number> = { ms: 0.001, s: 1, m: 60, h: 3600, d: 86400 }
 
-/** `"30m"` → 1800; `"infinity"` stays; anything else → undefined. */
+/** `"30m"` → 1800, `"1h30m"` → 5400 (the grammar of src/core/duration.ts, above 0); `"infinity"` stays; anything else → undefined. */
 export function parseDuration(text: string): number | typeof INFINITY | undefined {
-  const trimmed = text.trim().toLowerCase()
-  if (trimmed === INFINITY) return INFINITY
-  const match = /^(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?$/.exec(trimmed)
-  if (!match) return undefined
-  const seconds = Number(match[1]) * (UNIT_SECONDS[match[2] ?? 's'] ?? 1)
-  return seconds > 0 ? seconds : undefined
+  if (text.trim().toLowerCase() === INFINITY) return INFINITY
+  const seconds = parseDurationSeconds(text)
+  return seconds !== undefined && Number.isFinite(seconds) && seconds > 0 ? seconds : undefined
 }
 
 /** Seconds as a number, or a string like `"90s"`, `"30m"`, `"1h"`, `"infinity"`; resolves to seconds or "infinity". */

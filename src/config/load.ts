@@ -43,6 +43,8 @@ export interface ResolvedConfig {
 }
 
 export const CONFIG_FILE_NAMES = ['orch.yaml', 'orch.yml', 'orch.json'] as const
+/** The state directory when neither --home nor ORCH_HOME names one, relative to the working directory. */
+export const DEFAULT_HOME = '.orch'
 const ENV_NAME = /^[A-Za-z0-9][A-Za-z0-9_-]*$/
 
 export interface ConfigLocation {
@@ -259,7 +261,7 @@ export function resolveConfig(inputs: ConfigInputs = {}): ResolvedConfig {
   }
   return {
     config: result.config,
-    home: resolve(cwd, inputs.home ?? reading.home ?? '.orch'),
+    home: resolve(cwd, inputs.home ?? reading.home ?? DEFAULT_HOME),
     files,
     sources: sources.forLeaves(result.config),
     warnings: reading.warnings,

@@ -7,9 +7,11 @@
  */
 import { closeSync, fstatSync, mkdirSync, openSync, writeSync } from 'node:fs'
 import { basename } from 'node:path'
+import { rotateLog } from '../core/log-rotate.ts'
+import { isAlive } from '../core/process.ts'
 import { OrchError } from '../errors.ts'
-import { logsDir, readSince, rotateLog, serveLogPath } from './logfile.ts'
-import { alreadyRunning, isAlive, type PidInfo, pidFilePath, readPidFile, removePidFile, type ServeMode, serveRecords } from './pidfile.ts'
+import { logsDir, readSince, serveLogPath } from './logfile.ts'
+import { alreadyRunning, type PidInfo, pidFilePath, readPidFile, removePidFile, type ServeMode, serveRecords } from './pidfile.ts'
 
 /** How long `--detach` waits for the server to listen: bun's start, the state store, a first health check of each backend. */
 export const START_WAIT_MS = 20_000
@@ -47,6 +49,7 @@ export async function detach(args: string[], home: string, options: DetachOption
   if (running && !options.allowSecond) throw alreadyRunning(running)
   const logFile = serveLogPath(home)
   mkdirSync(logsDir(home), { recursive: true })
+  // Past LOG_MAX_BYTES serve.log is renamed to serve.log.1 (older ones shift, 3 kept) before this server appends.
   rotateLog(logFile)
   const fd = openSync(logFile, 'a')
   let child: Bun.Subprocess

@@ -9,9 +9,6 @@ import { join } from 'node:path'
 import { waitOrAbort } from '../wait.ts'
 
 export const SERVE_SERVICE = 'serve'
-/** serve.log is rotated (renamed) at start when larger than LOG_MAX_BYTES; serve.log.1 … .3 are kept. */
-export { rotateLog } from '../log-rotate.ts'
-
 export const logsDir = (home: string) => join(home, 'logs')
 export const serveLogPath = (home: string) => join(logsDir(home), 'serve.log')
 

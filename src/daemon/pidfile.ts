@@ -7,6 +7,7 @@
  */
 import { existsSync, linkSync, readdirSync, readFileSync, rmSync, unlinkSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
+import { isAlive, readCmdline } from '../core/process.ts'
 import { ExitCode, OrchError } from '../errors.ts'
 
 /** How the server runs: in a terminal (`orch serve`) or in the background (`orch serve --detach`). */
@@ -68,42 +69,14 @@ export function readPidFile(file: string): PidInfo | undefined {
   }
 }
 
-/** Linux process state letter from /proc (R, S, Z…), undefined where there is no /proc. */
-function procState(pid: number): string | undefined {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8')
-    return stat.slice(stat.lastIndexOf(')') + 2).charAt(0)
-  } catch {
-    return undefined
-  }
-}
-
-/** Whether a process exists and has not exited; a zombie (exited, not yet reaped by its parent) counts as gone. */
-export function isAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0)
-  } catch (error) {
-    // EPERM: it exists but belongs to another user.
-    return (error as NodeJS.ErrnoException).code === 'EPERM'
-  }
-  const state = procState(pid)
-  return state !== 'Z' && state !== 'X'
-}
-
 /**
  * Whether the live process `info.pid` is still the server that wrote the file, not an unrelated process that
  * got the same pid after a reboot: its command line must end with the recorded arguments. Without /proc
  * (macOS) there is no cheap check, and a live pid is trusted.
  */
 function isSameProcess(info: PidInfo): boolean {
-  let cmdline: string
-  try {
-    cmdline = readFileSync(`/proc/${info.pid}/cmdline`, 'utf8')
-  } catch {
-    return true
-  }
-  const args = cmdline.split('\0')
-  if (args.at(-1) === '') args.pop()
+  const args = readCmdline(info.pid)
+  if (args === undefined) return true
   if (info.argv.length === 0) return true
   if (info.argv.length > args.length) return false
   const tail = args.slice(args.length - info.argv.length)

@@ -3,7 +3,7 @@
  * recorded in this state directory is orch's own (`orch stop` reaches it); one that answers `/health` as orch
  * does is an orch serve of another state directory; anything else is another program.
  */
-import { serverUrl } from '../client.ts'
+import { type Health, ServeClient, serverUrl } from '../client/client.ts'
 import { modeText, type ServeRecord } from './pidfile.ts'
 
 export interface PortHolderFacts {
@@ -46,10 +46,10 @@ function recordPort(record: ServeRecord): number | undefined {
 /** Ask what listens on host:port for `/health`; its version when it answers as orch serve does. */
 export async function probeOrch(host: string, port: number, timeoutMs = 1000): Promise<string | undefined> {
   try {
-    const response = await fetch(`${serverUrl({ host, port })}/health`, { signal: AbortSignal.timeout(timeoutMs) })
-    const body = (await response.json()) as { status?: unknown; version?: unknown; uptime_s?: unknown }
-    const looksLikeOrch = body.status === 'ok' && typeof body.version === 'string' && typeof body.uptime_s === 'number'
-    return looksLikeOrch ? (body.version as string) : undefined
+    // No token: whatever holds the port may not be ours, and must not be sent our secret.
+    const body: Partial<Health> | undefined = await new ServeClient(serverUrl({ host, port }), undefined).health({ timeoutMs })
+    const looksLikeOrch = body?.status === 'ok' && typeof body.version === 'string' && typeof body.uptime_s === 'number'
+    return looksLikeOrch ? body.version : undefined
   } catch {
     return undefined
   }

@@ -2,7 +2,7 @@
  * The doctor's judgement, pure: facts gathered by run.ts come in, findings go out. Every error carries the
  * fix to apply; a warning does not fail `orch doctor`.
  */
-import { formatAge } from '../batch/runner.ts'
+import { formatAge } from '../core/age.ts'
 import { type ConfigIssue, formatIssue } from '../errors.ts'
 import { checkDisk, checkGpus, checkOpenFiles, checkRedis, checkRuntime, type GpuFacts, type RedisFacts } from './checks-machine.ts'
 import { type Finding, fail, ok, warn } from './finding.ts'

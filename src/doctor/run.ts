@@ -11,9 +11,10 @@ import { createBackends } from '../backends/registry.ts'
 import { BackendError } from '../backends/types.ts'
 import { resolveSettings, scanLocks } from '../batch/runner.ts'
 import { readEnvironment } from '../config/env.ts'
-import { displayPath, type ResolvedConfig, resolveConfig } from '../config/load.ts'
+import { DEFAULT_HOME, displayPath, type ResolvedConfig, resolveConfig } from '../config/load.ts'
 import type { OrchConfig } from '../config/schema.ts'
-import { isAlive, pidFilePath, readPidFile } from '../daemon/pidfile.ts'
+import { isAlive } from '../core/process.ts'
+import { pidFilePath, readPidFile } from '../daemon/pidfile.ts'
 import { ConfigError } from '../errors.ts'
 import { detectGpus } from '../pool/gpu.ts'
 import type { BackendFacts, BatchLockFacts, ConfigFacts, DoctorFacts, ExecutableFacts, HomeFacts, PortFacts, RedisFacts } from './checks.ts'
@@ -39,7 +40,7 @@ function readConfig(inputs: GatherInputs, env: Record<string, string | undefined
   } catch (error) {
     if (!(error instanceof ConfigError)) throw error
     const files = [...new Set(error.issues.map((i) => i.file).filter((f): f is string => f !== undefined))]
-    const home = resolve(cwd, inputs.home ?? readEnvironment(env).home ?? '.orch')
+    const home = resolve(cwd, inputs.home ?? readEnvironment(env).home ?? DEFAULT_HOME)
     return { resolved: undefined, facts: { files, issues: error.issues, warnings: [] } as ConfigFacts, home }
   }
 }

@@ -5,10 +5,10 @@
  * values are recorded into series looked up without building label strings.
  */
 
-import type { CallEvent } from '../scheduler/engine.ts'
+import type { OrchConfig } from '../config/schema.ts'
+import type { CallEvent, Engine } from '../scheduler/engine.ts'
 import { taskRunnerLimit } from '../scheduler/limits.ts'
-import type { RequestRecord } from '../server/app.ts'
-import type { AppDeps } from '../server/http.ts'
+import type { TaskQueue } from '../tasks/queue.ts'
 import { CALL_BUCKETS, type CounterChild, type HistogramChild, HTTP_BUCKETS, RATE_BUCKETS, Registry, WAIT_BUCKETS } from './registry.ts'
 
 /** Distinct model label values kept; later ones are recorded as `other` (models are named by clients). */
@@ -17,6 +17,26 @@ export const MAX_MODELS = 50
 const BREAKER_VALUE = { closed: 0, half_open: 1, open: 2 } as const
 /** Methods a client can make up are recorded as `other`: the label must stay bounded. */
 const METHODS = new Set(['GET', 'HEAD', 'POST', 'PUT', 'DELETE', 'PATCH', 'OPTIONS'])
+
+/** One HTTP request answered, as the server reports it after making the response. */
+export interface RequestRecord {
+  method: string
+  /** The route pattern (`/tasks/:id`), or `unmatched`: bounded label cardinality for metrics. */
+  route: string
+  status: number
+  ms: number
+}
+
+/** What the series are read from, as plain values. */
+export interface MetricsSources {
+  config: OrchConfig
+  engine: Engine
+  tasks: Pick<TaskQueue, 'counts'>
+  /** The `instance` label of every series. */
+  instance: string
+  /** orch_build_info's `version`. */
+  version: string
+}
 
 /** Model requests (slots asked of the scheduler) and how many failed, by reason. */
 export interface ModelCounts {
@@ -27,11 +47,11 @@ export interface ModelCounts {
   dropped: number
 }
 
-export function modelCounts(deps: Pick<AppDeps, 'engine'>): ModelCounts {
-  const s = deps.engine.scheduler.stats()
+export function modelCounts(engine: Engine): ModelCounts {
+  const s = engine.scheduler.stats()
   return {
     requests: s.requests,
-    backend: deps.engine.counters.call_errors,
+    backend: engine.counters.call_errors,
     queue_timeout: s.queue_timeouts,
     refused: s.rejected,
     dropped: Math.max(0, s.errors - s.queue_timeouts),
@@ -64,8 +84,9 @@ export interface OrchMetricsOptions {
   errorRate: () => number
 }
 
-export function createOrchMetrics(deps: AppDeps, options: OrchMetricsOptions): OrchMetrics {
-  const r = new Registry({ constLabels: { instance: deps.instance } })
+export function createOrchMetrics(sources: MetricsSources, options: OrchMetricsOptions): OrchMetrics {
+  const { engine } = sources
+  const r = new Registry({ constLabels: { instance: sources.instance } })
   const concurrency = r.gauge(
     'orchestrator_concurrency_limit',
     'Calls a backend may run at once: its effective concurrency (own key, else runtime.<type>.concurrency, else 4)',
@@ -115,8 +136,8 @@ export function createOrchMetrics(deps: AppDeps, options: OrchMetricsOptions): O
   const up = r.gauge('orch_backend_up', 'Whether the backend passed its last health check (1) or not (0)', ['backend'])
   const requests = r.counter('orch_scheduler_requests_total', 'Model requests asked of the scheduler (slots), cache hits excluded').labels()
   const tasks = r.gauge('orch_tasks', 'Durable tasks by state', ['state'])
-  r.gauge('orch_build_info', 'The running orch version', ['version']).labels(deps.version).set(1)
-  const runnerLimit = taskRunnerLimit(deps.config).concurrency
+  r.gauge('orch_build_info', 'The running orch version', ['version']).labels(sources.version).set(1)
+  const runnerLimit = taskRunnerLimit(sources.config).concurrency
   // No series when the runner has no cap of its own (infrastructure_system.enabled: false).
   if (runnerLimit !== null) {
     r.gauge('orch_task_runner_limit', 'Durable tasks this orch process runs at once (agent_runner_concurrency)').labels().set(runnerLimit)
@@ -128,7 +149,7 @@ export function createOrchMetrics(deps: AppDeps, options: OrchMetricsOptions): O
     .set(Math.round(performance.timeOrigin / 1000))
 
   r.onCollect(() => {
-    const s = deps.engine.scheduler
+    const s = engine.scheduler
     for (const family of [concurrency, inflight, breaker, up]) family.reset()
     for (const state of s.states.values()) {
       concurrency.labels(state.name).set(state.concurrency)
@@ -136,15 +157,15 @@ export function createOrchMetrics(deps: AppDeps, options: OrchMetricsOptions): O
       breaker.labels(state.name).set(BREAKER_VALUE[state.breaker.state])
       up.labels(state.name).set(state.healthy === true ? 1 : 0)
     }
-    const counts = deps.tasks.counts()
+    const counts = sources.tasks.counts()
     for (const [state, n] of Object.entries(counts)) tasks.labels(state).set(n)
     queueDepth.labels().set(s.stats().queued + counts.queued)
-    const m = modelCounts(deps)
+    const m = modelCounts(engine)
     requests.set(m.requests)
     for (const reason of ['backend', 'queue_timeout', 'refused', 'dropped'] as const) taskErrors.labels(reason).set(m[reason])
     errorRate.labels().set(options.errorRate())
-    cacheHits.set(deps.engine.counters.cache_hits)
-    cacheMisses.set(deps.engine.counters.cache_misses)
+    cacheHits.set(engine.counters.cache_hits)
+    cacheMisses.set(engine.counters.cache_misses)
     rss.set(process.memoryUsage.rss())
     const usage = process.cpuUsage()
     cpu.set((usage.user + usage.system) / 1e6)

@@ -5,7 +5,7 @@
  */
 import { mkdirSync, openSync } from 'node:fs'
 import { join } from 'node:path'
-import { LOG_KEEP, LOG_MAX_BYTES, rotateLog as rotateShared } from '../log-rotate.ts'
+import { LOG_KEEP, LOG_MAX_BYTES, rotateLog } from '../core/log-rotate.ts'
 
 export function workerLogPath(home: string, pool: string, worker: string): string {
   return join(home, 'logs', pool, `${worker}.log`)
@@ -18,6 +18,6 @@ export function openWorkerLog(path: string): number {
 }
 
 /** Rotate a worker log in place (its child keeps the descriptor); true when it did. */
-export function rotateLog(path: string, maxBytes = LOG_MAX_BYTES, keep = LOG_KEEP): boolean {
-  return rotateShared(path, maxBytes, keep, true)
+export function rotateWorkerLog(path: string, maxBytes = LOG_MAX_BYTES, keep = LOG_KEEP): boolean {
+  return rotateLog(path, maxBytes, keep, true)
 }

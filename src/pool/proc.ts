@@ -2,7 +2,8 @@
  * Process-group and port helpers for pool workers. Every worker is the leader of its own process group
  * (spawned detached), so a signal to `-pgid` reaches the server and anything it started.
  */
-import { readdirSync, readFileSync } from 'node:fs'
+import { readdirSync } from 'node:fs'
+import { hasExited, procStat } from '../core/process.ts'
 
 export const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms))
 
@@ -16,16 +17,6 @@ export async function ping(url: string, timeoutMs: number): Promise<boolean> {
     return res.ok
   } catch {
     return false
-  }
-}
-
-/** Is the process there (EPERM: there, but not ours to signal)? */
-export function isAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0)
-    return true
-  } catch (error) {
-    return (error as NodeJS.ErrnoException).code === 'EPERM'
   }
 }
 
@@ -54,20 +45,9 @@ export function groupAlive(pgid: number): boolean {
   for (const entry of entries) {
     if (!/^\d+$/.test(entry)) continue
     const stat = procStat(Number(entry))
-    if (stat && stat.pgrp === pgid && stat.state !== 'Z') return true
+    if (stat && stat.pgrp === pgid && !hasExited(stat)) return true
   }
   return false
-}
-
-/** State and process group from /proc/<pid>/stat (the fields after the parenthesised command name). */
-function procStat(pid: number): { state: string; pgrp: number } | undefined {
-  try {
-    const text = readFileSync(`/proc/${pid}/stat`, 'utf8')
-    const fields = text.slice(text.lastIndexOf(')') + 2).split(' ')
-    return { state: fields[0] ?? '', pgrp: Number(fields[2]) }
-  } catch {
-    return undefined
-  }
 }
 
 /** SIGTERM to the group, SIGKILL after `graceMs` if any of it is left; resolves when the group is gone. */
@@ -80,16 +60,6 @@ export async function terminateGroup(pgid: number, graceMs: number): Promise<voi
   }
   signalGroup(pgid, 'SIGKILL')
   for (let i = 0; i < 40 && groupAlive(pgid); i++) await sleep(50)
-}
-
-/** argv of a live process from /proc (Linux); undefined elsewhere or when it is gone. */
-export function readCmdline(pid: number): string[] | undefined {
-  try {
-    const raw = readFileSync(`/proc/${pid}/cmdline`, 'utf8')
-    return raw.split('\0').filter((part) => part.length > 0)
-  } catch {
-    return undefined
-  }
 }
 
 /** Can we bind 127.0.0.1:port right now? */

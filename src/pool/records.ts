@@ -4,8 +4,10 @@
  * signalled when its owner (the orch that started it) is gone, its pid is alive, and its command line
  * carries the row's run marker: a pid reused by an unrelated process is never touched.
  */
+
+import { isAlive, readCmdline } from '../core/process.ts'
 import type { Store } from '../store/db.ts'
-import { isAlive, readCmdline, terminateGroup } from './proc.ts'
+import { terminateGroup } from './proc.ts'
 
 export interface WorkerRow {
   pool: string

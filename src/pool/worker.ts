@@ -13,7 +13,7 @@ import { closeSync } from 'node:fs'
 import type { Subprocess } from 'bun'
 import type { PoolConfig } from '../config/schema.ts'
 import { logger } from '../log.ts'
-import { openWorkerLog, rotateLog } from './logs.ts'
+import { openWorkerLog, rotateWorkerLog } from './logs.ts'
 import { ping, signalGroup, terminateGroup, waitOrAbort } from './proc.ts'
 import { planLaunch, type WorkerLaunch } from './profiles.ts'
 import type { WatchdogCommand } from './watchdog-launch.ts'
@@ -184,7 +184,7 @@ export class Worker {
 
   private spawn(launch: WorkerLaunch): Subprocess {
     const { settings } = this
-    rotateLog(settings.logPath)
+    rotateWorkerLog(settings.logPath)
     const fd = openWorkerLog(settings.logPath)
     const { watchdog } = settings
     const marker = ['--run', settings.runId, '--worker', `${settings.pool.name}/${this.id}`, '--grace', String(settings.graceMs)]
@@ -304,7 +304,7 @@ export class Worker {
           beat.warn(`${this.id}: missed heartbeat ${missed}/${hb.max_missed_heartbeats}`)
           if (missed >= hb.max_missed_heartbeats) return 'unhealthy'
         }
-        rotateLog(this.settings.logPath)
+        rotateWorkerLog(this.settings.logPath)
         this.hooks.onChange(this)
       }
       await waitOrAbort(this.settings.timing.checkMs, signal)

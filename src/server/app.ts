@@ -14,16 +14,9 @@ import { timingSafeEqual } from 'node:crypto'
 import { Hono } from 'hono'
 import { RegExpRouter } from 'hono/router/reg-exp-router'
 import { logger } from '../log.ts'
+import type { RequestRecord } from '../metrics/engine-metrics.ts'
 import { statusOf } from '../scheduler/errors.ts'
 import { type AppDeps, type Dialect, errorResponse, httpError, type Route, type RouteContext } from './http.ts'
-
-export interface RequestRecord {
-  method: string
-  /** The route pattern (`/tasks/:id`), or `unmatched`: bounded label cardinality for metrics. */
-  route: string
-  status: number
-  ms: number
-}
 
 /** What Bun.serve hands the fetch handler beside the request: per-request timeouts. */
 export interface ServerHandle {

@@ -6,12 +6,15 @@
 import * as v from 'valibot'
 import type { LocalBus } from '../bus/local.ts'
 import type { OrchConfig } from '../config/schema.ts'
-import { OrchError } from '../errors.ts'
+import { httpError, OrchError } from '../errors.ts'
+import type { MetricsService } from '../metrics/service.ts'
+import type { Supervisor } from '../pool/supervisor.ts'
 import type { Engine } from '../scheduler/engine.ts'
 import { statusOf } from '../scheduler/errors.ts'
 import type { Store } from '../store/db.ts'
 import { DEFAULT_PAGE, MAX_PAGE } from '../store/page.ts'
-import type { TaskStore } from '../store/tasks.ts'
+import type { TaskQueue } from '../tasks/queue.ts'
+import type { WorkflowService } from '../workflows/service.ts'
 import { openaiErrorBody } from './routes/openai-errors.ts'
 
 export interface AppDeps {
@@ -19,14 +22,18 @@ export interface AppDeps {
   engine: Engine
   /** The state.db connection (one per process, shared: no lock contention with itself). */
   store: Store
-  tasks: TaskStore
+  tasks: TaskQueue
   bus: LocalBus
   version: string
   /** `instance` label of metrics: host name, or ORCH instance id. */
   instance: string
   startedAt: number
-  /** Services of later route groups (workflows, metrics), by name. */
-  services: Record<string, unknown>
+  /** The Prometheus series and the performance sampler: GET /metrics, and every request counted. */
+  metrics: MetricsService
+  /** Workflows, their runs and schedules: the /workflows and /runs routes. */
+  workflows: WorkflowService
+  /** The supervisor of the configured pools; absent when there are none. */
+  pools?: Supervisor
 }
 
 export interface RouteContext {
@@ -58,10 +65,8 @@ export function json(data: unknown, status = 200, headers: Record<string, string
   return new Response(JSON.stringify(data), { status, headers: { 'content-type': 'application/json; charset=utf-8', ...headers } })
 }
 
-/** A client error with the HTTP status it maps to. */
-export function httpError(status: number, message: string, code = `E_HTTP_${status}`, details: Record<string, unknown> = {}): OrchError {
-  return new OrchError(message, { code, details: { status, retryable: false, ...details } })
-}
+/** A client error with the HTTP status it maps to (one constructor for every room: src/errors.ts). */
+export { httpError }
 
 export function errorResponse(error: unknown, dialect: Dialect = 'orch'): Response {
   const status = statusOf(error)

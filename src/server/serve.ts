@@ -1,6 +1,7 @@
 /**
  * `orch serve` as a library: open the state store, start the engine (health checks, model discovery), the
- * durable task runner and the HTTP server; stop them in the reverse order. Tests start it on port 0.
+ * durable task runner, metrics, workflows, pools and the HTTP server; stop them in the reverse order. Tests
+ * start it on port 0.
  */
 import { hostname } from 'node:os'
 import type { Backend } from '../backends/types.ts'
@@ -8,21 +9,21 @@ import { LocalBus } from '../bus/local.ts'
 import type { OrchConfig } from '../config/schema.ts'
 import { ConfigError, OrchError } from '../errors.ts'
 import { logger } from '../log.ts'
-import { metricsExtension } from '../metrics/extension.ts'
-import { poolsExtension } from '../pool/extension.ts'
+import type { RequestRecord } from '../metrics/engine-metrics.ts'
+import { startMetrics } from '../metrics/service.ts'
+import { startPools } from '../pool/start.ts'
 import { Engine } from '../scheduler/engine.ts'
 import { effectiveLimits, formatLimits, taskRunnerLimit } from '../scheduler/limits.ts'
-import { TaskRunner, taskStoreOptions } from '../scheduler/runner.ts'
 import { openStore, type Store } from '../store/db.ts'
-import { ownerId, TaskStore } from '../store/tasks.ts'
-import { workflowsExtension } from '../workflows/extension.ts'
-import { type App, type AppOptions, createApp, type RequestRecord } from './app.ts'
-import type { Extension, RunningExtension } from './extensions.ts'
+import { ownerId } from '../tasks/owner.ts'
+import { type TaskQueue, taskQueueOptions } from '../tasks/queue.ts'
+import { TaskRunner } from '../tasks/runner.ts'
+import { SqliteTaskQueue } from '../tasks/sqlite.ts'
+import { WorkflowService } from '../workflows/service.ts'
+import { WorkflowStore } from '../workflows/store.ts'
+import { type App, type AppOptions, createApp } from './app.ts'
 import type { AppDeps } from './http.ts'
 import { defaultRoutes } from './routes/index.ts'
-
-/** Started in this order after the dependencies exist, stopped in reverse. */
-const EXTENSIONS: Extension[] = [metricsExtension, workflowsExtension, poolsExtension]
 
 export interface ServeOptions {
   config: OrchConfig
@@ -82,7 +83,7 @@ export async function startServe(options: ServeOptions): Promise<RunningServer> 
   checkBind(host, config.server.token)
   const log = logger('http')
   const store = openStore(options.home, { synchronous: config.tasks.synchronous })
-  const tasks = new TaskStore(store, taskStoreOptions(config))
+  const tasks: TaskQueue = new SqliteTaskQueue(store, taskQueueOptions(config))
   const bus = new LocalBus(10_000, Date.now())
   tasks.onEvent(({ task, change }) =>
     bus.publish('task', {
@@ -107,21 +108,35 @@ export async function startServe(options: ServeOptions): Promise<RunningServer> 
   const runner = new TaskRunner({ tasks, engine, owner: ownerId(runId), leaseMs: config.tasks.lease_ms, limit: runnerLimit })
   logger('scheduler').info(formatLimits(effectiveLimits(engine.scheduler.states.values(), config)))
   runner.start()
+  const startedAt = Date.now()
+  const instance = hostname()
+  const { version } = options
+  // Metrics, workflows (runs left in flight continue: the runner takes their tasks), pools in the background;
+  // stopServices stops them in the reverse order.
+  const metrics = startMetrics({ config, engine, tasks, instance, version })
+  const workflows = new WorkflowService({ store: new WorkflowStore(store), tasks, bus })
+  workflows.start()
+  const pools = await startPools({ config, store, scheduler: engine.scheduler })
+  const stopServices = async () => {
+    await pools?.stop()
+    await workflows.stop()
+    await metrics.stop()
+  }
   const deps: AppDeps = {
     config,
     engine,
     store,
     tasks,
     bus,
-    version: options.version,
-    instance: hostname(),
-    startedAt: Date.now(),
-    services: {},
+    version,
+    instance,
+    startedAt,
+    metrics,
+    workflows,
+    ...(pools ? { pools: pools.supervisor } : {}),
   }
-  const extensions: RunningExtension[] = []
-  for (const extension of EXTENSIONS) extensions.push(await extension.start(deps))
   const onRequest = (record: RequestRecord) => {
-    for (const extension of extensions) extension.onRequest?.(record)
+    metrics.onRequest(record)
     options.appOptions?.onRequest?.(record)
   }
   const app = createApp(deps, defaultRoutes(deps), { onRequest })
@@ -145,9 +160,10 @@ export async function startServe(options: ServeOptions): Promise<RunningServer> 
       idleTimeout: config.server.idle_timeout_s,
     })
   } catch (cause) {
-    for (const extension of extensions.reverse()) await extension.stop()
+    await stopServices()
     await runner.stop()
     await engine.close()
+    await tasks.close()
     store.close()
     throw new OrchError(`cannot listen on ${host}:${port}: ${(cause as Error).message}`, {
       code: 'E_LISTEN',
@@ -176,8 +192,9 @@ export async function startServe(options: ServeOptions): Promise<RunningServer> 
       await Promise.race([closing, new Promise((resolve) => (timer = setTimeout(resolve, graceMs)))])
       clearTimeout(timer)
       await server.stop(true)
-      for (const extension of extensions.reverse()) await extension.stop()
+      await stopServices()
       await engine.close()
+      await tasks.close()
       store.close()
     },
   }

@@ -8,7 +8,7 @@
  */
 import * as v from 'valibot'
 import { logger } from '../log.ts'
-import type { SubmitInput, Task, TaskStore } from '../store/tasks.ts'
+import type { SubmitInput, Task, TaskQueue } from '../tasks/queue.ts'
 import { type Definition, DefinitionSchema, type Step } from './schema.ts'
 import { outputText, stepRequest } from './step-request.ts'
 import type { RunRow, StepRow, WorkflowStore } from './store.ts'
@@ -33,7 +33,7 @@ export class RunDriver {
 
   constructor(
     private readonly store: WorkflowStore,
-    private readonly tasks: TaskStore,
+    private readonly tasks: TaskQueue,
     private readonly publish: Publish,
     private readonly now: () => number,
   ) {}

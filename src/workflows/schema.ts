@@ -5,7 +5,7 @@
  * timezone. Every problem names its field as a dotted path (`steps.2.depends_on.0`), like the HTTP layer.
  */
 import * as v from 'valibot'
-import { modelNameSchema, tenantSchema } from '../store/task-fields.ts'
+import { modelNameSchema, tenantSchema } from '../tasks/fields.ts'
 import { nextRunAfter } from './cron.ts'
 import { templateRefs } from './template.ts'
 

@@ -7,10 +7,10 @@
  * missed occurrence runs.
  */
 import type { LocalBus } from '../bus/local.ts'
-import { OrchError } from '../errors.ts'
+import { httpError, type OrchError } from '../errors.ts'
 import { logger } from '../log.ts'
 import { pageSize } from '../store/page.ts'
-import type { TaskStore } from '../store/tasks.ts'
+import type { TaskQueue } from '../tasks/queue.ts'
 import { localTimezone, nextRunAfter, planFire } from './cron.ts'
 import { RunDriver, runOfKey } from './runs.ts'
 import { checkDefinition, type Definition, WORKFLOW_NAME } from './schema.ts'
@@ -28,7 +28,7 @@ const badCursor = () =>
 
 export interface WorkflowServiceOptions {
   store: WorkflowStore
-  tasks: TaskStore
+  tasks: TaskQueue
   bus?: LocalBus
   now?: () => number
   /** Longest sleep of the schedule timer, so schedules written by another process are seen (ms). */
@@ -37,13 +37,14 @@ export interface WorkflowServiceOptions {
   reconcileMs?: number
 }
 
+/** A refused workflow request: the HTTP status it maps to, and the field at fault when there is one. */
 export function workflowError(status: number, message: string, code: string, field?: string): OrchError {
-  return new OrchError(message, { code, details: { status, retryable: false, ...(field ? { field } : {}) } })
+  return httpError(status, message, code, field ? { field } : {})
 }
 
 export class WorkflowService {
   readonly store: WorkflowStore
-  private readonly tasks: TaskStore
+  private readonly tasks: TaskQueue
   private readonly driver: RunDriver
   private readonly now: () => number
   private readonly log = logger('scheduler')

@@ -170,3 +170,17 @@ describe('colour', () => {
     expect(help.stdout).not.toContain('\x1b[')
   })
 })
+
+describe('--url', () => {
+  test('--url must be an http(s) URL for every command that talks to orch serve (workflows too): exit 2', async () => {
+    for (const command of [
+      ['tasks', 'list'],
+      ['workflows', 'list'],
+      ['workflows', 'get', 'nightly'],
+    ]) {
+      const r = await runCli([...command, '--url', 'ftp://127.0.0.1:1'], opts)
+      expect(r.code).toBe(2)
+      expect(r.stderr).toContain('--url must be an http(s) URL, got "ftp://127.0.0.1:1"')
+    }
+  })
+})

@@ -6,8 +6,9 @@
 import { afterAll, beforeAll, describe, expect, test } from 'bun:test'
 import { appendFileSync, existsSync, mkdirSync, writeFileSync } from 'node:fs'
 import { join, resolve } from 'node:path'
+import { isAlive } from '../../src/core/process.ts'
 import { serveLogPath } from '../../src/daemon/logfile.ts'
-import { extraPidFilePath, isAlive, pidFilePath, readPidFile } from '../../src/daemon/pidfile.ts'
+import { extraPidFilePath, pidFilePath, readPidFile } from '../../src/daemon/pidfile.ts'
 import { ROOT, runCli, spawnCli, tempDir } from '../helpers/cli.ts'
 import { type FakeServer, startFakeOllama } from '../helpers/fake-ollama.ts'
 

@@ -5,16 +5,16 @@
 import { afterAll, afterEach, describe, expect, test } from 'bun:test'
 import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
-import { join } from 'node:path'
+import { dirname, join } from 'node:path'
 import * as v from 'valibot'
 import { type OrchConfig, type OrchConfigInput, OrchConfigSchema } from '../../src/config/schema.ts'
-import { poolsExtension } from '../../src/pool/extension.ts'
-import { groupAlive, isAlive, signalGroup } from '../../src/pool/proc.ts'
+import { isAlive } from '../../src/core/process.ts'
+import { groupAlive, signalGroup } from '../../src/pool/proc.ts'
 import { listWorkers, saveWorker } from '../../src/pool/records.ts'
 import { Supervisor } from '../../src/pool/supervisor.ts'
 import type { Worker } from '../../src/pool/worker.ts'
 import { Engine } from '../../src/scheduler/engine.ts'
-import type { AppDeps } from '../../src/server/http.ts'
+import { startServe } from '../../src/server/serve.ts'
 import { openStore, type Store } from '../../src/store/db.ts'
 
 const SERVER = join(import.meta.dir, '..', 'helpers', 'model-server.ts')
@@ -220,30 +220,36 @@ describe('pool supervisor', () => {
   )
 })
 
-describe('serve extension', () => {
+describe('orch serve', () => {
   test(
     'workers of the configured pools join the engine as backends, and leave on stop',
     async () => {
       const config = poolConfig([], { pool_size: 2 })
-      const engine = new Engine({ config, backends: [], cache: null, healthIntervalMs: 0 })
-      const store = openStore(home())
-      stores.push(store)
-      const deps = { config, engine, store, services: {} } as unknown as AppDeps
-      const extension = await poolsExtension.start(deps)
+      const server = await startServe({ config, home: home(), version: '0.0.0-test', port: 0, backends: [], healthIntervalMs: 0 })
+      const { engine, store } = server.deps
+      const supervisor = server.deps.pools as Supervisor
+      expect(supervisor).toBeInstanceOf(Supervisor)
       await until('both workers registered', () => engine.scheduler.states.size === 2)
-      const supervisor = deps.services.pools as Supervisor
       track(supervisor.workers)
       expect((await ask(engine, 1)).message.content).toBe('echo: hi 1')
       expect(listWorkers(store).map((r) => r.state)).toEqual(['healthy', 'healthy'])
       const pids = supervisor.workers.map((w) => w.pid as number)
-      await extension.stop()
+      await server.stop()
       expect(engine.scheduler.states.size).toBe(0)
       expect(pids.every((pid) => !groupAlive(pid))).toBe(true)
-      expect(listWorkers(store).map((r) => r.state)).toEqual(['stopped', 'stopped'])
-      expect(deps.services.pools).toBeUndefined()
+      const reopened = openStore(dirname(store.path))
+      stores.push(reopened)
+      expect(listWorkers(reopened).map((r) => r.state)).toEqual(['stopped', 'stopped'])
     },
     TEST_TIMEOUT,
   )
+
+  test('without pools configured there is no supervisor', async () => {
+    const config = v.parse(OrchConfigSchema, {})
+    const server = await startServe({ config, home: home(), version: '0.0.0-test', port: 0, backends: [], healthIntervalMs: 0 })
+    expect(server.deps.pools).toBeUndefined()
+    await server.stop()
+  })
 })
 
 describe('children never outlive orch', () => {

@@ -87,6 +87,18 @@ describe('orch tasks', () => {
     expect(waited.json().state).toBe('cancelled')
   }, 60_000)
 
+  test('wait --timeout takes every duration orch takes (1h30m, 2m 30s, plain seconds); a bad one exits 2', async () => {
+    const { id } = (await tasks('submit', '--model', 'llama3.2', '--prompt', 'waited', '--json')).json()
+    for (const timeout of ['1h30m', '2m 30s', '90']) {
+      const r = await tasks('wait', id, '--timeout', timeout, '--json')
+      expect(r.code).toBe(0)
+      expect(r.json()).toMatchObject({ id, state: 'done' })
+    }
+    const bad = await tasks('wait', id, '--timeout', '30m1h')
+    expect(bad.code).toBe(2)
+    expect(bad.stderr).toContain('--timeout must be a duration like 30s, 5m or 1h, got "30m1h"')
+  }, 30_000)
+
   test('without --url the configured server.host and server.port are used; --help shows examples', async () => {
     const env = { ...opts.env, ORCH_SERVER_PORT: String(s.server.port) }
     const r = await runCli(['tasks', 'list', '--limit', '1', '--json'], { ...opts, env })

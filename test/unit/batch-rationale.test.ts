@@ -2,6 +2,7 @@ import { describe, expect, test } from 'bun:test'
 import type { MetricResult } from '../../src/batch/metrics/shared.ts'
 import { parseRationale, type RationaleWriter, serveWriter, writeRationales } from '../../src/batch/rationale.ts'
 import { metricError } from '../../src/batch/result.ts'
+import { ServeClient } from '../../src/client/client.ts'
 
 const result = (id: string, rationale = `rules for ${id}`): MetricResult => ({
   metric_id: id,
@@ -86,7 +87,7 @@ describe('serveWriter', () => {
       },
     })
     try {
-      const writer = serveWriter(`http://127.0.0.1:${server.port}/`, 'secret', 'llama3.2')
+      const writer = serveWriter(new ServeClient(`http://127.0.0.1:${server.port}/`, 'secret'), 'llama3.2')
       const out = await writeRationales({ m: result('m') }, writer)
       expect(out.m).toMatchObject({ rationale: 'served', rationale_source: 'llm' })
       expect(seen?.auth).toBe('Bearer secret')
@@ -100,7 +101,7 @@ describe('serveWriter', () => {
     const closed = Bun.serve({ port: 0, fetch: () => new Response('') })
     const port = closed.port
     closed.stop(true)
-    const writer = serveWriter(`http://127.0.0.1:${port}`, undefined, 'llama3.2')
+    const writer = serveWriter(new ServeClient(`http://127.0.0.1:${port}`, undefined), 'llama3.2')
     const error = (await writer('s', 'u', AbortSignal.timeout(5000)).catch((e: Error) => e)) as Error
     expect(error.message).toBe(`http://127.0.0.1:${port}/api/chat: no answer: connection refused (nothing listens on that port)`)
     expect(error.message).not.toMatch(/verbose|Is the computer/)

@@ -5,7 +5,6 @@ import {
   type BatchEngine,
   checkBatchName,
   E_BATCH_INPUTS_ROOT,
-  formatAge,
   listBatchFolders,
   resolveSettings,
   scanLocks,
@@ -14,6 +13,7 @@ import {
 } from '../../src/batch/runner.ts'
 import { runSchedule, type TickSummary } from '../../src/batch/schedule.ts'
 import { forgetBatch, isProcessed, listProcessed } from '../../src/batch/state.ts'
+import { formatAge } from '../../src/core/age.ts'
 import { OrchError } from '../../src/errors.ts'
 import { configureLogging, logger } from '../../src/log.ts'
 import { openStore, type Store } from '../../src/store/db.ts'

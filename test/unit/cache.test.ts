@@ -2,9 +2,9 @@ import { Database } from 'bun:sqlite'
 import { afterEach, describe, expect, test } from 'bun:test'
 import { existsSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
+import { type CachingConfig, createCache, memoryCache, type ResponseCache, sqliteCache } from '../../src/cache/index.ts'
 import { defaultConfig } from '../../src/config/schema.ts'
 import { OrchError } from '../../src/errors.ts'
-import { type CachingConfig, createCache, memoryCache, type ResponseCache, sqliteCache } from '../../src/cache/index.ts'
 import { tempDir } from '../helpers/cli.ts'
 
 const dirs: Array<{ cleanup: () => void }> = []

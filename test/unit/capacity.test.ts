@@ -1,7 +1,8 @@
 import { describe, expect, test } from 'bun:test'
 import { erlangB, erlangC, queueStats } from '../../src/capacity/erlang.ts'
-import { type CapacityFlags, parseCapacityFlags, parseSpanSeconds } from '../../src/capacity/parse.ts'
+import { type CapacityFlags, parseCapacityFlags } from '../../src/capacity/parse.ts'
 import { type CapacityInput, MAX_SERVERS, planCapacity, recommendHardware } from '../../src/capacity/plan.ts'
+import { parseDurationSeconds } from '../../src/core/duration.ts'
 import { UsageError } from '../../src/errors.ts'
 
 const example: CapacityInput = { tasksPerHour: 100, durationHours: 0.1, concurrency: 2, efficiency: 0.8, headroom: 0.3, peak: 2 }
@@ -240,7 +241,7 @@ describe('flags', () => {
 
   const waits: Record<string, number> = { '30s': 30, '2m': 120, '500ms': 0.5, '45': 45, '1m30s': 90, '0.5': 0.5 }
   test.each(Object.entries(waits))('--target-wait %s is %d seconds', (text, seconds) => {
-    expect(parseSpanSeconds(text, 1)).toBeCloseTo(seconds, 12)
+    expect(parseDurationSeconds(text, 1)).toBeCloseTo(seconds, 12)
     const input = parseCapacityFlags({ tasks: '1', duration: '1', concurrency: '1', 'target-wait': text }, fromConfig())
     expect(input.targetWaitSeconds).toBeCloseTo(seconds, 12)
   })

@@ -1,11 +1,12 @@
 import { afterAll, describe, expect, test } from 'bun:test'
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
-import { listServices, readSince, readTail, rotateLog, serveLogPath, serviceLogPath } from '../../src/daemon/logfile.ts'
+import { rotateLog } from '../../src/core/log-rotate.ts'
+import { isAlive } from '../../src/core/process.ts'
+import { listServices, readSince, readTail, serveLogPath, serviceLogPath } from '../../src/daemon/logfile.ts'
 import {
   daemonState,
   extraPidFilePath,
-  isAlive,
   type PidInfo,
   pidFilePath,
   readPidFile,

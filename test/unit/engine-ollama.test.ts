@@ -4,13 +4,13 @@
  * and hangs.
  */
 import { afterEach, describe, expect, test } from 'bun:test'
+import { memoryCache } from '../../src/cache/index.ts'
 import { defaultConfig } from '../../src/config/schema.ts'
 import type { OrchError } from '../../src/errors.ts'
 import { Engine } from '../../src/scheduler/engine.ts'
-import { TaskRunner } from '../../src/scheduler/runner.ts'
-import { memoryCache } from '../../src/cache/index.ts'
 import { openStore } from '../../src/store/db.ts'
-import { TaskStore } from '../../src/store/tasks.ts'
+import { TaskRunner } from '../../src/tasks/runner.ts'
+import { SqliteTaskQueue as TaskStore } from '../../src/tasks/sqlite.ts'
 import { tempDir } from '../helpers/cli.ts'
 import { type FakeBehaviour, type FakeServer, fakeEmbedding, startFakeOllama } from '../helpers/fake-ollama.ts'
 

@@ -1,6 +1,7 @@
 import { afterEach, describe, expect, test } from 'bun:test'
 import type { Backend } from '../../src/backends/types.ts'
 import { BackendError } from '../../src/backends/types.ts'
+import { memoryCache } from '../../src/cache/index.ts'
 import { defaultConfig } from '../../src/config/schema.ts'
 import { validateData } from '../../src/config/validate.ts'
 import type { OrchError } from '../../src/errors.ts'
@@ -8,7 +9,6 @@ import { schedulerRegistrar } from '../../src/pool/supervisor.ts'
 import type { Worker } from '../../src/pool/worker.ts'
 import { Engine, schedulerOptions } from '../../src/scheduler/engine.ts'
 import { backendConcurrency, DEFAULT_BACKEND_CONCURRENCY, taskRunnerLimit } from '../../src/scheduler/limits.ts'
-import { memoryCache } from '../../src/cache/index.ts'
 import { serverError, stubBackend } from '../helpers/stub-backend.ts'
 
 type Config = ReturnType<typeof defaultConfig>

@@ -1,11 +1,10 @@
 import { afterEach, describe, expect, test } from 'bun:test'
 import type { Backend, ChatChunk } from '../../src/backends/types.ts'
+import { memoryCache } from '../../src/cache/index.ts'
 import { defaultConfig } from '../../src/config/schema.ts'
 import { createOrchMetrics, MAX_MODELS, tokensPerSecondOf } from '../../src/metrics/engine-metrics.ts'
 import { type CallEvent, Engine } from '../../src/scheduler/engine.ts'
-import type { AppDeps } from '../../src/server/http.ts'
-import { memoryCache } from '../../src/cache/index.ts'
-import type { TaskStore } from '../../src/store/tasks.ts'
+import type { TaskQueue as TaskStore } from '../../src/tasks/queue.ts'
 import { serverError, stubBackend } from '../helpers/stub-backend.ts'
 
 const engines: Engine[] = []
@@ -100,8 +99,7 @@ describe('engine.onCall: one report per backend call', () => {
 describe('orch metrics from calls and requests', () => {
   function metricsFor(engine: Engine) {
     const tasks = { counts: () => ({ queued: 2, running: 1, done: 5, failed: 0, cancelled: 0 }) } as unknown as TaskStore
-    const deps = { engine, tasks, config: defaultConfig(), instance: 'test-host', version: '9.9.9' } as unknown as AppDeps
-    return createOrchMetrics(deps, { errorRate: () => 0.25 })
+    return createOrchMetrics({ engine, tasks, config: defaultConfig(), instance: 'test-host', version: '9.9.9' }, { errorRate: () => 0.25 })
   }
 
   test('HTTP records, calls and scrape-time values land in their series', async () => {

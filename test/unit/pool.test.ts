@@ -5,7 +5,7 @@ import { join } from 'node:path'
 import * as v from 'valibot'
 import { formatStatus, workerStatus } from '../../commands/pool.ts'
 import { OrchConfigSchema, type PoolConfig } from '../../src/config/schema.ts'
-import { rotateLog } from '../../src/pool/logs.ts'
+import { rotateWorkerLog } from '../../src/pool/logs.ts'
 import { isPortFree, pickPort } from '../../src/pool/proc.ts'
 import { fillTemplate, planLaunch } from '../../src/pool/profiles.ts'
 import { carriesRunMarker, type WorkerRow } from '../../src/pool/records.ts'
@@ -96,11 +96,11 @@ describe('logs', () => {
     dirs.push(dir)
     const path = join(dir, 'w.log')
     writeFileSync(path, 'small')
-    expect(rotateLog(path, 10, 3)).toBe(false)
+    expect(rotateWorkerLog(path, 10, 3)).toBe(false)
     writeFileSync(path, 'first generation')
-    expect(rotateLog(path, 10, 3)).toBe(true)
+    expect(rotateWorkerLog(path, 10, 3)).toBe(true)
     writeFileSync(path, 'second generation')
-    expect(rotateLog(path, 10, 3)).toBe(true)
+    expect(rotateWorkerLog(path, 10, 3)).toBe(true)
     expect(readFileSync(path, 'utf8')).toBe('')
     expect(readFileSync(`${path}.1`, 'utf8')).toBe('second generation')
     expect(readFileSync(`${path}.2`, 'utf8')).toBe('first generation')

@@ -1,6 +1,6 @@
 import { describe, expect, test } from 'bun:test'
 import { waitingReason } from '../../src/server/routes/tasks.ts'
-import type { Task } from '../../src/store/tasks-types.ts'
+import type { Task } from '../../src/tasks/queue.ts'
 
 /** Just what waitingReason reads of a backend: its name and URL, whether it is usable, which models it serves. */
 function backend(name: string, usable: boolean, models?: string[]) {

@@ -2,17 +2,11 @@ import { afterEach, describe, expect, test } from 'bun:test'
 import { join } from 'node:path'
 import { OrchError } from '../../src/errors.ts'
 import { configureLogging } from '../../src/log.ts'
-import { backoffMs } from '../../src/scheduler/retry.ts'
 import { openStore, type Store } from '../../src/store/db.ts'
-import {
-  isLocalOwnerAlive,
-  ownerId,
-  parseOwner,
-  type SubmitInput,
-  type TaskEvent,
-  TaskStore,
-  type TaskStoreOptions,
-} from '../../src/store/tasks.ts'
+import { isLocalOwnerAlive, ownerId, parseOwner } from '../../src/tasks/owner.ts'
+import type { SubmitInput, TaskEvent, TaskQueueOptions as TaskStoreOptions } from '../../src/tasks/queue.ts'
+import { backoffMs } from '../../src/tasks/retry.ts'
+import { SqliteTaskQueue as TaskStore } from '../../src/tasks/sqlite.ts'
 import { tempDir } from '../helpers/cli.ts'
 import { prng } from '../helpers/prng.ts'
 
@@ -298,7 +292,7 @@ describe('claim', () => {
     const startAt = Date.now() + 300
     const script = `
       const { openStore } = await import(${JSON.stringify(join(import.meta.dir, '../../src/store/db.ts'))})
-      const { TaskStore } = await import(${JSON.stringify(join(import.meta.dir, '../../src/store/tasks.ts'))})
+      const { SqliteTaskQueue: TaskStore } = await import(${JSON.stringify(join(import.meta.dir, '../../src/tasks/sqlite.ts'))})
       const store = openStore(process.argv[1])
       const tasks = new TaskStore(store, { retry: { maxAttempts: 3, baseMs: 1, maxMs: 1 }, maxStalled: 1, leaseMs: 60000, agingMs: 1000 })
       const ids = []

@@ -2,8 +2,7 @@
  * GET /metrics: every series in the Prometheus text format 0.0.4. Not public: with server.token set,
  * Prometheus sends it (`authorization: { credentials: <token> }` in its scrape config).
  */
-import { metricsService } from '../../metrics/extension.ts'
-import { type AppDeps, httpError, type Route } from '../http.ts'
+import type { AppDeps, Route } from '../http.ts'
 
 export const PROMETHEUS_CONTENT_TYPE = 'text/plain; version=0.0.4; charset=utf-8'
 
@@ -12,11 +11,7 @@ export function metricsRoutes(_deps: AppDeps): Route[] {
     {
       method: 'GET',
       path: '/metrics',
-      handler: ({ deps }) => {
-        const service = metricsService(deps)
-        if (!service) throw httpError(503, 'the metrics service is not running', 'E_METRICS_UNAVAILABLE')
-        return new Response(service.render(), { headers: { 'content-type': PROMETHEUS_CONTENT_TYPE } })
-      },
+      handler: ({ deps }) => new Response(deps.metrics.render(), { headers: { 'content-type': PROMETHEUS_CONTENT_TYPE } }),
     },
   ]
 }

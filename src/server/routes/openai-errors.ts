@@ -60,7 +60,6 @@ export const OPENAI_CODES: Readonly<Record<string, string | null>> = {
   E_STATE_NEWER: 'server_error',
   E_CACHE_DB: 'server_error',
   E_CACHE_BACKEND: 'server_error',
-  E_METRICS_UNAVAILABLE: 'server_error',
   // Model management (Ollama's endpoints; here for completeness).
   E_NOT_MANAGED: null,
   E_NOT_CONFIGURED: null,

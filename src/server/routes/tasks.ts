@@ -4,9 +4,10 @@
  * in one piece when its length is declared, validated once, and handed to the store's group commit.
  */
 import type { LocalBus, OrchEvent } from '../../bus/local.ts'
-import type { SubmitInput, Task, TaskState } from '../../store/tasks-types.ts'
+import { parseDurationMs } from '../../core/duration.ts'
+import { parseSubmit } from '../../tasks/input.ts'
+import type { SubmitInput, Task, TaskState } from '../../tasks/queue.ts'
 import { type AppDeps, httpError, json, pageLimit, type Route, type RouteContext, readJsonValue } from '../http.ts'
-import { parseSubmit } from './task-input.ts'
 
 const STATES: TaskState[] = ['queued', 'running', 'done', 'failed', 'cancelled']
 const FINISHED = new Set<unknown>(['done', 'failed', 'cancelled'])
@@ -112,13 +113,12 @@ export function waitingReason(deps: Pick<AppDeps, 'engine'>, task: Task, now: nu
   return `waiting for a free slot on ${serving.map((s) => s.name).join(', ')}`
 }
 
-/** `30s`, `500ms`, `2m`, or a bare number of seconds; capped at MAX_WAIT_MS. */
+/** `30s`, `500ms`, `2m`, `1m30s`, or a bare number of seconds (src/core/duration.ts); capped at MAX_WAIT_MS. */
 export function parseDuration(text: string | null): number {
   if (text === null || text === '') return DEFAULT_WAIT_MS
-  const match = /^(\d+(?:\.\d+)?)(ms|s|m)?$/.exec(text.trim())
-  if (!match) throw badQuery('timeout', `expected a duration like 30s, 500ms or 2m, got "${text}"`)
-  const unit = match[2] === 'ms' ? 1 : match[2] === 'm' ? 60_000 : 1000
-  return Math.min(MAX_WAIT_MS, Number(match[1]) * unit)
+  const ms = parseDurationMs(text)
+  if (ms === undefined || !(ms >= 0)) throw badQuery('timeout', `expected a duration like 30s, 500ms or 2m, got "${text}"`)
+  return Math.min(MAX_WAIT_MS, ms)
 }
 
 function badQuery(field: string, message: string) {

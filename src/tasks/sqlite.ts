@@ -1,38 +1,42 @@
 /**
- * The durable task queue, in state.db. Submissions are group-committed: every `submit` of one event-loop
- * turn shares one IMMEDIATE transaction (one fsync under synchronous=FULL) and resolves only after it
- * commits. A claim is a lease: the runner renews it, and only the owner of a running task can finish it,
- * so a runner that lost its lease (expired, cancelled, requeued and claimed elsewhere) changes nothing.
- * Every change happens in one statement or one IMMEDIATE transaction, so several processes can share the
- * file and never claim the same task twice.
+ * The durable task queue in state.db (TaskQueue, ./queue.ts). Submissions are group-committed: every
+ * `submit` of one event-loop turn shares one IMMEDIATE transaction (one fsync under synchronous=FULL) and
+ * resolves only after it commits. A claim is a lease: the runner renews it, and only the owner of a running
+ * task can finish it, so a runner that lost its lease (expired, cancelled, requeued and claimed elsewhere)
+ * changes nothing. Every change happens in one statement or one IMMEDIATE transaction, so several processes
+ * can share the file and never claim the same task twice.
  *
  * The queue is bounded (tasks.max_queued, tasks.max_queued_per_tenant). Checking the bound must not cost a
- * COUNT per submission, so the store keeps the number of queued tasks per tenant in memory: counted once
+ * COUNT per submission, so the queue keeps the number of queued tasks per tenant in memory: counted once
  * when it opens, then moved exactly where a task enters or leaves `queued` (submit, claim, retry, release,
  * recovery, cancel), and undone with the transaction when one rolls back. Other processes sharing the file
  * move the real figure without this one noticing: `prune` (every 10 minutes in serve) counts again.
+ *
+ * Besides the TaskQueue methods it has synchronous `complete` and `fail` (one transaction each, no group
+ * commit) and `stats` of its commits.
  */
-import { ExitCode, OrchError } from '../errors.ts'
+import { OrchError } from '../errors.ts'
 import { logger } from '../log.ts'
-import { decideRetry } from '../scheduler/retry.ts'
-import type { Store } from './db.ts'
-import { pageSize } from './page.ts'
-import * as sql from './tasks-sql.ts'
-import { decodeCursor, encodeCursor, newTaskId, rowToTask, type TaskRow, toJson } from './tasks-sql.ts'
+import type { Store } from '../store/db.ts'
+import { pageSize } from '../store/page.ts'
 import type {
+  AttemptError,
   ClaimFilter,
   ListQuery,
+  QueuedCounts,
   SubmitInput,
+  Submitted,
   Task,
   TaskChange,
-  TaskError,
   TaskEvent,
+  TaskPage,
+  TaskQueue,
+  TaskQueueOptions,
   TaskState,
-  TaskStoreOptions,
-} from './tasks-types.ts'
-
-export { isLocalOwnerAlive, type OwnerParts, ownerId, parseOwner } from './tasks-owner.ts'
-export type * from './tasks-types.ts'
+} from './queue.ts'
+import { attemptOutcome, checkSubmit, DEFAULT_RETENTION_MS, newTaskId, queueBoundError, STALLED_ERROR } from './rules.ts'
+import * as sql from './sql.ts'
+import { decodeCursor, encodeCursor, rowToTask, type TaskRow, toJson } from './sql.ts'
 
 /** A write waiting for this turn's group commit: `run` inside the transaction, `settle` after it commits. */
 interface Pending {
@@ -44,15 +48,13 @@ interface Pending {
 type FailOutcome = { row: TaskRow | undefined; retry: boolean } | undefined
 type Inserted = { row: TaskRow; created: boolean }
 
-const DEFAULT_RETENTION_MS = 168 * 3_600_000
-/** Retry-After of a refusal by the queue bound: the queue drains only as runners take tasks, at no known rate. */
-const QUEUE_FULL_RETRY_AFTER_S = 5
-const STALLED_ERROR = JSON.stringify({ code: 'E_STALLED', message: 'the runner lost its lease (it died or stopped renewing)' })
+const STALLED_ERROR_JSON = JSON.stringify(STALLED_ERROR)
+const nothing = () => undefined
 
-export class TaskStore {
+export class SqliteTaskQueue implements TaskQueue {
   readonly stats = { commits: 0, submitted: 0, refused: 0 }
   private readonly store: Store
-  private readonly options: TaskStoreOptions
+  private readonly options: TaskQueueOptions
   private readonly now: () => number
   private readonly random: () => number
   private readonly listeners = new Set<(event: TaskEvent) => void>()
@@ -63,7 +65,7 @@ export class TaskStore {
   /** Count changes made inside the transaction under way, to undo if it rolls back. */
   private journal: Array<[string, number]> | undefined
 
-  constructor(store: Store, options: TaskStoreOptions) {
+  constructor(store: Store, options: TaskQueueOptions) {
     if (!(options.agingMs > 0) || !Number.isFinite(options.agingMs)) {
       throw new OrchError(`tasks.priority_aging_ms must be a positive number, got ${options.agingMs}`, { code: 'E_CONFIG' })
     }
@@ -74,8 +76,8 @@ export class TaskStore {
     this.recount()
   }
 
-  /** Queued tasks now, over all tenants and by tenant, as this store keeps them (no query). */
-  queuedCounts(): { total: number; byTenant: Record<string, number> } {
+  /** Queued tasks now, over all tenants and by tenant, as this queue keeps them (no query). */
+  queuedCounts(): QueuedCounts {
     return { total: this.queuedTotal, byTenant: Object.fromEntries(this.queued) }
   }
 
@@ -87,7 +89,7 @@ export class TaskStore {
   }
 
   /** Queue one task; resolves after the transaction holding it commits. A known idempotency key returns its task. */
-  submit(input: SubmitInput): Promise<{ task: Task; created: boolean }> {
+  submit(input: SubmitInput): Promise<Submitted> {
     let row: TaskRow
     try {
       row = this.newRow(input)
@@ -104,7 +106,7 @@ export class TaskStore {
    * Several tasks in the same group commit, results in input order. All or nothing: one invalid input, or
    * one task past the queue bound, queues none of them (they share a savepoint).
    */
-  submitMany(inputs: SubmitInput[]): Promise<Array<{ task: Task; created: boolean }>> {
+  submitMany(inputs: SubmitInput[]): Promise<Submitted[]> {
     let rows: TaskRow[]
     try {
       rows = inputs.map((input) => this.newRow(input))
@@ -169,12 +171,12 @@ export class TaskStore {
   }
 
   /** Record a failed attempt: back to the queue after a backoff, or failed for good. Undefined unless `owner` holds it. */
-  fail(id: string, owner: string, error: TaskError & { retryable: boolean }): Task | undefined {
+  fail(id: string, owner: string, error: AttemptError): Task | undefined {
     return this.settleFail(this.counted(() => this.failRow(id, owner, error)))
   }
 
   /** `fail`, committed with everything else of this event-loop turn. */
-  failLater(id: string, owner: string, error: TaskError & { retryable: boolean }): Promise<Task | undefined> {
+  failLater(id: string, owner: string, error: AttemptError): Promise<Task | undefined> {
     return this.defer(
       () => this.failRow(id, owner, error),
       (outcome) => this.settleFail(outcome as FailOutcome),
@@ -182,13 +184,12 @@ export class TaskStore {
   }
 
   /** Inside a write transaction: retry after a backoff, or fail for good. */
-  private failRow(id: string, owner: string, error: TaskError & { retryable: boolean }): FailOutcome {
+  private failRow(id: string, owner: string, error: AttemptError): FailOutcome {
     const now = this.now()
     const errorJson = JSON.stringify({ code: error.code, message: error.message, retryable: error.retryable })
     const task = this.store.one<TaskRow>(sql.SELECT_OWNED, [id, owner])
     if (!task) return undefined
-    const policy = { ...this.options.retry, maxAttempts: task.max_attempts }
-    const decision = decideRetry(task.attempts, asRetryable(error), policy, this.random)
+    const decision = attemptOutcome(task.attempts, task.max_attempts, error, this.options.retry, this.random)
     if (decision.retry) {
       const row = this.store.one<TaskRow>(sql.RETRY, [now + decision.delayMs, errorJson, now, id])
       if (row) this.adjust(row.tenant, 1)
@@ -225,7 +226,7 @@ export class TaskStore {
 
   /** Running tasks whose lease ran out: requeued, or failed once they stalled more than maxStalled times. */
   recoverExpired(): Task[] {
-    const params = [this.options.maxStalled, this.now(), STALLED_ERROR]
+    const params = [this.options.maxStalled, this.now(), STALLED_ERROR_JSON]
     return this.emitRecovered(this.counted(() => this.requeued(this.store.all<TaskRow>(sql.RECOVER_EXPIRED, params))))
   }
 
@@ -234,7 +235,7 @@ export class TaskStore {
     const owners = this.store.all<{ owner: string }>(sql.RUNNING_OWNERS).map((r) => r.owner)
     const dead = owners.filter((owner) => !isOwnerAlive(owner))
     if (dead.length === 0) return []
-    const params = [this.options.maxStalled, this.now(), STALLED_ERROR, JSON.stringify(dead)]
+    const params = [this.options.maxStalled, this.now(), STALLED_ERROR_JSON, JSON.stringify(dead)]
     return this.emitRecovered(this.counted(() => this.requeued(this.store.all<TaskRow>(sql.RECOVER_OWNERS, params))))
   }
 
@@ -244,7 +245,7 @@ export class TaskStore {
   }
 
   /** Newest first, `limit` (default 50, at most 1000) at a time; pass `next_cursor` back for the next page. */
-  list(q: ListQuery = {}): { tasks: Task[]; next_cursor: string | null } {
+  list(q: ListQuery = {}): TaskPage {
     const limit = pageSize(q.limit)
     const base = [q.state ?? null, q.tenant ?? null, limit]
     const rows = q.cursor
@@ -279,8 +280,15 @@ export class TaskStore {
     return () => this.listeners.delete(listener)
   }
 
+  /** Waits for the group commit under way, if any, then drops the listeners. The Store stays open: it is the caller's. */
+  async close(): Promise<void> {
+    // A write that does nothing joins the pending batch, so it settles once that batch committed (or failed).
+    if (this.pending.length > 0) await this.defer(nothing, nothing).catch(nothing)
+    this.listeners.clear()
+  }
+
   /** After the commit: the answer to one submission, and its event when it made a task. */
-  private submitted({ row, created }: Inserted, payload: unknown): { task: Task; created: boolean } {
+  private submitted({ row, created }: Inserted, payload: unknown): Submitted {
     const task = rowToTask(row, created ? (payload ?? null) : undefined)
     if (created) {
       this.stats.submitted++
@@ -302,11 +310,7 @@ export class TaskStore {
 
   private newRow(input: SubmitInput): TaskRow {
     const now = this.now()
-    const priority = input.priority ?? 0
-    const maxAttempts = input.max_attempts ?? this.options.retry.maxAttempts
-    if (typeof input.type !== 'string' || input.type === '') throw invalid('type must be a non-empty string')
-    if (!Number.isFinite(priority)) throw invalid(`priority must be a finite number, got ${priority}`)
-    if (!Number.isInteger(maxAttempts) || maxAttempts < 1) throw invalid(`max_attempts must be a positive integer, got ${maxAttempts}`)
+    const { priority, maxAttempts } = checkSubmit(input, this.options.retry.maxAttempts)
     return {
       id: newTaskId(now),
       type: input.type,
@@ -458,24 +462,4 @@ export class TaskStore {
       }
     }
   }
-}
-
-/** decideRetry judges errors by class; a plain TaskError carries its verdict in `retryable`. */
-function asRetryable(error: TaskError & { retryable: boolean }): OrchError {
-  return new OrchError(error.message, { code: error.code, details: { retryable: error.retryable } })
-}
-
-/** 429: the durable queue holds as many tasks as its bound (over all tenants, or of one tenant) allows. */
-function queueBoundError(key: string, limit: number, queued: number, tenant: string | undefined, bulk: number | undefined): OrchError {
-  const whose = tenant === undefined ? 'the task queue is full' : `tenant "${tenant}" has as many tasks queued as it may`
-  const whole = bulk === undefined ? '' : `; none of the ${bulk} tasks of this submission was queued`
-  return new OrchError(`${whose}: ${queued} queued, ${key} is ${limit}${whole}`, {
-    code: 'E_TASK_QUEUE_FULL',
-    hint: `retry in ${QUEUE_FULL_RETRY_AFTER_S} s, as runners take tasks off the queue; or raise ${key} (0: no bound)`,
-    details: { status: 429, retryable: true, retry_after_s: QUEUE_FULL_RETRY_AFTER_S, key, limit },
-  })
-}
-
-function invalid(message: string): OrchError {
-  return new OrchError(`invalid task: ${message}`, { code: 'E_TASK_INVALID', exitCode: ExitCode.usage })
 }

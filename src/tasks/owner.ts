@@ -3,6 +3,7 @@
  * tasks were left behind by a process that is gone, so it can requeue them without waiting for the lease.
  */
 import { hostname } from 'node:os'
+import { isAlive } from '../core/process.ts'
 
 export interface OwnerParts {
   host: string
@@ -29,11 +30,6 @@ export function isLocalOwnerAlive(owner: string): boolean {
   const parts = parseOwner(owner)
   if (!parts || parts.host !== hostname()) return true
   if (parts.pid === process.pid) return true
-  try {
-    process.kill(parts.pid, 0)
-    return true
-  } catch (error) {
-    // EPERM: the process exists but belongs to another user.
-    return (error as NodeJS.ErrnoException).code !== 'ESRCH'
-  }
+  // A zombie (exited, not yet reaped by its parent) runs nothing: its tasks are returned.
+  return isAlive(parts.pid)
 }

@@ -1,10 +1,10 @@
 /**
- * The SQL of the durable task queue and the mapping between rows and `Task` values. Every statement is a
- * constant with bound parameters; lists (claim filters, dead owners) travel as one JSON array read with
- * json_each, so the statement text never varies and stays in the Store's statement cache.
+ * The SQL of the sqlite task queue (./sqlite.ts) and the mapping between rows and `Task` values. Every
+ * statement is a constant with bound parameters; lists (claim filters, dead owners) travel as one JSON array
+ * read with json_each, so the statement text never varies and stays in the Store's statement cache.
  */
-import { ExitCode, OrchError } from '../errors.ts'
-import type { Task, TaskError } from './tasks-types.ts'
+import type { Task, TaskError } from './queue.ts'
+import { cursorError } from './rules.ts'
 
 /** A task as stored: the JSON columns as text, plus the claim rank (priority × aging − created_at). */
 export type TaskRow = Omit<Task, 'payload' | 'result' | 'error'> & {
@@ -48,20 +48,6 @@ function parseJson(text: string | null): unknown {
 /** JSON text for a column; `undefined` (no payload, no result) is stored as NULL and read back as null. */
 export function toJson(value: unknown): string | null {
   return value === undefined ? null : (JSON.stringify(value) ?? null)
-}
-
-let sequence = 0
-
-/**
- * `t_` + 9 base36 digits of ms + 4 of a per-process sequence + 8 random ones. Fixed width, so ids sort
- * as their creation time and, within one process and millisecond, in submission order; the random tail
- * keeps ids from different processes apart.
- */
-export function newTaskId(now: number): string {
-  sequence = (sequence + 1) % 36 ** 4
-  const random = crypto.getRandomValues(new Uint32Array(2))
-  const tail = ((random[0] ?? 0) % 36 ** 4).toString(36).padStart(4, '0') + ((random[1] ?? 0) % 36 ** 4).toString(36).padStart(4, '0')
-  return `t_${Math.max(0, Math.trunc(now)).toString(36).padStart(9, '0')}${sequence.toString(36).padStart(4, '0')}${tail}`
 }
 
 export const INSERT_TASK = `
@@ -162,12 +148,6 @@ export function encodeCursor(row: TaskRow): string {
 export function decodeCursor(cursor: string): [number, string] {
   const dot = cursor.indexOf('.')
   const createdAt = Number.parseInt(cursor.slice(0, dot), 36)
-  if (dot < 1 || !Number.isFinite(createdAt) || dot === cursor.length - 1) {
-    throw new OrchError(`not a task list cursor: ${cursor}`, {
-      code: 'E_TASK_CURSOR',
-      exitCode: ExitCode.usage,
-      hint: 'pass next_cursor from the previous page',
-    })
-  }
+  if (dot < 1 || !Number.isFinite(createdAt) || dot === cursor.length - 1) throw cursorError(cursor)
   return [createdAt, cursor.slice(dot + 1)]
 }

@@ -4,9 +4,9 @@
  * `[3].type` in a bulk body), so a client can point at the mistake.
  */
 import * as v from 'valibot'
-import { MAX_IDEMPOTENCY_KEY_LENGTH, modelNameSchema, tenantSchema } from '../../store/task-fields.ts'
-import type { SubmitInput } from '../../store/tasks-types.ts'
-import { httpError } from '../http.ts'
+import { httpError } from '../errors.ts'
+import { MAX_IDEMPOTENCY_KEY_LENGTH, modelNameSchema, tenantSchema } from './fields.ts'
+import type { SubmitInput } from './queue.ts'
 
 /** Most tasks one bulk request may carry. */
 export const MAX_BULK = 10_000

@@ -1,5 +1,5 @@
 /**
- * Runs durable tasks: claims queued tasks from the task store (as many as the usable backends have slots,
+ * Runs durable tasks: claims queued tasks from the task queue (as many as the usable backends have slots,
  * plus a little prefetch, and never more than `limit`: agent_runner_concurrency), runs each through the
  * engine under a lease it renews, and records the outcome.
  * A task whose lease is lost (cancelled, or taken over after this runner stalled) is aborted at once and
@@ -7,14 +7,14 @@
  * claimed, so work waits in the queue, durable, until one answers.
  */
 import { BackendError } from '../backends/types.ts'
-import type { OrchConfig } from '../config/schema.ts'
 import { logger } from '../log.ts'
-import { isLocalOwnerAlive, type Task, type TaskStore, type TaskStoreOptions } from '../store/tasks.ts'
-import type { Engine } from './engine.ts'
+import type { Engine } from '../scheduler/engine.ts'
+import { isLocalOwnerAlive } from './owner.ts'
+import type { Task, TaskQueue } from './queue.ts'
 import { isRetryableError } from './retry.ts'
 
 export interface RunnerOptions {
-  tasks: TaskStore
+  tasks: TaskQueue
   engine: Engine
   owner: string
   leaseMs: number
@@ -29,20 +29,6 @@ export interface RunnerOptions {
    * taskRunnerLimit); unset or null: no cap of its own. Proxied calls are never counted here.
    */
   limit?: number | null | undefined
-}
-
-/** The `tasks` config section as TaskStore options. */
-export function taskStoreOptions(config: OrchConfig): TaskStoreOptions {
-  const t = config.tasks
-  return {
-    retry: { maxAttempts: t.max_attempts, baseMs: t.retry_base_ms, maxMs: t.retry_max_ms },
-    maxStalled: t.max_stalled,
-    leaseMs: t.lease_ms,
-    agingMs: t.priority_aging_ms,
-    retentionMs: t.retention_hours * 3_600_000,
-    maxQueued: t.max_queued,
-    maxQueuedPerTenant: t.max_queued_per_tenant,
-  }
 }
 
 const PRUNE_EVERY_MS = 10 * 60_000

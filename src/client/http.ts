@@ -1,9 +1,9 @@
 /**
- * Talking to a running `orch serve` (the CLI's tasks and workflows commands): the bearer token, JSON
- * requests whose errors keep the server's message, code, field and hint, and a Server-Sent Events reader.
- * A server that is not there is one clear error.
+ * The wire side of talking to a running `orch serve`: the bearer token, JSON requests whose errors keep the
+ * server's message, code, field and hint, and a Server-Sent Events reader. A server that is not there is
+ * one clear error (E_UNREACHABLE, with what fetch threw as its cause).
  */
-import { ExitCode, OrchError } from './errors.ts'
+import { ExitCode, OrchError } from '../errors.ts'
 
 export interface ServerTarget {
   host: string
@@ -22,56 +22,57 @@ export interface ServerEvent {
   data: string
 }
 
-export interface ServeClientOptions {
+export interface RequestOptions {
   /** Statuses that mean the caller's input was wrong (exit 2); default 400. */
   usageStatuses?: number[]
-  /** Per request; none by default (long polls and streams choose their own). */
+  /** For this request; none by default (long polls and streams choose their own). */
   timeoutMs?: number
+  /** Ends the request early; its abort error is thrown as it is. */
+  signal?: AbortSignal
+  headers?: Record<string, string>
 }
 
-export class ServeClient {
+/** An answer whatever its status: for the endpoints whose every status means something (/ready's 503). */
+export interface Answer<T> {
+  status: number
+  ok: boolean
+  /** The JSON body; undefined when there is none or it is not JSON. */
+  body: T | undefined
+}
+
+/** What fetch threw, out of the E_UNREACHABLE error that wraps it (anything else as it is). */
+export function transportCause(error: unknown): unknown {
+  return error instanceof OrchError && error.code === 'E_UNREACHABLE' ? error.cause : error
+}
+
+export class HttpClient {
   readonly url: string
 
   constructor(
     url: string,
     private readonly token: string | undefined,
-    private readonly options: ServeClientOptions = {},
   ) {
     this.url = url.replace(/\/+$/, '')
   }
 
-  /**
-   * JSON in, JSON out; an error status becomes an OrchError carrying the server's message and code. `signal`
-   * ends the request early (its abort error is thrown as it is).
-   */
-  async request<T>(method: string, path: string, body?: unknown, headers: Record<string, string> = {}, signal?: AbortSignal): Promise<T> {
-    const init: RequestInit = {
-      method,
-      headers: this.headers(body === undefined ? headers : { 'content-type': 'application/json', ...headers }),
-    }
-    if (body !== undefined) init.body = JSON.stringify(body)
-    const signals = [
-      ...(signal ? [signal] : []),
-      ...(this.options.timeoutMs !== undefined ? [AbortSignal.timeout(this.options.timeoutMs)] : []),
-    ]
-    if (signals.length > 0) init.signal = signals.length === 1 ? signals[0] : AbortSignal.any(signals)
-    const response = await this.fetch(path, init)
-    const text = await response.text()
-    let data: any
-    try {
-      data = text === '' ? undefined : JSON.parse(text)
-    } catch {
-      data = undefined
-    }
-    if (!response.ok) throw this.httpError(response.status, data, text)
+  /** JSON in, JSON out; an error status becomes an OrchError carrying the server's message and code. */
+  async request<T>(method: string, path: string, body?: unknown, options: RequestOptions = {}): Promise<T> {
+    const { response, data, text } = await this.send(method, path, body, options)
+    if (!response.ok) throw this.httpError(response.status, data, text, options.usageStatuses)
     return data as T
   }
 
-  /** Follow `/events` (after `lastId`, if given), yielding each event until the stream ends or `signal` aborts. */
-  async *events(query: string, lastId: string | undefined, signal: AbortSignal): AsyncGenerator<ServerEvent> {
+  /** Like `request`, but an error status is answered, not thrown. */
+  async answer<T>(method: string, path: string, options: RequestOptions = {}): Promise<Answer<T>> {
+    const { response, data } = await this.send(method, path, undefined, options)
+    return { status: response.status, ok: response.ok, body: data as T | undefined }
+  }
+
+  /** Follow `/events?…` (after `lastId`, if given), yielding each event until the stream ends or `signal` aborts. */
+  async *stream(path: string, lastId: string | undefined, signal: AbortSignal): AsyncGenerator<ServerEvent> {
     const headers: Record<string, string> = { accept: 'text/event-stream' }
     if (lastId !== undefined) headers['last-event-id'] = lastId
-    const response = await this.fetch(`/events${query}`, { headers: this.headers(headers), signal })
+    const response = await this.fetch(path, { headers: this.headers(headers), signal })
     if (!response.ok || !response.body) throw this.httpError(response.status, await response.json().catch(() => undefined), '')
     const decoder = new TextDecoder()
     let buffer = ''
@@ -92,6 +93,29 @@ export class ServeClient {
     }
   }
 
+  private async send(method: string, path: string, body: unknown, options: RequestOptions) {
+    const extra = options.headers ?? {}
+    const init: RequestInit = {
+      method,
+      headers: this.headers(body === undefined ? extra : { 'content-type': 'application/json', ...extra }),
+    }
+    if (body !== undefined) init.body = JSON.stringify(body)
+    const signals = [
+      ...(options.signal ? [options.signal] : []),
+      ...(options.timeoutMs !== undefined ? [AbortSignal.timeout(options.timeoutMs)] : []),
+    ]
+    if (signals.length > 0) init.signal = signals.length === 1 ? signals[0] : AbortSignal.any(signals)
+    const response = await this.fetch(path, init)
+    const text = await response.text()
+    let data: unknown
+    try {
+      data = text === '' ? undefined : JSON.parse(text)
+    } catch {
+      data = undefined
+    }
+    return { response, data, text }
+  }
+
   private headers(extra: Record<string, string>): Record<string, string> {
     return this.token ? { authorization: `Bearer ${this.token}`, ...extra } : extra
   }
@@ -110,7 +134,7 @@ export class ServeClient {
     }
   }
 
-  private httpError(status: number, data: any, text: string): OrchError {
+  private httpError(status: number, data: any, text: string, usageStatuses = [400]): OrchError {
     const error = data?.error
     const message = typeof error?.message === 'string' ? error.message : text.trim().slice(0, 200) || `HTTP ${status}`
     const hint =
@@ -121,7 +145,7 @@ export class ServeClient {
           : undefined
     return new OrchError(`${message} (HTTP ${status})`, {
       code: typeof error?.code === 'string' ? error.code : `E_HTTP_${status}`,
-      exitCode: (this.options.usageStatuses ?? [400]).includes(status) ? ExitCode.usage : ExitCode.failure,
+      exitCode: usageStatuses.includes(status) ? ExitCode.usage : ExitCode.failure,
       ...(hint ? { hint } : {}),
       details: { status, ...(error?.field !== undefined ? { field: error.field } : {}), ...(error?.state ? { state: error.state } : {}) },
     })

@@ -1,0 +1,41 @@
+/**
+ * The pools of `orch serve`: the configured pools start in the background (the HTTP API does not wait for
+ * model servers to come up), and their workers join the engine's scheduler as they turn healthy.
+ */
+import { dirname } from 'node:path'
+import type { OrchConfig } from '../config/schema.ts'
+import { logger } from '../log.ts'
+import type { Scheduler } from '../scheduler/scheduler.ts'
+import type { Store } from '../store/db.ts'
+import { detectGpus } from './gpu.ts'
+import { Supervisor } from './supervisor.ts'
+
+export interface PoolSources {
+  config: OrchConfig
+  /** Worker records; the control socket and worker logs live beside its file. */
+  store: Store
+  /** Healthy workers become backends here. */
+  scheduler: Scheduler
+}
+
+export interface RunningPools {
+  supervisor: Supervisor
+  /** Stops every worker (they leave the scheduler first) and waits for the background start to end. */
+  stop(): Promise<void>
+}
+
+/** Starts the configured pools; undefined when there are none. */
+export async function startPools({ config, store, scheduler }: PoolSources): Promise<RunningPools | undefined> {
+  if (config.pools.length === 0) return undefined
+  const detection = await detectGpus()
+  const gpus = detection.available ? detection.gpus : []
+  const supervisor = new Supervisor({ config, home: dirname(store.path), store, scheduler, gpus })
+  const starting = supervisor.start().catch((error: unknown) => logger('pool').error(`pools did not start: ${(error as Error).message}`))
+  return {
+    supervisor,
+    async stop() {
+      await supervisor.stop()
+      await starting
+    },
+  }
+}
