@@ -3,7 +3,7 @@
  * every start, `--help` included. Config loading lives in `_config.ts`.
  */
 import type { ArgsDef, CommandDef } from 'citty'
-import { UsageError } from '../src/errors.ts'
+import { UsageError } from '../src/core/errors.ts'
 
 /** Flags every command accepts, before or after its name. */
 export const globalArgs = {

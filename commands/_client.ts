@@ -2,7 +2,7 @@
 
 import { ServeClient, serverUrl } from '../src/client/client.ts'
 import type { OrchConfig } from '../src/config/schema.ts'
-import { UsageError } from '../src/errors.ts'
+import { UsageError } from '../src/core/errors.ts'
 import type { GlobalArgValues } from './_args.ts'
 import { loadConfig } from './_config.ts'
 

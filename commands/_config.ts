@@ -1,6 +1,6 @@
 /** How a command gets its configuration, from the global flags. */
 import { type ResolvedConfig, resolveConfig } from '../src/config/load.ts'
-import { configureLogging, logger } from '../src/log.ts'
+import { configureLogging, logger } from '../src/core/log.ts'
 import type { GlobalArgValues } from './_args.ts'
 
 /**

@@ -6,7 +6,7 @@
 import { existsSync, statSync } from 'node:fs'
 import { type CacheStats, type CachingConfig, redisCacheUnavailable, resolveCachePath, sqliteCache } from '../src/cache/index.ts'
 import { displayPath } from '../src/config/load.ts'
-import { ExitCode, OrchError, UsageError } from '../src/errors.ts'
+import { ExitCode, OrchError, UsageError } from '../src/core/errors.ts'
 import { defineOrchCommand, type GlobalArgValues, globalArgs, printJson, printText } from './_args.ts'
 import { loadConfig } from './_config.ts'
 

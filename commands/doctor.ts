@@ -2,9 +2,10 @@
  * `orch doctor`: check the machine and the configuration, and say the fix for each problem. Exit 1 when any
  * check is an error; warnings do not fail it.
  */
+
+import { ExitCode } from '../src/core/errors.ts'
 import { type DoctorReport, type Finding, planDoctor } from '../src/doctor/checks.ts'
 import { gatherFacts } from '../src/doctor/run.ts'
-import { ExitCode } from '../src/errors.ts'
 import { defineOrchCommand, globalArgs, printJson, printText } from './_args.ts'
 import { tableLines } from './_table.ts'
 

@@ -6,8 +6,8 @@
  */
 import type { ArgsDef, CommandDef } from 'citty'
 import pkg from '../package.json' with { type: 'json' }
-import { colorAllowed, stripAnsi } from '../src/color.ts'
-import { didYouMean, ExitCode, OrchError, UsageError } from '../src/errors.ts'
+import { colorAllowed, stripAnsi } from '../src/core/color.ts'
+import { didYouMean, ExitCode, OrchError, UsageError } from '../src/core/errors.ts'
 import { checkPositionals, GLOBAL_VALUE_FLAGS, npmSwallowedHint, type OrchCommand, printJson, printText } from './_args.ts'
 
 interface CommandEntry {

@@ -1,8 +1,8 @@
 /** `orch logs`: the tail of a service's log under $ORCH_HOME/logs, and with --follow what is appended to it. */
 import { existsSync } from 'node:fs'
+import { OrchError, UsageError } from '../src/core/errors.ts'
 import { followFile, listServices, readTail, SERVE_SERVICE, serviceLogPath } from '../src/daemon/logfile.ts'
 import { daemonState } from '../src/daemon/pidfile.ts'
-import { OrchError, UsageError } from '../src/errors.ts'
 import { defineOrchCommand, globalArgs, printJson, printText } from './_args.ts'
 import { loadConfig } from './_config.ts'
 

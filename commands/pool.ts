@@ -6,11 +6,11 @@
  */
 
 import type { OrchConfig } from '../src/config/schema.ts'
+import { ExitCode, OrchError, UsageError } from '../src/core/errors.ts'
+import { logger } from '../src/core/log.ts'
 import { isAlive } from '../src/core/process.ts'
 import { listServices, SERVE_SERVICE } from '../src/daemon/logfile.ts'
 import { daemonState } from '../src/daemon/pidfile.ts'
-import { ExitCode, OrchError, UsageError } from '../src/errors.ts'
-import { logger } from '../src/log.ts'
 import { type ControlCommand, type ControlRequest, controlSocketPath, sendControl } from '../src/pool/control.ts'
 import { detectGpus } from '../src/pool/gpu.ts'
 import { listWorkers, type WorkerRow } from '../src/pool/records.ts'

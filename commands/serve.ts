@@ -5,6 +5,8 @@
  */
 import { resolve } from 'node:path'
 import pkg from '../package.json' with { type: 'json' }
+import { OrchError, UsageError } from '../src/core/errors.ts'
+import { logger } from '../src/core/log.ts'
 import {
   alreadyRunning,
   type PidInfo,
@@ -15,8 +17,6 @@ import {
   writePidFile,
 } from '../src/daemon/pidfile.ts'
 import { portTakenHint, probeOrch } from '../src/daemon/port-hint.ts'
-import { OrchError, UsageError } from '../src/errors.ts'
-import { logger } from '../src/log.ts'
 import { checkBind, startServe } from '../src/server/serve.ts'
 import { defineOrchCommand, globalArgs, printJson, printText } from './_args.ts'
 import { loadConfig } from './_config.ts'

@@ -1,9 +1,9 @@
 /** `orch stop`: stop the `orch serve` of this state directory, foreground or background (its record in $ORCH_HOME). */
 import { parseDurationMs } from '../src/core/duration.ts'
+import { UsageError } from '../src/core/errors.ts'
+import { logger } from '../src/core/log.ts'
 import { STOP_MARGIN_MS, stopDaemon } from '../src/daemon/daemon.ts'
 import { modeText } from '../src/daemon/pidfile.ts'
-import { UsageError } from '../src/errors.ts'
-import { logger } from '../src/log.ts'
 import { defineOrchCommand, globalArgs, printJson, printText } from './_args.ts'
 import { loadConfig } from './_config.ts'
 

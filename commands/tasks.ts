@@ -5,7 +5,7 @@
  */
 import { readFileSync } from 'node:fs'
 import { parseDurationMs } from '../src/core/duration.ts'
-import { ExitCode, OrchError, UsageError } from '../src/errors.ts'
+import { ExitCode, OrchError, UsageError } from '../src/core/errors.ts'
 import type { Task } from '../src/tasks/queue.ts'
 import { defineOrchCommand, globalArgs, printJson, printText } from './_args.ts'
 import { type ServeClient, serveClient, type TaskWait, urlArg } from './_client.ts'

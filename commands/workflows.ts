@@ -5,7 +5,7 @@
  */
 import { readFileSync } from 'node:fs'
 import YAML from 'yaml'
-import { ExitCode, OrchError, UsageError } from '../src/errors.ts'
+import { ExitCode, OrchError, UsageError } from '../src/core/errors.ts'
 import { defineOrchCommand, globalArgs, printJson, printText } from './_args.ts'
 import { type ServeClient, serveClient, urlArg } from './_client.ts'
 import { formatTable } from './_table.ts'

@@ -2,7 +2,7 @@
  * Backends from configuration, and helpers for callers that want one answer instead of a stream.
  */
 import type { BackendConfig, OrchConfig } from '../config/schema.ts'
-import { logger } from '../log.ts'
+import { logger } from '../core/log.ts'
 import { ollamaBackend } from './ollama.ts'
 import { openaiBackend } from './openai.ts'
 import type { BackendTimeouts } from './timeouts.ts'

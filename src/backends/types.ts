@@ -4,7 +4,7 @@
  * generate always stream from the backend: a caller that wants one answer collects the chunks, and the
  * first-token and idle timeouts work the same for both.
  */
-import { OrchError, type OrchErrorOptions } from '../errors.ts'
+import { OrchError, type OrchErrorOptions } from '../core/errors.ts'
 
 export type BackendType = 'ollama' | 'openai'
 

@@ -5,7 +5,7 @@
  */
 import { networkReason } from '../backends/timeouts.ts'
 import { type ChatAnswer, type ServeClient, transportCause } from '../client/client.ts'
-import { OrchError } from '../errors.ts'
+import { OrchError } from '../core/errors.ts'
 import type { Engine } from '../scheduler/engine.ts'
 import type { MetricResult } from './metrics/shared.ts'
 

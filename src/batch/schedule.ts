@@ -3,8 +3,8 @@
  * pending batch and reports progress against the number pending when it began. It stops between batches
  * when the signal aborts (SIGINT): a batch in flight finishes, so no batch is left locked.
  */
-import { logger } from '../log.ts'
-import { waitOrAbort } from '../wait.ts'
+import { logger } from '../core/log.ts'
+import { waitOrAbort } from '../core/wait.ts'
 import type { RunOutcome } from './runner.ts'
 
 export interface ScheduleOptions {

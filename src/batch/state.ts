@@ -5,7 +5,7 @@
  */
 import { existsSync, readFileSync } from 'node:fs'
 import { basename, isAbsolute } from 'node:path'
-import { logger } from '../log.ts'
+import { logger } from '../core/log.ts'
 import type { Store } from '../store/db.ts'
 
 export interface BatchRecord {

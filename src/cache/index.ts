@@ -7,7 +7,7 @@
  */
 import { isAbsolute, resolve } from 'node:path'
 import type { OrchConfig } from '../config/schema.ts'
-import { ExitCode, OrchError } from '../errors.ts'
+import { ExitCode, OrchError } from '../core/errors.ts'
 import { memoryCache } from './memory.ts'
 import { sqliteCache } from './sqlite.ts'
 import type { ResponseCache } from './types.ts'

@@ -6,8 +6,8 @@
  */
 import { mkdirSync } from 'node:fs'
 import { dirname } from 'node:path'
-import { OrchError } from '../errors.ts'
-import { logger } from '../log.ts'
+import { OrchError } from '../core/errors.ts'
+import { logger } from '../core/log.ts'
 import { openDatabase, type Store } from '../store/db.ts'
 import type { Migration } from '../store/migrations.ts'
 import type { CacheKind } from './key.ts'

@@ -3,7 +3,7 @@
  * flag and quotes what was given, so the message alone tells the fix.
  */
 import { parseDurationSeconds, parseNumber } from '../core/duration.ts'
-import { UsageError } from '../errors.ts'
+import { UsageError } from '../core/errors.ts'
 import type { CapacityInput } from './plan.ts'
 
 /** Flag values as citty hands them over: strings, absent when not given. */

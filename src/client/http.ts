@@ -3,7 +3,7 @@
  * server's message, code, field and hint, and a Server-Sent Events reader. A server that is not there is
  * one clear error (E_UNREACHABLE, with what fetch threw as its cause).
  */
-import { ExitCode, OrchError } from '../errors.ts'
+import { ExitCode, OrchError } from '../core/errors.ts'
 
 export interface ServerTarget {
   host: string

@@ -2,7 +2,7 @@
  * THE table of environment variables orch reads, and the only code in orch that reads them (through
  * load.ts). A variable set to the empty string counts as unset.
  */
-import { didYouMean } from '../errors.ts'
+import { didYouMean } from '../core/errors.ts'
 import type { ValueKind } from './fields.ts'
 import { type PathSegment, parsePath } from './paths.ts'
 

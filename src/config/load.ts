@@ -6,7 +6,7 @@
  */
 import { existsSync } from 'node:fs'
 import { dirname, isAbsolute, join, relative, resolve } from 'node:path'
-import { ConfigError, type ConfigIssue } from '../errors.ts'
+import { ConfigError, type ConfigIssue } from '../core/errors.ts'
 import { coerceString, type EnvironmentReading, ORCH_OLLAMA_URL, readEnvironment } from './env.ts'
 import { kindAt, schemaAt } from './keys.ts'
 import { FORBIDDEN_KEYS, formatPath, isPlainObject, mergeInto, type PathSegment, parsePath, setPath } from './paths.ts'

@@ -3,7 +3,7 @@
  * dependencies that exist and do not loop, a command for command-profile pools).
  */
 import * as v from 'valibot'
-import { didYouMean } from '../errors.ts'
+import { didYouMean } from '../core/errors.ts'
 import {
   bool,
   countOrInfinity,

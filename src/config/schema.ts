@@ -4,7 +4,7 @@
  * batch roots) are kept as written and resolve against the working directory of the orch process.
  */
 import * as v from 'valibot'
-import { LOG_CATEGORIES, LOG_LEVELS } from '../log.ts'
+import { LOG_CATEGORIES, LOG_LEVELS } from '../core/log.ts'
 import { bool, enumList, httpUrl, int, nonNegativeInt, num, oneOf, port, section, str, stringList } from './fields.ts'
 import { backendsSchema, poolsSchema } from './pools.ts'
 

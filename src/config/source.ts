@@ -7,7 +7,7 @@
 import { readFileSync, statSync } from 'node:fs'
 import { extname } from 'node:path'
 import { isMap, isPair, isScalar, isSeq, LineCounter, type Node, parseDocument, visit } from 'yaml'
-import type { ConfigIssue } from '../errors.ts'
+import type { ConfigIssue } from '../core/errors.ts'
 import { FORBIDDEN_KEYS, formatPath, isPlainObject, type PathSegment } from './paths.ts'
 
 export const MAX_CONFIG_BYTES = 1024 * 1024

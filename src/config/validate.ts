@@ -4,7 +4,7 @@
  * stop at the first unknown key of an object, and a user fixing typos wants all of them at once.
  */
 import * as v from 'valibot'
-import { didYouMean } from '../errors.ts'
+import { didYouMean } from '../core/errors.ts'
 import { keysAt, schemaAt } from './keys.ts'
 import { isPlainObject, type PathSegment } from './paths.ts'
 import { type OrchConfig, OrchConfigSchema } from './schema.ts'

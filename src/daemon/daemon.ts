@@ -7,9 +7,9 @@
  */
 import { closeSync, fstatSync, mkdirSync, openSync, writeSync } from 'node:fs'
 import { basename } from 'node:path'
+import { OrchError } from '../core/errors.ts'
 import { rotateLog } from '../core/log-rotate.ts'
 import { isAlive } from '../core/process.ts'
-import { OrchError } from '../errors.ts'
 import { logsDir, readSince, serveLogPath } from './logfile.ts'
 import { alreadyRunning, type PidInfo, pidFilePath, readPidFile, removePidFile, type ServeMode, serveRecords } from './pidfile.ts'
 

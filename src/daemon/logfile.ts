@@ -6,7 +6,7 @@
  */
 import { closeSync, existsSync, fstatSync, openSync, readdirSync, readSync, statSync } from 'node:fs'
 import { join } from 'node:path'
-import { waitOrAbort } from '../wait.ts'
+import { waitOrAbort } from '../core/wait.ts'
 
 export const SERVE_SERVICE = 'serve'
 export const logsDir = (home: string) => join(home, 'logs')

@@ -7,8 +7,8 @@
  */
 import { existsSync, linkSync, readdirSync, readFileSync, rmSync, unlinkSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
+import { ExitCode, OrchError } from '../core/errors.ts'
 import { isAlive, readCmdline } from '../core/process.ts'
-import { ExitCode, OrchError } from '../errors.ts'
 
 /** How the server runs: in a terminal (`orch serve`) or in the background (`orch serve --detach`). */
 export type ServeMode = 'foreground' | 'detached'

@@ -3,7 +3,7 @@
  * fix to apply; a warning does not fail `orch doctor`.
  */
 import { formatAge } from '../core/age.ts'
-import { type ConfigIssue, formatIssue } from '../errors.ts'
+import { type ConfigIssue, formatIssue } from '../core/errors.ts'
 import { checkDisk, checkGpus, checkOpenFiles, checkRedis, checkRuntime, type GpuFacts, type RedisFacts } from './checks-machine.ts'
 import { type Finding, fail, ok, warn } from './finding.ts'
 

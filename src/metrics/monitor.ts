@@ -8,7 +8,7 @@
 import { appendFile, mkdir, stat } from 'node:fs/promises'
 import { join, resolve } from 'node:path'
 import type { OrchConfig } from '../config/schema.ts'
-import { logger } from '../log.ts'
+import { logger } from '../core/log.ts'
 import { errorsOf, type ModelCounts } from './engine-metrics.ts'
 
 export type MonitoringConfig = OrchConfig['infrastructure_system']['performance_monitoring']

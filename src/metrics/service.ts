@@ -2,7 +2,7 @@
  * The metrics service of `orch serve`: the Prometheus series behind GET /metrics (fed by HTTP request
  * records and the engine's per-call reports) and the performance_monitoring sampler, on one unref'd timer.
  */
-import { logger } from '../log.ts'
+import { logger } from '../core/log.ts'
 import { createOrchMetrics, type MetricsSources, modelCounts, type OrchMetrics, type RequestRecord } from './engine-metrics.ts'
 import { type Facts, Monitor, type Reading } from './monitor.ts'
 

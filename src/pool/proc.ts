@@ -7,7 +7,7 @@ import { hasExited, procStat } from '../core/process.ts'
 
 export const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms))
 
-export { waitOrAbort } from '../wait.ts'
+export { waitOrAbort } from '../core/wait.ts'
 
 /** One health request: true on a 2xx within `timeoutMs`. */
 export async function ping(url: string, timeoutMs: number): Promise<boolean> {

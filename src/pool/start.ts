@@ -4,7 +4,7 @@
  */
 import { dirname } from 'node:path'
 import type { OrchConfig } from '../config/schema.ts'
-import { logger } from '../log.ts'
+import { logger } from '../core/log.ts'
 import type { Scheduler } from '../scheduler/scheduler.ts'
 import type { Store } from '../store/db.ts'
 import { detectGpus } from './gpu.ts'

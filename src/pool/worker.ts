@@ -12,7 +12,7 @@
 import { closeSync } from 'node:fs'
 import type { Subprocess } from 'bun'
 import type { PoolConfig } from '../config/schema.ts'
-import { logger } from '../log.ts'
+import { logger } from '../core/log.ts'
 import { openWorkerLog, rotateWorkerLog } from './logs.ts'
 import { ping, signalGroup, terminateGroup, waitOrAbort } from './proc.ts'
 import { planLaunch, type WorkerLaunch } from './profiles.ts'

@@ -3,7 +3,7 @@
  * answers with, whether retrying later can help, and when (`retry_after_s`, for the Retry-After header).
  */
 import { BackendError } from '../backends/types.ts'
-import { OrchError } from '../errors.ts'
+import { OrchError } from '../core/errors.ts'
 
 function schedulerError(code: string, message: string, hint: string, details: Record<string, unknown>): OrchError {
   return new OrchError(message, { code, hint, details })

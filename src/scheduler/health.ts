@@ -3,7 +3,7 @@
  * its loaded models (`/api/ps`) go to the scheduler, which routes by them. A backend that stops answering is
  * marked unhealthy and gets no new requests until it answers again.
  */
-import { logger } from '../log.ts'
+import { logger } from '../core/log.ts'
 import type { Scheduler } from './scheduler.ts'
 
 export class HealthMonitor {

@@ -13,7 +13,7 @@
 import { timingSafeEqual } from 'node:crypto'
 import { Hono } from 'hono'
 import { RegExpRouter } from 'hono/router/reg-exp-router'
-import { logger } from '../log.ts'
+import { logger } from '../core/log.ts'
 import type { RequestRecord } from '../metrics/engine-metrics.ts'
 import { statusOf } from '../scheduler/errors.ts'
 import { type AppDeps, type Dialect, errorResponse, httpError, type Route, type RouteContext } from './http.ts'

@@ -6,7 +6,7 @@
 import * as v from 'valibot'
 import type { LocalBus } from '../bus/local.ts'
 import type { OrchConfig } from '../config/schema.ts'
-import { httpError, OrchError } from '../errors.ts'
+import { httpError, OrchError } from '../core/errors.ts'
 import type { MetricsService } from '../metrics/service.ts'
 import type { Supervisor } from '../pool/supervisor.ts'
 import type { Engine } from '../scheduler/engine.ts'

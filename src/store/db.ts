@@ -8,7 +8,7 @@
 import { Database, type SQLQueryBindings, type Statement } from 'bun:sqlite'
 import { mkdirSync } from 'node:fs'
 import { join } from 'node:path'
-import { OrchError } from '../errors.ts'
+import { OrchError } from '../core/errors.ts'
 import { MIGRATIONS, type Migration } from './migrations.ts'
 
 /** Positional (`?`) parameters, or one object of named (`$name`) parameters. */

@@ -4,7 +4,7 @@
  * `[3].type` in a bulk body), so a client can point at the mistake.
  */
 import * as v from 'valibot'
-import { httpError } from '../errors.ts'
+import { httpError } from '../core/errors.ts'
 import { MAX_IDEMPOTENCY_KEY_LENGTH, modelNameSchema, tenantSchema } from './fields.ts'
 import type { SubmitInput } from './queue.ts'
 

@@ -3,7 +3,7 @@
  * Pure; `random` is injectable so tests are deterministic.
  */
 import { BackendError } from '../backends/types.ts'
-import { OrchError } from '../errors.ts'
+import { OrchError } from '../core/errors.ts'
 
 export interface RetryPolicy {
   maxAttempts: number

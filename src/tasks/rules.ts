@@ -2,7 +2,7 @@
  * The rules of the durable queue that do not depend on where it is kept, so every TaskQueue implementation
  * refuses the same inputs with the same errors, retries on the same schedule and makes ids of one shape.
  */
-import { ExitCode, OrchError } from '../errors.ts'
+import { ExitCode, OrchError } from '../core/errors.ts'
 import type { AttemptError, SubmitInput, TaskError } from './queue.ts'
 import { decideRetry, type RetryPolicy } from './retry.ts'
 

@@ -7,7 +7,7 @@
  * claimed, so work waits in the queue, durable, until one answers.
  */
 import { BackendError } from '../backends/types.ts'
-import { logger } from '../log.ts'
+import { logger } from '../core/log.ts'
 import type { Engine } from '../scheduler/engine.ts'
 import { isLocalOwnerAlive } from './owner.ts'
 import type { Task, TaskQueue } from './queue.ts'

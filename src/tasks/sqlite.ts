@@ -15,8 +15,8 @@
  * Besides the TaskQueue methods it has synchronous `complete` and `fail` (one transaction each, no group
  * commit) and `stats` of its commits.
  */
-import { OrchError } from '../errors.ts'
-import { logger } from '../log.ts'
+import { OrchError } from '../core/errors.ts'
+import { logger } from '../core/log.ts'
 import type { Store } from '../store/db.ts'
 import { pageSize } from '../store/page.ts'
 import type {

@@ -7,7 +7,7 @@
  * and recording it resubmits nothing, the next pass finds the same task.
  */
 import * as v from 'valibot'
-import { logger } from '../log.ts'
+import { logger } from '../core/log.ts'
 import type { SubmitInput, Task, TaskQueue } from '../tasks/queue.ts'
 import { type Definition, DefinitionSchema, type Step } from './schema.ts'
 import { outputText, stepRequest } from './step-request.ts'

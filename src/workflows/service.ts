@@ -7,8 +7,8 @@
  * missed occurrence runs.
  */
 import type { LocalBus } from '../bus/local.ts'
-import { httpError, type OrchError } from '../errors.ts'
-import { logger } from '../log.ts'
+import { httpError, type OrchError } from '../core/errors.ts'
+import { logger } from '../core/log.ts'
 import { pageSize } from '../store/page.ts'
 import type { TaskQueue } from '../tasks/queue.ts'
 import { localTimezone, nextRunAfter, planFire } from './cron.ts'

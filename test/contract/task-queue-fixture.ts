@@ -3,7 +3,7 @@
  * fixture every case opens, a fresh queue on a hand-driven clock whose events are recorded.
  */
 import { afterEach } from 'bun:test'
-import type { OrchError } from '../../src/errors.ts'
+import type { OrchError } from '../../src/core/errors.ts'
 import type { SubmitInput, Task, TaskEvent, TaskQueue, TaskQueueOptions } from '../../src/tasks/queue.ts'
 
 export interface QueueUnderTest {

@@ -1,6 +1,6 @@
 /** The TaskQueue contract: get and list, counts, queue bounds, prune, events and close. */
 import { describe, expect, test } from 'bun:test'
-import { configureLogging } from '../../src/log.ts'
+import { configureLogging } from '../../src/core/log.ts'
 import type { Task, TaskChange, TaskEvent, TaskState } from '../../src/tasks/queue.ts'
 import { type Contract, changes, failure, fatal, HOUR, rejection, retryable, T0 } from './task-queue-fixture.ts'
 

@@ -5,7 +5,7 @@
  */
 import { afterAll, beforeAll, describe, expect, test } from 'bun:test'
 import { defaultConfig } from '../../src/config/schema.ts'
-import { ConfigError } from '../../src/errors.ts'
+import { ConfigError } from '../../src/core/errors.ts'
 import { checkBind, startServe } from '../../src/server/serve.ts'
 import { tempDir } from '../helpers/cli.ts'
 import { startTestServe, type TestServe } from '../helpers/serve.ts'

@@ -5,7 +5,7 @@
  */
 import { afterEach, describe, expect, test } from 'bun:test'
 import { defaultConfig } from '../../src/config/schema.ts'
-import { configureLogging } from '../../src/log.ts'
+import { configureLogging } from '../../src/core/log.ts'
 import { type RunningServer, startServe } from '../../src/server/serve.ts'
 import { openStore } from '../../src/store/db.ts'
 import { tempDir } from '../helpers/cli.ts'

@@ -3,7 +3,7 @@ import { afterEach } from 'bun:test'
 import { mkdirSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { type ConfigInputs, resolveConfig } from '../../src/config/load.ts'
-import { ConfigError } from '../../src/errors.ts'
+import { ConfigError } from '../../src/core/errors.ts'
 import { tempDir } from './cli.ts'
 
 /** `workdir(files)`: a temp directory holding the files, removed after each test of the calling file. */

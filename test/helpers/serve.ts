@@ -3,7 +3,7 @@
  * ORCH_HOME) in front of fake Ollama servers. `stop()` shuts everything down and removes the temp dir.
  */
 import { defaultConfig } from '../../src/config/schema.ts'
-import { configureLogging } from '../../src/log.ts'
+import { configureLogging } from '../../src/core/log.ts'
 import { type RunningServer, startServe } from '../../src/server/serve.ts'
 import { tempDir } from './cli.ts'
 import { type FakeBehaviour, type FakeServer, startFakeOllama } from './fake-ollama.ts'

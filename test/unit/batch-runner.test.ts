@@ -14,8 +14,8 @@ import {
 import { runSchedule, type TickSummary } from '../../src/batch/schedule.ts'
 import { forgetBatch, isProcessed, listProcessed } from '../../src/batch/state.ts'
 import { formatAge } from '../../src/core/age.ts'
-import { OrchError } from '../../src/errors.ts'
-import { configureLogging, logger } from '../../src/log.ts'
+import { OrchError } from '../../src/core/errors.ts'
+import { configureLogging, logger } from '../../src/core/log.ts'
 import { openStore, type Store } from '../../src/store/db.ts'
 import { tempDir } from '../helpers/cli.ts'
 

@@ -4,7 +4,7 @@ import { existsSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { type CachingConfig, createCache, memoryCache, type ResponseCache, sqliteCache } from '../../src/cache/index.ts'
 import { defaultConfig } from '../../src/config/schema.ts'
-import { OrchError } from '../../src/errors.ts'
+import { OrchError } from '../../src/core/errors.ts'
 import { tempDir } from '../helpers/cli.ts'
 
 const dirs: Array<{ cleanup: () => void }> = []

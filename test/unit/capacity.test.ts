@@ -3,7 +3,7 @@ import { erlangB, erlangC, queueStats } from '../../src/capacity/erlang.ts'
 import { type CapacityFlags, parseCapacityFlags } from '../../src/capacity/parse.ts'
 import { type CapacityInput, MAX_SERVERS, planCapacity, recommendHardware } from '../../src/capacity/plan.ts'
 import { parseDurationSeconds } from '../../src/core/duration.ts'
-import { UsageError } from '../../src/errors.ts'
+import { UsageError } from '../../src/core/errors.ts'
 
 const example: CapacityInput = { tasksPerHour: 100, durationHours: 0.1, concurrency: 2, efficiency: 0.8, headroom: 0.3, peak: 2 }
 /** A stand-in for the config's runtime.ollama.concurrency. */

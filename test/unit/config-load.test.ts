@@ -5,7 +5,7 @@ import { describeKeys } from '../../src/config/keys.ts'
 import { resolveConfig, validateConfigFile } from '../../src/config/load.ts'
 import { formatPath, type PathSegment } from '../../src/config/paths.ts'
 import { MAX_CONFIG_BYTES, stripJsonComments } from '../../src/config/source.ts'
-import { type ConfigIssue, formatIssue } from '../../src/errors.ts'
+import { type ConfigIssue, formatIssue } from '../../src/core/errors.ts'
 import { configError, configWorkdirs } from '../helpers/config-files.ts'
 
 const workdir = configWorkdirs('orch-config-')

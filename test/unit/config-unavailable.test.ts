@@ -7,7 +7,7 @@ import { resolveConfig, validateConfigFile } from '../../src/config/load.ts'
 import { parsePath } from '../../src/config/paths.ts'
 import { defaultConfig } from '../../src/config/schema.ts'
 import { UNAVAILABLE, type UnavailableRule, unavailableIssues } from '../../src/config/unavailable.ts'
-import { type ConfigIssue, formatIssue } from '../../src/errors.ts'
+import { type ConfigIssue, formatIssue } from '../../src/core/errors.ts'
 import { configError, configWorkdirs } from '../helpers/config-files.ts'
 
 const workdir = configWorkdirs('orch-unavailable-')

@@ -8,7 +8,7 @@ import { parseTimeout } from '../../commands/tasks.ts'
 import { parseCapacityFlags } from '../../src/capacity/parse.ts'
 import { parseDuration as parseConfigDuration } from '../../src/config/fields.ts'
 import { parseDurationMs, parseDurationSeconds } from '../../src/core/duration.ts'
-import { type OrchError, UsageError } from '../../src/errors.ts'
+import { type OrchError, UsageError } from '../../src/core/errors.ts'
 import { MAX_WAIT_MS, parseDuration as parseWaitTimeout } from '../../src/server/routes/tasks.ts'
 
 describe('the grammar', () => {

@@ -6,7 +6,7 @@
 import { afterEach, describe, expect, test } from 'bun:test'
 import { memoryCache } from '../../src/cache/index.ts'
 import { defaultConfig } from '../../src/config/schema.ts'
-import type { OrchError } from '../../src/errors.ts'
+import type { OrchError } from '../../src/core/errors.ts'
 import { Engine } from '../../src/scheduler/engine.ts'
 import { openStore } from '../../src/store/db.ts'
 import { TaskRunner } from '../../src/tasks/runner.ts'

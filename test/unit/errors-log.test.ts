@@ -1,6 +1,15 @@
 import { describe, expect, test } from 'bun:test'
-import { ConfigError, didYouMean, ExitCode, editDistance, formatIssue, InterruptedError, OrchError, UsageError } from '../../src/errors.ts'
-import { configureLogging, logger } from '../../src/log.ts'
+import {
+  ConfigError,
+  didYouMean,
+  ExitCode,
+  editDistance,
+  formatIssue,
+  InterruptedError,
+  OrchError,
+  UsageError,
+} from '../../src/core/errors.ts'
+import { configureLogging, logger } from '../../src/core/log.ts'
 
 describe('errors', () => {
   test('each error class maps to its exit code', () => {

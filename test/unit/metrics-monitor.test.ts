@@ -2,7 +2,7 @@ import { afterEach, describe, expect, spyOn, test } from 'bun:test'
 import { readdirSync, readFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { defaultConfig } from '../../src/config/schema.ts'
-import { logger } from '../../src/log.ts'
+import { logger } from '../../src/core/log.ts'
 import {
   buildSample,
   CSV_COLUMNS,

@@ -1,5 +1,5 @@
 import { describe, expect, test } from 'bun:test'
-import { OrchError } from '../../src/errors.ts'
+import { OrchError } from '../../src/core/errors.ts'
 import { CircuitBreaker } from '../../src/scheduler/breaker.ts'
 import { statusOf } from '../../src/scheduler/errors.ts'
 import { DRAIN_MARGIN, Scheduler, type SchedulerOptions, type Slot } from '../../src/scheduler/scheduler.ts'

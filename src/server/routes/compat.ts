@@ -6,7 +6,7 @@
  */
 import * as v from 'valibot'
 import type { LoadedModel, ModelInfo } from '../../backends/types.ts'
-import { logger } from '../../log.ts'
+import { logger } from '../../core/log.ts'
 import type { RequestOptions } from '../../scheduler/engine.ts'
 import type { BackendState } from '../../scheduler/router.ts'
 import { normalizeModel } from '../../scheduler/router.ts'

@@ -7,7 +7,7 @@
  */
 import * as v from 'valibot'
 import { type ManagedBackend, managesModels, type ProgressChunk, type ShowResponse } from '../../backends/types.ts'
-import type { OrchError } from '../../errors.ts'
+import type { OrchError } from '../../core/errors.ts'
 import { statusOf } from '../../scheduler/errors.ts'
 import type { ModelDefaults } from '../../scheduler/model-defaults.ts'
 import { type BackendState, normalizeModel } from '../../scheduler/router.ts'

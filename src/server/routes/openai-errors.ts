@@ -5,7 +5,7 @@
  * itself answers many 400s); `orch_code` is orch's code, the one orch's own endpoints show.
  */
 import { BackendError } from '../../backends/types.ts'
-import { OrchError } from '../../errors.ts'
+import { OrchError } from '../../core/errors.ts'
 
 export type OpenAIErrorType = 'invalid_request_error' | 'authentication_error' | 'permission_error' | 'rate_limit_error' | 'server_error'
 
