@@ -49,6 +49,14 @@ module.exports = {
     },
     ...layerRules(),
     {
+      name: 'command-never-imports-command',
+      severity: 'error',
+      comment:
+        'A command imports src/ and the shared commands/_*.ts helpers, never another command (commands/index.ts, the entry point, loads them).',
+      from: { path: '^commands/', pathNot: '^commands/index[.]ts$' },
+      to: { path: '^commands/', pathNot: '^commands/_[^/]*[.]ts$' },
+    },
+    {
       name: 'src-never-imports-commands',
       severity: 'error',
       comment: 'src/ is the library; commands/ is the shell on top of it.',

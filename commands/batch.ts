@@ -5,7 +5,7 @@
  */
 import { existsSync, statSync } from 'node:fs'
 import { basename, join, resolve } from 'node:path'
-import { engineWriter, type RationaleWriter, serveWriter } from '../src/batch/rationale.ts'
+import { localEngineWriter, type RationaleWriter, serveWriter } from '../src/batch/rationale.ts'
 import { type BatchEngine, engineFor } from '../src/batch/run-engine.ts'
 import {
   type BatchSettings,
@@ -29,7 +29,6 @@ import type { OrchConfig } from '../src/config/schema.ts'
 import { formatAge } from '../src/core/age.ts'
 import { OrchError, UsageError } from '../src/core/errors.ts'
 import { logger } from '../src/core/log.ts'
-import { Engine } from '../src/scheduler/engine.ts'
 import { openStore, type Store } from '../src/store/db.ts'
 import { defineOrchCommand, type GlobalArgValues, globalArgs, printJson, printText } from './_args.ts'
 import { checkUrl, clientAt } from './_client.ts'
@@ -70,14 +69,7 @@ async function openWriter(args: RationaleArgValues, config: OrchConfig): Promise
     return { ...none, writer: serveWriter(clientAt(url, config.server), model) }
   }
   if (args.llm !== true) return none
-  const engine = new Engine({ config, healthIntervalMs: 0 })
-  await engine.start()
-  const close = () => engine.close()
-  if (![...engine.scheduler.states.values()].some((s) => s.healthy === true)) {
-    logger('batch').info('--llm: no backend answered its health check; rule-based rationale')
-    return { close }
-  }
-  return { writer: engineWriter(engine, model), close }
+  return localEngineWriter(config, model)
 }
 
 /**

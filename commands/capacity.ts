@@ -4,8 +4,8 @@
  */
 import { parseCapacityFlags } from '../src/capacity/parse.ts'
 import { type CandidateRow, type CapacityPlan, type HardwareTier, planCapacity, tidy } from '../src/capacity/plan.ts'
+import { type ConfigSource, describeSource } from '../src/config/provenance.ts'
 import { DEFAULT_OLLAMA_CONCURRENCY } from '../src/config/schema.ts'
-import { type ConfigSource, describeSource } from '../src/config/sources.ts'
 import { defineOrchCommand, type GlobalArgValues, globalArgs, printJson, printText } from './_args.ts'
 import { loadConfig } from './_config.ts'
 import { tableLines } from './_table.ts'

@@ -9,7 +9,7 @@ import { ENV_VARS, unknownVariables } from '../src/config/env.ts'
 import { renderExampleConfig } from '../src/config/example.ts'
 import { displayPath, locateBaseFile, type ResolvedConfig, validateConfigFile } from '../src/config/load.ts'
 import { getPath, parsePath } from '../src/config/paths.ts'
-import { describeSource } from '../src/config/sources.ts'
+import { describeSource } from '../src/config/provenance.ts'
 import { ConfigError, type ConfigIssue, ExitCode, UsageError } from '../src/core/errors.ts'
 import { logger } from '../src/core/log.ts'
 import { defineOrchCommand, globalArgs, printJson, printText } from './_args.ts'
@@ -49,7 +49,6 @@ const show = defineOrchCommand({
   ],
   run({ args }) {
     const resolved = loadConfig(args)
-    for (const warning of resolved.warnings) logger('config').warn(warning)
     if (args.sources) {
       const rows = sourceRows(resolved)
       if (args.json) printJson(rows)

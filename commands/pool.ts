@@ -7,65 +7,23 @@
 
 import type { OrchConfig } from '../src/config/schema.ts'
 import { ExitCode, OrchError, UsageError } from '../src/core/errors.ts'
+import { controlSocketPath } from '../src/core/home.ts'
 import { logger } from '../src/core/log.ts'
 import { isAlive } from '../src/core/process.ts'
 import { listServices, SERVE_SERVICE } from '../src/daemon/logfile.ts'
 import { daemonState } from '../src/daemon/pidfile.ts'
-import { type ControlCommand, type ControlRequest, controlSocketPath, sendControl } from '../src/pool/control.ts'
+import { type ControlCommand, sendControl } from '../src/pool/control.ts'
 import { detectGpus } from '../src/pool/gpu.ts'
-import { listWorkers, type WorkerRow } from '../src/pool/records.ts'
+import { listWorkers } from '../src/pool/records.ts'
+import { type PoolStats, poolStats, type QueueFigures, type WorkerStatus, workerStatus } from '../src/pool/status.ts'
 import { Supervisor } from '../src/pool/supervisor.ts'
+import { controlTarget } from '../src/pool/targets.ts'
 import { openStore } from '../src/store/db.ts'
 import { defineOrchCommand, globalArgs, printJson, printText } from './_args.ts'
 import { clientAt } from './_client.ts'
 import { loadConfig } from './_config.ts'
+import { showLog } from './_logs.ts'
 import { formatTable } from './_table.ts'
-import { showLog } from './logs.ts'
-
-export interface WorkerStatus {
-  pool: string
-  id: string
-  pid: number | null
-  port: number | null
-  gpu: string | null
-  state: string
-  uptime_s: number | null
-  restarts: number
-  served: number
-  inflight: number
-  last_heartbeat: string | null
-}
-
-const LIVE = new Set(['starting', 'healthy', 'unhealthy', 'draining'])
-
-/** Pool stats. Queue figures live in orch serve's scheduler: null when no serve is running here. */
-export interface PoolStats {
-  requests: number
-  queued: number | null
-  errors: number | null
-  queue_timeouts: number | null
-  pool_saturated: number | null
-  workers: number
-  available: number
-  busy: number
-}
-
-type QueueFigures = Pick<PoolStats, 'queued' | 'errors' | 'queue_timeouts' | 'pool_saturated'>
-
-/** Pure: worker figures from the recorded rows, queue figures from a running serve's /stats (if any). */
-export function poolStats(workers: WorkerStatus[], queue: QueueFigures | undefined): PoolStats {
-  const live = workers.filter((w) => LIVE.has(w.state))
-  return {
-    requests: workers.reduce((n, w) => n + w.served, 0),
-    queued: queue?.queued ?? null,
-    errors: queue?.errors ?? null,
-    queue_timeouts: queue?.queue_timeouts ?? null,
-    pool_saturated: queue?.pool_saturated ?? null,
-    workers: live.length,
-    available: live.filter((w) => w.state === 'healthy' && w.inflight === 0).length,
-    busy: live.filter((w) => w.inflight > 0).length,
-  }
-}
 
 /** The queue figures of the orch serve running on this home, if one answers. */
 async function serveQueueFigures(home: string, server: OrchConfig['server']): Promise<QueueFigures | undefined> {
@@ -77,28 +35,6 @@ async function serveQueueFigures(home: string, server: OrchConfig['server']): Pr
   } catch {
     return undefined
   }
-}
-
-/** Rows as the user should see them: a worker whose orch is gone is reported stopped. */
-export function workerStatus(rows: WorkerRow[], now: number, ownerAlive: (pid: number) => boolean): WorkerStatus[] {
-  return rows.map((row) => {
-    const gone = !ownerAlive(row.owner_pid)
-    const state = gone && LIVE.has(row.state) ? 'stopped' : row.state
-    const live = LIVE.has(state) && row.started_at !== null
-    return {
-      pool: row.pool,
-      id: row.worker_id,
-      pid: live ? row.pid : null,
-      port: row.port,
-      gpu: row.gpu,
-      state,
-      uptime_s: live ? Math.round((now - (row.started_at as number)) / 1000) : null,
-      restarts: row.restarts,
-      served: row.served,
-      inflight: row.inflight,
-      last_heartbeat: row.last_heartbeat === null ? null : new Date(row.last_heartbeat).toISOString(),
-    }
-  })
 }
 
 export function formatStats(stats: PoolStats): string {
@@ -179,13 +115,6 @@ const status = defineOrchCommand({
     else printText(`${formatStatus(workers)}\n\n${formatStats(stats)}`)
   },
 })
-
-/** NAME as the control channel wants it: `POOL/WORKER`, or a bare name the supervisor resolves (pool first). */
-export function controlTarget(name: string | undefined): Omit<ControlRequest, 'cmd'> {
-  if (name === undefined) return {}
-  const slash = name.indexOf('/')
-  return slash >= 0 ? { pool: name.slice(0, slash), worker: name.slice(slash + 1) } : { name }
-}
 
 const NO_SUPERVISOR_HINT = 'start one with `orch pool start` or `orch serve` (with the same ORCH_HOME)'
 

@@ -3,7 +3,7 @@
 import { networkReason } from '../src/backends/timeouts.ts'
 import { transportCause } from '../src/client/client.ts'
 import { formatAge } from '../src/core/age.ts'
-import { serveLogPath } from '../src/daemon/logfile.ts'
+import { serveLogPath } from '../src/core/home.ts'
 import { daemonState, modeText } from '../src/daemon/pidfile.ts'
 import type { Limits } from '../src/scheduler/limits.ts'
 import { defineOrchCommand, globalArgs, printJson, printText } from './_args.ts'

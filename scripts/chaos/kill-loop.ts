@@ -32,6 +32,7 @@ import { tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
 import { parseArgs } from 'node:util'
 import type { Subprocess } from 'bun'
+import { stateDbPath } from '../../src/core/home.ts'
 import { prng } from '../../test/helpers/prng.ts'
 
 const HERE = import.meta.dir
@@ -231,7 +232,7 @@ export async function runKillLoop(options: LoopOptions, log: (line: string) => v
   const ownHome = options.home === undefined
   const home = options.home ? resolve(options.home) : mkdtempSync(join(tmpdir(), 'orch-chaos-'))
   mkdirSync(join(home, 'chaos-logs'), { recursive: true })
-  const dbPath = join(home, 'state.db')
+  const dbPath = stateDbPath(home)
   if (existsSync(dbPath)) throw new Error(`${dbPath} exists: the loop needs a home without tasks (or omit --home)`)
 
   const children = new Set<Subprocess<any, any, any>>()

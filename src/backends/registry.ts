@@ -6,7 +6,7 @@ import { logger } from '../core/log.ts'
 import { ollamaBackend } from './ollama.ts'
 import { openaiBackend } from './openai.ts'
 import type { BackendTimeouts } from './timeouts.ts'
-import type { Backend, ChatChunk, GenerateChunk } from './types.ts'
+import { type Backend, BackendError, type ChatChunk, type GenerateChunk } from './types.ts'
 
 export interface BackendExtras {
   /** Bearer token sent with every request. */
@@ -35,35 +35,57 @@ export function createBackends(config: OrchConfig, env: Record<string, string | 
   return config.backends.map((cfg) => createBackend(cfg, config.backend_timeouts, { apiKey: apiKeyFor(cfg, env) }))
 }
 
-/** One chunk for the whole answer: the content (and thinking, tool calls) of all, the stats of the last. */
-export async function collectChat(chunks: AsyncIterable<ChatChunk>): Promise<ChatChunk> {
+/**
+ * One chunk for the whole answer, from the chunks of a stream in order: the fields (stats, done_reason,
+ * `done`) of the last; the message's role from the first chunk that names one (else `assistant`); content,
+ * thinking and tool calls of every chunk in order (thinking and tool_calls only when there are any).
+ */
+export function joinChat(chunks: readonly ChatChunk[]): ChatChunk {
+  const last = chunks.at(-1)
+  if (!last) throw new BackendError('the backend answered with no chunks', { kind: 'protocol', backend: '-' })
+  let role: ChatChunk['message']['role'] | undefined
   let content = ''
   let thinking = ''
   const toolCalls: unknown[] = []
-  let last: ChatChunk | undefined
-  for await (const chunk of chunks) {
-    content += chunk.message.content
-    if (chunk.message.thinking) thinking += chunk.message.thinking
-    if (chunk.message.tool_calls) toolCalls.push(...chunk.message.tool_calls)
-    last = chunk
+  for (const { message } of chunks) {
+    role ??= message.role
+    content += message.content ?? ''
+    if (message.thinking) thinking += message.thinking
+    if (message.tool_calls) toolCalls.push(...message.tool_calls)
   }
-  if (!last) throw new Error('collectChat: the backend sent no chunk')
-  const message: ChatChunk['message'] = { role: 'assistant', content }
+  const { thinking: _thinking, tool_calls: _toolCalls, ...rest } = last.message
+  const message: ChatChunk['message'] = { ...rest, role: role ?? 'assistant', content }
   if (thinking) message.thinking = thinking
   if (toolCalls.length > 0) message.tool_calls = toolCalls
-  return { ...last, message, done: true }
+  return { ...last, message }
 }
 
-/** One chunk for the whole answer: the response text of all, the stats (and context) of the last. */
-export async function collectGenerate(chunks: AsyncIterable<GenerateChunk>): Promise<GenerateChunk> {
+/** One chunk for the whole answer: the fields (stats, context, `done`) of the last; response and thinking of every chunk in order. */
+export function joinGenerate(chunks: readonly GenerateChunk[]): GenerateChunk {
+  const last = chunks.at(-1)
+  if (!last) throw new BackendError('the backend answered with no chunks', { kind: 'protocol', backend: '-' })
   let response = ''
   let thinking = ''
-  let last: GenerateChunk | undefined
-  for await (const chunk of chunks) {
-    response += chunk.response
+  for (const chunk of chunks) {
+    response += chunk.response ?? ''
     if (chunk.thinking) thinking += chunk.thinking
-    last = chunk
   }
-  if (!last) throw new Error('collectGenerate: the backend sent no chunk')
-  return { ...last, response, ...(thinking ? { thinking } : {}), done: true }
+  const { thinking: _thinking, ...rest } = last
+  return thinking ? { ...rest, response, thinking } : { ...rest, response }
+}
+
+async function gather<T>(chunks: AsyncIterable<T>): Promise<T[]> {
+  const all: T[] = []
+  for await (const chunk of chunks) all.push(chunk)
+  return all
+}
+
+/** A whole stream read and joined (joinChat). */
+export async function collectChat(chunks: AsyncIterable<ChatChunk>): Promise<ChatChunk> {
+  return joinChat(await gather(chunks))
+}
+
+/** A whole stream read and joined (joinGenerate). */
+export async function collectGenerate(chunks: AsyncIterable<GenerateChunk>): Promise<GenerateChunk> {
+  return joinGenerate(await gather(chunks))
 }

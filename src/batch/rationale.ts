@@ -5,8 +5,10 @@
  */
 import { networkReason } from '../backends/timeouts.ts'
 import { type ChatAnswer, type ServeClient, transportCause } from '../client/client.ts'
+import type { OrchConfig } from '../config/schema.ts'
 import { OrchError } from '../core/errors.ts'
-import type { Engine } from '../scheduler/engine.ts'
+import { logger } from '../core/log.ts'
+import { Engine } from '../scheduler/engine.ts'
 import type { MetricResult } from './metrics/shared.ts'
 
 export type RationaleSource = 'rules' | 'llm'
@@ -89,6 +91,24 @@ export function engineWriter(engine: Engine, model: string): RationaleWriter {
     )
     return chunk.message.content
   }
+}
+
+/**
+ * Through an engine of this process over the configured backends (`--llm`), and how to close it after;
+ * no writer (rules only) when no backend answered its first health check.
+ */
+export async function localEngineWriter(
+  config: OrchConfig,
+  model: string,
+): Promise<{ writer?: RationaleWriter; close: () => Promise<void> }> {
+  const engine = new Engine({ config, healthIntervalMs: 0 })
+  await engine.start()
+  const close = () => engine.close()
+  if (!engine.hasHealthyBackend()) {
+    logger('batch').info('--llm: no backend answered its health check; rule-based rationale')
+    return { close }
+  }
+  return { writer: engineWriter(engine, model), close }
 }
 
 /** Through a running `orch serve` (`--url`): its /api/chat, with the same request as the engine's. */

@@ -7,6 +7,7 @@ import { existsSync, readFileSync } from 'node:fs'
 import { basename, isAbsolute } from 'node:path'
 import { logger } from '../core/log.ts'
 import type { Store } from '../store/db.ts'
+import { kvHas, kvSet } from '../store/kv.ts'
 
 export interface BatchRecord {
   path: string
@@ -22,6 +23,10 @@ interface Row extends Omit<BatchRecord, 'summary'> {
   summary: string | null
 }
 
+/**
+ * Set once a `processed.json` was imported; its value is the file's path, as JSON. Only its presence is
+ * read, so a state.db whose value is the bare path (written before the kv table held JSON) reads the same.
+ */
 const IMPORTED_KEY = 'batch.processed_json_imported'
 
 const fromRow = (row: Row): BatchRecord => ({ ...row, summary: row.summary === null ? null : JSON.parse(row.summary) })
@@ -61,7 +66,7 @@ export function forgetBatch(store: Store, nameOrPath: string): number {
  */
 export function importProcessedJson(store: Store, file: string, now: number): number {
   if (!existsSync(file)) return 0
-  if (store.one('SELECT 1 AS x FROM kv WHERE key = ?', [IMPORTED_KEY]) !== undefined) return 0
+  if (kvHas(store, IMPORTED_KEY)) return 0
   let paths: unknown
   try {
     paths = JSON.parse(readFileSync(file, 'utf8'))
@@ -84,7 +89,7 @@ export function importProcessedJson(store: Store, file: string, now: number): nu
       )
       added += inserted.changes
     }
-    store.run('INSERT OR REPLACE INTO kv (key, value, updated_at) VALUES (?, ?, ?)', [IMPORTED_KEY, file, now])
+    kvSet(store, IMPORTED_KEY, file, now)
     return added
   })
 }

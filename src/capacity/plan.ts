@@ -13,7 +13,7 @@
  *    effective service time is duration ÷ efficiency (the same overhead the formula charges), so the
  *    utilisation at n instances is exactly required_raw ÷ n.
  */
-import { erlangBStepper, erlangCFromB, type QueueStats, statsFromErlangC } from './erlang.ts'
+import { erlangBStepper, erlangCFromB, type QueueStats, queueStats, statsFromErlangC } from './erlang.ts'
 
 export interface CapacityInput {
   tasksPerHour: number
@@ -187,7 +187,9 @@ function planQueueing(input: CapacityInput, counts: FormulaCounts): QueueingPlan
     meetsTarget: judge(row),
   }))
   const peakAffordable = loadErlangs * input.peak <= MAX_SERVERS && counts.atPeak * concurrency <= 2 * MAX_SERVERS
-  const [peakRow] = peakAffordable ? evaluate([counts.atPeak], loadErlangs * input.peak, concurrency, serviceSeconds) : []
+  const peakRow = peakAffordable
+    ? { instances: counts.atPeak, ...queueStats(counts.atPeak * concurrency, loadErlangs * input.peak, serviceSeconds, WAIT_PERCENTILE) }
+    : undefined
   const atPeak = peakRow ? { ...peakRow, meetsTarget: judge(peakRow) } : null
   return { ...base, recommendedInstances, candidates, atPeak, skipped: null }
 }

@@ -3,8 +3,8 @@
  * scripts/gen-config-docs.ts; a test regenerates it in memory and compares, so it cannot go stale).
  */
 import { ENV_VARS, type EnvVar, ORCH_OLLAMA_URL } from './env.ts'
+import { MAX_CONFIG_BYTES } from './file.ts'
 import { describeKeys, envVarsByKey, type KeyInfo } from './keys.ts'
-import { MAX_CONFIG_BYTES } from './source.ts'
 import { UNAVAILABLE } from './unavailable.ts'
 
 const PRECEDENCE = `## Where values come from

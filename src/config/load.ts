@@ -7,17 +7,18 @@
 import { existsSync } from 'node:fs'
 import { dirname, isAbsolute, join, relative, resolve } from 'node:path'
 import { ConfigError, type ConfigIssue } from '../core/errors.ts'
+import { DEFAULT_HOME } from '../core/home.ts'
+import { DEFAULT_BACKEND } from './backends.ts'
 import { coerceString, type EnvironmentReading, ORCH_OLLAMA_URL, readEnvironment } from './env.ts'
+import { type ConfigDocument, readConfigDocument } from './file.ts'
 import { kindAt, schemaAt } from './keys.ts'
 import { FORBIDDEN_KEYS, formatPath, isPlainObject, mergeInto, type PathSegment, parsePath, setPath } from './paths.ts'
-import { DEFAULT_BACKEND } from './pools.ts'
+import { type ConfigSource, SourceTracker } from './provenance.ts'
 import type { OrchConfig } from './schema.ts'
-import { type ConfigDocument, readConfigDocument } from './source.ts'
-import { type ConfigSource, SourceTracker } from './sources.ts'
 import { unavailableIssues } from './unavailable.ts'
 import { type PathIssue, validateData } from './validate.ts'
 
-export type { ConfigSource } from './sources.ts'
+export type { ConfigSource } from './provenance.ts'
 
 export interface ConfigInputs {
   cwd?: string
@@ -43,8 +44,6 @@ export interface ResolvedConfig {
 }
 
 export const CONFIG_FILE_NAMES = ['orch.yaml', 'orch.yml', 'orch.json'] as const
-/** The state directory when neither --home nor ORCH_HOME names one, relative to the working directory. */
-export const DEFAULT_HOME = '.orch'
 const ENV_NAME = /^[A-Za-z0-9][A-Za-z0-9_-]*$/
 
 export interface ConfigLocation {

@@ -1,32 +1,11 @@
 /**
- * The list-shaped sections, `pools` and `backends`, and the checks that span their items (unique names,
- * dependencies that exist and do not loop, a command for command-profile pools).
+ * The `pools` section and the checks that span its items (unique names, dependencies that exist and do
+ * not loop, a command for command-profile pools).
  */
 import * as v from 'valibot'
 import { didYouMean } from '../core/errors.ts'
-import {
-  bool,
-  countOrInfinity,
-  duration,
-  envMap,
-  httpUrl,
-  int,
-  intList,
-  name,
-  nonNegativeInt,
-  oneOf,
-  port,
-  section,
-  str,
-  stringList,
-} from './fields.ts'
-
-/** A problem found across list items, pointed at one key of one item. */
-export interface ItemProblem {
-  index: number
-  key: string
-  message: string
-}
+import { bool, countOrInfinity, duration, envMap, int, intList, name, nonNegativeInt, oneOf, port, section, stringList } from './fields.ts'
+import { asRecord, duplicateNames, type ItemProblem, itemCheck } from './items.ts'
 
 const healthPath = v.pipe(
   v.string('expected a path starting with "/"'),
@@ -102,22 +81,7 @@ const poolEntry = v.pipe(
   })),
 )
 
-const asRecord = (value: unknown): Record<string, unknown> => (value && typeof value === 'object' ? (value as Record<string, unknown>) : {})
 const asStrings = (value: unknown): string[] => (Array.isArray(value) ? value.filter((x): x is string => typeof x === 'string') : [])
-
-/** Names must be unique; the first holder of a name keeps it. */
-function duplicateNames(items: unknown[], what: string): ItemProblem[] {
-  const seen = new Map<string, number>()
-  const problems: ItemProblem[] = []
-  items.forEach((item, index) => {
-    const itemName = asRecord(item).name
-    if (typeof itemName !== 'string') return
-    const first = seen.get(itemName)
-    if (first === undefined) seen.set(itemName, index)
-    else problems.push({ index, key: 'name', message: `duplicate ${what} name "${itemName}" (already used by item ${first})` })
-  })
-  return problems
-}
 
 /** The first dependency cycle reachable from `start`, as a list of names ending where it began. */
 function findCycle(start: string, deps: Map<string, string[]>): string[] | undefined {
@@ -175,65 +139,11 @@ export function checkPools(items: unknown[]): ItemProblem[] {
   return [...problems, ...dependencyProblems(pools)]
 }
 
-/** Turn item problems into valibot issues at `[index].key`, so they travel with the schema's own issues. */
-function itemCheck<T extends unknown[]>(check: (items: unknown[]) => ItemProblem[]): v.RawCheckAction<T> {
-  return v.rawCheck<T>(({ dataset, addIssue }) => {
-    const value: unknown = dataset.value
-    const items: unknown[] = Array.isArray(value) ? value : []
-    for (const problem of check(items)) {
-      const item = asRecord(items[problem.index])
-      addIssue({
-        message: problem.message,
-        input: item[problem.key],
-        path: [
-          { type: 'array', origin: 'value', input: items, key: problem.index, value: item },
-          { type: 'object', origin: 'value', input: item, key: problem.key, value: item[problem.key] },
-        ],
-      })
-    }
-  })
-}
-
 export function poolsSchema() {
   return v.pipe(
     v.array(poolEntry, 'expected a list of pools'),
     itemCheck(checkPools),
     v.description('Worker pools orch supervises (orch pool, orch serve)'),
     v.metadata({ kind: 'list' as const, type: 'list of pools' }),
-  )
-}
-
-export const DEFAULT_BACKEND = { name: 'ollama', type: 'ollama', url: 'http://127.0.0.1:11434' } as const
-
-const backendEntry = v.strictObject(
-  {
-    name: name('Unique backend name'),
-    type: v.optional(oneOf(['ollama', 'openai'], 'API the backend speaks: ollama or openai (OpenAI-compatible)'), 'ollama'),
-    url: httpUrl('Base URL, e.g. http://127.0.0.1:11434', { example: 'http://127.0.0.1:11434' }),
-    models: v.optional(stringList('Models this backend serves; unset means any model', { example: ['llama3.2'] })),
-    concurrency: v.optional(
-      int(
-        'Calls in flight to this backend at once (its own limit; backends add up)',
-        {},
-        { defaultText: 'runtime.<type>.concurrency, else 4' },
-      ),
-    ),
-    api_key_env: v.optional(
-      str('Environment variable holding the bearer token orch sends to this backend (the token itself stays out of the file)', {
-        example: 'VLLM_API_KEY',
-      }),
-    ),
-  },
-  'expected a mapping of backend keys to values',
-)
-
-export function backendsSchema() {
-  return v.pipe(
-    v.array(backendEntry, 'expected a list of backends'),
-    itemCheck((items) => duplicateNames(items, 'backend')),
-    // No backends at all means the local Ollama; ORCH_OLLAMA_URL moves it.
-    v.transform((list) => (list.length > 0 ? list : [{ ...DEFAULT_BACKEND } as (typeof list)[number]])),
-    v.description('Model servers requests are routed to; empty means one Ollama at http://127.0.0.1:11434 (or ORCH_OLLAMA_URL)'),
-    v.metadata({ kind: 'list' as const, type: 'list of backends' }),
   )
 }

@@ -5,8 +5,9 @@
  */
 import * as v from 'valibot'
 import { LOG_CATEGORIES, LOG_LEVELS } from '../core/log.ts'
+import { backendsSchema } from './backends.ts'
 import { bool, enumList, httpUrl, int, nonNegativeInt, num, oneOf, port, section, str, stringList } from './fields.ts'
-import { backendsSchema, poolsSchema } from './pools.ts'
+import { poolsSchema } from './pools.ts'
 
 const distributedSimulation = section('How work is spread over processes and machines', {
   enabled: v.optional(

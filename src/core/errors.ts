@@ -86,14 +86,6 @@ export class ConfigError extends OrchError {
   }
 }
 
-/** The user pressed Ctrl-C or the process got SIGINT/SIGTERM before the work finished: exit 130. */
-export class InterruptedError extends OrchError {
-  constructor(message = 'interrupted') {
-    super(message, { code: 'E_INTERRUPTED', exitCode: ExitCode.interrupted })
-    this.name = 'InterruptedError'
-  }
-}
-
 /** The closest candidate by edit distance, when it is close enough to be a likely typo. */
 export function didYouMean(input: string, candidates: Iterable<string>): string | undefined {
   let best: string | undefined

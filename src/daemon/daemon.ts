@@ -8,10 +8,11 @@
 import { closeSync, fstatSync, mkdirSync, openSync, writeSync } from 'node:fs'
 import { basename } from 'node:path'
 import { OrchError } from '../core/errors.ts'
+import { logsDir, serveLogPath, serveRecordPath } from '../core/home.ts'
 import { rotateLog } from '../core/log-rotate.ts'
 import { isAlive } from '../core/process.ts'
-import { logsDir, readSince, serveLogPath } from './logfile.ts'
-import { alreadyRunning, type PidInfo, pidFilePath, readPidFile, removePidFile, type ServeMode, serveRecords } from './pidfile.ts'
+import { readSince } from './logfile.ts'
+import { alreadyRunning, type PidInfo, readPidFile, removePidFile, type ServeMode, serveRecords } from './pidfile.ts'
 
 /** How long `--detach` waits for the server to listen: bun's start, the state store, a first health check of each backend. */
 export const START_WAIT_MS = 20_000
@@ -152,7 +153,7 @@ export async function stopDaemon(home: string, timeoutMs: number, onForce?: (pid
   const { live, stale } = serveRecords(home)
   const [first] = live
   if (!first) {
-    return { stopped: false, running: false, pid_file: pidFilePath(home), ...(stale[0] ? { stale_pid: stale[0].pid } : {}) }
+    return { stopped: false, running: false, pid_file: serveRecordPath(home), ...(stale[0] ? { stale_pid: stale[0].pid } : {}) }
   }
   const servers = await Promise.all(live.map(({ info, file }) => stopOne(info, file, timeoutMs, onForce)))
   return { stopped: true, running: false, ...(servers[0] as StoppedServer), servers }

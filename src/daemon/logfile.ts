@@ -6,11 +6,10 @@
  */
 import { closeSync, existsSync, fstatSync, openSync, readdirSync, readSync, statSync } from 'node:fs'
 import { join } from 'node:path'
+import { logsDir, serveLogPath, workerLogPath } from '../core/home.ts'
 import { waitOrAbort } from '../core/wait.ts'
 
 export const SERVE_SERVICE = 'serve'
-export const logsDir = (home: string) => join(home, 'logs')
-export const serveLogPath = (home: string) => join(logsDir(home), 'serve.log')
 
 /** Services that have a log: `serve` (when serve.log exists) and `pool/worker` for each worker log. */
 export function listServices(home: string): string[] {
@@ -41,7 +40,7 @@ export function serviceLogPath(home: string, service: string): string | undefine
   if (service === SERVE_SERVICE) return serveLogPath(home)
   const match = /^([A-Za-z0-9_.-]+)\/([A-Za-z0-9_.-]+)$/.exec(service)
   if (!match || [match[1], match[2]].some((part) => part === '.' || part === '..')) return undefined
-  return join(logsDir(home), match[1] as string, `${match[2]}.log`)
+  return workerLogPath(home, match[1] as string, match[2] as string)
 }
 
 export interface Tail {

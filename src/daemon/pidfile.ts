@@ -8,6 +8,7 @@
 import { existsSync, linkSync, readdirSync, readFileSync, rmSync, unlinkSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { ExitCode, OrchError } from '../core/errors.ts'
+import { SERVE_RECORD, SERVE_RECORD_NAME, secondServeRecordPath, serveRecordPath } from '../core/home.ts'
 import { isAlive, readCmdline } from '../core/process.ts'
 
 /** How the server runs: in a terminal (`orch serve`) or in the background (`orch serve --detach`). */
@@ -37,11 +38,6 @@ export type DaemonState =
   | { running: true; info: PidInfo; pidFile: string; others: ServeRecord[] }
   /** `stale`: the record that was found (and removed) although its process is gone. */
   | { running: false; pidFile: string; stale?: PidInfo }
-
-export const pidFilePath = (home: string) => join(home, 'serve.pid')
-/** Where a second server (--allow-second) records itself. */
-export const extraPidFilePath = (home: string, pid: number) => join(home, `serve-${pid}.pid`)
-const RECORD_NAME = /^serve(-\d+)?\.pid$/
 
 /** The file's content; undefined when there is none or it is not one of ours (half-written, garbage). */
 export function readPidFile(file: string): PidInfo | undefined {
@@ -98,8 +94,8 @@ function recordFiles(home: string): string[] {
   } catch {
     return []
   }
-  const extras = names.filter((name) => RECORD_NAME.test(name) && name !== 'serve.pid').sort()
-  return [...(names.includes('serve.pid') ? ['serve.pid'] : []), ...extras].map((name) => join(home, name))
+  const extras = names.filter((name) => SERVE_RECORD_NAME.test(name) && name !== SERVE_RECORD).sort()
+  return [...(names.includes(SERVE_RECORD) ? [SERVE_RECORD] : []), ...extras].map((name) => join(home, name))
 }
 
 /** The live servers recorded in `home` (primary first); stale records are removed on the way, and returned. */
@@ -120,7 +116,7 @@ export function serveRecords(home: string): { live: ServeRecord[]; stale: PidInf
 
 /** Running, or not; stale records are removed on the way (and the first one reported). */
 export function daemonState(home: string): DaemonState {
-  const pidFile = pidFilePath(home)
+  const pidFile = serveRecordPath(home)
   if (!existsSync(home)) return { running: false, pidFile }
   const { live, stale } = serveRecords(home)
   const [first, ...others] = live
@@ -178,14 +174,14 @@ export function writePidFile(file: string, info: PidInfo): void {
  * another live server holds that, `serve-<pid>.pid` beside it.
  */
 export function recordServe(home: string, info: PidInfo, allowSecond = false): string {
-  const primary = pidFilePath(home)
+  const primary = serveRecordPath(home)
   try {
     writePidFile(primary, info)
     return primary
   } catch (error) {
     if (!allowSecond || (error as OrchError).code !== 'E_ALREADY_RUNNING') throw error
   }
-  const extra = extraPidFilePath(home, info.pid)
+  const extra = secondServeRecordPath(home, info.pid)
   writePidFile(extra, info)
   return extra
 }

@@ -6,16 +6,17 @@
 import { Database } from 'bun:sqlite'
 import { accessSync, constants, existsSync, readFileSync, rmSync, statfsSync, writeFileSync } from 'node:fs'
 import { connect, createServer } from 'node:net'
-import { dirname, join, resolve } from 'node:path'
+import { dirname, resolve } from 'node:path'
 import { createBackends } from '../backends/registry.ts'
 import { BackendError } from '../backends/types.ts'
 import { resolveSettings, scanLocks } from '../batch/runner.ts'
 import { readEnvironment } from '../config/env.ts'
-import { DEFAULT_HOME, displayPath, type ResolvedConfig, resolveConfig } from '../config/load.ts'
+import { displayPath, type ResolvedConfig, resolveConfig } from '../config/load.ts'
 import type { OrchConfig } from '../config/schema.ts'
 import { ConfigError } from '../core/errors.ts'
+import { DEFAULT_HOME, serveRecordPath, stateDbPath, writeProbePath } from '../core/home.ts'
 import { isAlive } from '../core/process.ts'
-import { pidFilePath, readPidFile } from '../daemon/pidfile.ts'
+import { readPidFile } from '../daemon/pidfile.ts'
 import { detectGpus } from '../pool/gpu.ts'
 import type { BackendFacts, BatchLockFacts, ConfigFacts, DoctorFacts, ExecutableFacts, HomeFacts, PortFacts, RedisFacts } from './checks.ts'
 
@@ -56,7 +57,7 @@ export function gatherHome(home: string): HomeFacts {
   const facts: HomeFacts = { path: home, exists: existsSync(home), writable: false }
   try {
     if (facts.exists) {
-      const probe = join(home, `.doctor-${process.pid}.tmp`)
+      const probe = writeProbePath(home, process.pid)
       writeFileSync(probe, '')
       rmSync(probe, { force: true })
     } else accessSync(nearestExisting(home), constants.W_OK)
@@ -64,7 +65,7 @@ export function gatherHome(home: string): HomeFacts {
   } catch (error) {
     facts.error = message(error)
   }
-  const file = join(home, 'state.db')
+  const file = stateDbPath(home)
   if (!existsSync(file)) return facts
   let db: Database | undefined
   try {
@@ -114,7 +115,7 @@ export function probePort(host: string, port: number): Promise<{ state: 'free' |
 }
 
 export async function gatherPorts(config: OrchConfig, home: string): Promise<PortFacts[]> {
-  const info = readPidFile(pidFilePath(home))
+  const info = readPidFile(serveRecordPath(home))
   const serving = info && isAlive(info.pid) ? info : undefined
   const servePort = serving ? Number(new URL(serving.url).port) : undefined
   const { host, port } = config.server

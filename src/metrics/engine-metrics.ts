@@ -151,7 +151,7 @@ export function createOrchMetrics(sources: MetricsSources, options: OrchMetricsO
   r.onCollect(() => {
     const s = engine.scheduler
     for (const family of [concurrency, inflight, breaker, up]) family.reset()
-    for (const state of s.states.values()) {
+    for (const state of engine.backends()) {
       concurrency.labels(state.name).set(state.concurrency)
       inflight.labels(state.name).set(state.inflight)
       breaker.labels(state.name).set(BREAKER_VALUE[state.breaker.state])

@@ -72,7 +72,7 @@ function readFacts({ engine, tasks, instance }: MetricsSources): Facts {
     tasksQueued: counts.queued,
     tasksRunning: counts.running,
     inflight: stats.inflight,
-    backends: [...engine.scheduler.states.values()].map((s) => ({
+    backends: engine.backends().map((s) => ({
       name: s.name,
       inflight: s.inflight,
       concurrency: s.concurrency,

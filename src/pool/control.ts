@@ -5,7 +5,7 @@
  * supervisor is removed at start; one a live supervisor answers on is left alone.
  */
 import { chmodSync, existsSync, mkdirSync, unlinkSync } from 'node:fs'
-import { join } from 'node:path'
+import { controlSocketPath, runDir } from '../core/home.ts'
 import type { Worker } from './worker.ts'
 
 /** What the control channel asks of the supervisor that serves it (the Supervisor is one). */
@@ -49,8 +49,6 @@ export interface ControlWorker {
 export type ControlReply =
   | { ok: true; cmd: ControlCommand; message: string; workers: ControlWorker[] }
   | { ok: false; error: string; known?: { pools: string[]; workers: string[] } }
-
-export const controlSocketPath = (home: string) => join(home, 'run', 'pool.sock')
 
 const describe = (w: Worker): ControlWorker => ({
   pool: w.settings.pool.name,
@@ -154,7 +152,7 @@ export async function listenControl(
   handle: (text: string) => Promise<ControlReply>,
 ): Promise<{ server: ControlServer } | { reason: string }> {
   const path = controlSocketPath(home)
-  mkdirSync(join(home, 'run'), { recursive: true, mode: 0o700 })
+  mkdirSync(runDir(home), { recursive: true, mode: 0o700 })
   if (existsSync(path)) {
     const live = await sendControl(path, { cmd: 'status' }, 2000).then(
       () => true,

@@ -7,10 +7,6 @@ import { mkdirSync, openSync } from 'node:fs'
 import { join } from 'node:path'
 import { LOG_KEEP, LOG_MAX_BYTES, rotateLog } from '../core/log-rotate.ts'
 
-export function workerLogPath(home: string, pool: string, worker: string): string {
-  return join(home, 'logs', pool, `${worker}.log`)
-}
-
 /** A file descriptor open for append, directories created. */
 export function openWorkerLog(path: string): number {
   mkdirSync(join(path, '..'), { recursive: true })

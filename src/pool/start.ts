@@ -2,7 +2,6 @@
  * The pools of `orch serve`: the configured pools start in the background (the HTTP API does not wait for
  * model servers to come up), and their workers join the engine's scheduler as they turn healthy.
  */
-import { dirname } from 'node:path'
 import type { OrchConfig } from '../config/schema.ts'
 import { logger } from '../core/log.ts'
 import type { Scheduler } from '../scheduler/scheduler.ts'
@@ -12,7 +11,9 @@ import { Supervisor } from './supervisor.ts'
 
 export interface PoolSources {
   config: OrchConfig
-  /** Worker records; the control socket and worker logs live beside its file. */
+  /** The state directory: worker logs and the control socket live in it (src/core/home.ts). */
+  home: string
+  /** Worker records. */
   store: Store
   /** Healthy workers become backends here. */
   scheduler: Scheduler
@@ -25,11 +26,11 @@ export interface RunningPools {
 }
 
 /** Starts the configured pools; undefined when there are none. */
-export async function startPools({ config, store, scheduler }: PoolSources): Promise<RunningPools | undefined> {
+export async function startPools({ config, home, store, scheduler }: PoolSources): Promise<RunningPools | undefined> {
   if (config.pools.length === 0) return undefined
   const detection = await detectGpus()
   const gpus = detection.available ? detection.gpus : []
-  const supervisor = new Supervisor({ config, home: dirname(store.path), store, scheduler, gpus })
+  const supervisor = new Supervisor({ config, home, store, scheduler, gpus })
   const starting = supervisor.start().catch((error: unknown) => logger('pool').error(`pools did not start: ${(error as Error).message}`))
   return {
     supervisor,

@@ -9,13 +9,13 @@ import { randomUUID } from 'node:crypto'
 import { createBackend } from '../backends/registry.ts'
 import { poolHeartbeat } from '../config/pools.ts'
 import type { OrchConfig, PoolConfig } from '../config/schema.ts'
+import { workerLogPath } from '../core/home.ts'
 import { logger } from '../core/log.ts'
 import { backendConcurrency } from '../scheduler/limits.ts'
 import type { Scheduler } from '../scheduler/scheduler.ts'
 import type { Store } from '../store/db.ts'
 import { type ControlServer, handleControl, listenControl, TargetError } from './control.ts'
 import { assignGpus, type Gpu, workerId } from './gpu.ts'
-import { workerLogPath } from './logs.ts'
 import { isPortFree, pickPort, sleep } from './proc.ts'
 import type { WorkerLaunch } from './profiles.ts'
 import { reapStale, saveWorker } from './records.ts'
@@ -81,9 +81,7 @@ export function schedulerRegistrar(scheduler: Scheduler, config: OrchConfig) {
     return {
       inflight: () => state.inflight,
       served: () => state.served,
-      leave: () => {
-        if (scheduler.states.get(name) === state) scheduler.suspend(name)
-      },
+      leave: () => scheduler.suspendIfCurrent(state),
     }
   }
 }
@@ -219,13 +217,6 @@ export class Supervisor {
     } catch (error) {
       this.log.warn(`cannot record worker ${worker.id}: ${(error as Error).message}`)
     }
-  }
-
-  /** Reset failed workers (all, or one pool's); returns how many were restarted. */
-  reset(pool?: string): number {
-    const failed = this.workers.filter((w) => w.state === 'failed' && (!pool || w.settings.pool.name === pool))
-    for (const worker of failed) void worker.reset()
-    return failed.length
   }
 
   /** The workers a control command names: a pool, a worker id (within `pool` when both), `name` (a pool, else a worker id), or all. */

@@ -5,8 +5,8 @@
  * (BUN_BE_BUN=1; the watchdog drops that variable before it starts the worker).
  */
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs'
-import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
+import { runDir, watchdogScriptPath } from '../core/home.ts'
 // @ts-expect-error: a text import: Bun hands over the file's source as a string, embedded in compiled binaries.
 import source from './watchdog.ts' with { type: 'text' }
 
@@ -22,10 +22,10 @@ export interface WatchdogCommand {
 
 export function watchdogCommand(home: string): WatchdogCommand {
   if (!COMPILED) return { argv: [process.execPath, WATCHDOG], env: {} }
-  const path = join(home, 'run', 'pool-watchdog.ts')
+  const path = watchdogScriptPath(home)
   const text = String(source)
   if (!existsSync(path) || readFileSync(path, 'utf8') !== text) {
-    mkdirSync(join(home, 'run'), { recursive: true })
+    mkdirSync(runDir(home), { recursive: true })
     writeFileSync(path, text)
   }
   return { argv: [process.execPath, path], env: { BUN_BE_BUN: '1' } }

@@ -14,7 +14,7 @@
  * answer depends on the route, and no entry is read. A chat or generate answer is stored under the key of
  * the request the chosen backend was actually sent; an embedding under the request resolved before routing.
  */
-import { createBackends } from '../backends/registry.ts'
+import { collectChat, collectGenerate, createBackends, joinChat, joinGenerate } from '../backends/registry.ts'
 import type { Backend, ChatChunk, ChatRequest, EmbedRequest, EmbedResponse, GenerateChunk, GenerateRequest } from '../backends/types.ts'
 import { BackendError } from '../backends/types.ts'
 import { type CacheKind, cacheKey, canonicalRequest, createCache, isCacheable, type ResponseCache } from '../cache/index.ts'
@@ -23,7 +23,7 @@ import { type BatchAnswer, EmbedBatcher } from './batcher.ts'
 import { HealthMonitor } from './health.ts'
 import { backendConcurrency } from './limits.ts'
 import { type ModelCallKind, ModelDefaultsTable, type ModelRequest } from './model-defaults.ts'
-import { normalizeModel } from './router.ts'
+import { type BackendState, normalizeModel } from './router.ts'
 import { type Outcome, Scheduler, type SchedulerOptions, type Slot } from './scheduler.ts'
 
 export interface RequestOptions {
@@ -63,6 +63,33 @@ export interface CallEvent {
 
 export type CallObserver = (event: CallEvent) => void
 
+/**
+ * A backend as routing sees it now: read-only, for reports and decisions outside the scheduler (health,
+ * models, limits, calls in flight). The scheduler alone changes it.
+ */
+export type BackendView = Readonly<
+  Pick<
+    BackendState,
+    | 'name'
+    | 'backend'
+    | 'concurrency'
+    | 'concurrencySource'
+    | 'breaker'
+    | 'configuredModels'
+    | 'healthy'
+    | 'discoveredModels'
+    | 'loadedModels'
+    | 'inflight'
+    | 'served'
+    | 'draining'
+    | 'suspended'
+    | 'usable'
+    | 'knowsModels'
+    | 'serves'
+    | 'modelNames'
+  >
+>
+
 export interface EngineCounters {
   cache_hits: number
   cache_misses: number
@@ -101,6 +128,21 @@ export class Engine {
       })
     }
     this.health = new HealthMonitor(this.scheduler, options.healthIntervalMs ?? 5000)
+  }
+
+  /** The backends routing knows now, in the order they were added (a new array on each call). */
+  backends(): BackendView[] {
+    return [...this.scheduler.states.values()]
+  }
+
+  /** The usable backends that serve `model` now. */
+  servingBackends(model: string): BackendView[] {
+    return this.backends().filter((state) => state.usable && state.serves(model))
+  }
+
+  /** Whether any backend answered its last health check. */
+  hasHealthyBackend(): boolean {
+    return this.backends().some((state) => state.healthy === true)
   }
 
   /** Be told about every backend call when it ends (metrics); returns the unsubscribe. */
@@ -143,11 +185,11 @@ export class Engine {
 
   /** One answer: the chunks joined into the final one. */
   async chatOnce(request: ChatRequest, options: RequestOptions = {}): Promise<ChatChunk> {
-    return collect(this.chat(request, options), joinChat)
+    return collectChat(this.chat(request, options))
   }
 
   async generateOnce(request: GenerateRequest, options: RequestOptions = {}): Promise<GenerateChunk> {
-    return collect(this.generate(request, options), joinGenerate)
+    return collectGenerate(this.generate(request, options))
   }
 
   async embed(request: EmbedRequest, options: RequestOptions = {}): Promise<EmbedResponse> {
@@ -325,32 +367,6 @@ function nsToMs(ns: number | undefined): number | undefined {
 function outcomeOf(error: unknown): Outcome {
   if (error instanceof BackendError) return error.retryable ? 'failure' : 'neutral'
   return 'failure'
-}
-
-async function collect<T>(iterable: AsyncIterable<T>, join: (chunks: T[]) => T): Promise<T> {
-  const chunks: T[] = []
-  for await (const chunk of iterable) chunks.push(chunk)
-  if (chunks.length === 0) throw new BackendError('the backend answered with no chunks', { kind: 'protocol', backend: '-' })
-  return join(chunks)
-}
-
-/** The final chunk carries the stats; the content is every chunk's content in order. */
-export function joinChat(chunks: ChatChunk[]): ChatChunk {
-  const last = chunks[chunks.length - 1] as ChatChunk
-  if (chunks.length === 1) return last
-  const content = chunks.map((c) => c.message.content).join('')
-  const thinking = chunks.map((c) => c.message.thinking ?? '').join('')
-  const toolCalls = chunks.flatMap((c) => c.message.tool_calls ?? [])
-  return {
-    ...last,
-    message: { ...last.message, content, ...(thinking ? { thinking } : {}), ...(toolCalls.length > 0 ? { tool_calls: toolCalls } : {}) },
-  }
-}
-
-export function joinGenerate(chunks: GenerateChunk[]): GenerateChunk {
-  const last = chunks[chunks.length - 1] as GenerateChunk
-  if (chunks.length === 1) return last
-  return { ...last, response: chunks.map((c) => c.response).join('') }
 }
 
 export function schedulerOptions(config: OrchConfig, backends: Backend[], now?: () => number): SchedulerOptions {

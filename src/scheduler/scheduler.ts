@@ -169,6 +169,11 @@ export class Scheduler {
     if (state) state.suspended = true
   }
 
+  /** `suspend` this backend if it is still the one of its name (not replaced by a newer one since). */
+  suspendIfCurrent(state: BackendState): void {
+    if (this.states.get(state.name) === state) this.suspend(state.name)
+  }
+
   /** Stop routing to a backend; calls in flight finish. */
   removeBackend(name: string): void {
     const state = this.states.get(name)

@@ -106,7 +106,7 @@ export async function startServe(options: ServeOptions): Promise<RunningServer> 
   const runId = crypto.randomUUID().slice(0, 8)
   const runnerLimit = taskRunnerLimit(config).concurrency
   const runner = new TaskRunner({ tasks, engine, owner: ownerId(runId), leaseMs: config.tasks.lease_ms, limit: runnerLimit })
-  logger('scheduler').info(formatLimits(effectiveLimits(engine.scheduler.states.values(), config)))
+  logger('scheduler').info(formatLimits(effectiveLimits(engine.backends(), config)))
   runner.start()
   const startedAt = Date.now()
   const instance = hostname()
@@ -116,7 +116,7 @@ export async function startServe(options: ServeOptions): Promise<RunningServer> 
   const metrics = startMetrics({ config, engine, tasks, instance, version })
   const workflows = new WorkflowService({ store: new WorkflowStore(store), tasks, bus })
   workflows.start()
-  const pools = await startPools({ config, store, scheduler: engine.scheduler })
+  const pools = await startPools({ config, home: options.home, store, scheduler: engine.scheduler })
   const stopServices = async () => {
     await pools?.stop()
     await workflows.stop()
@@ -202,7 +202,7 @@ export async function startServe(options: ServeOptions): Promise<RunningServer> 
 
 function reportBackends(engine: Engine): void {
   const log = logger('scheduler')
-  const states = [...engine.scheduler.states.values()]
+  const states = engine.backends()
   const healthy = states.filter((s) => s.healthy === true)
   if (healthy.length > 0) {
     log.info(`backends: ${states.map((s) => `${s.name} ${s.healthy ? 'ok' : 'down'} (${s.backend.url})`).join(', ')}`)

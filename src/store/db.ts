@@ -7,8 +7,8 @@
  */
 import { Database, type SQLQueryBindings, type Statement } from 'bun:sqlite'
 import { mkdirSync } from 'node:fs'
-import { join } from 'node:path'
 import { OrchError } from '../core/errors.ts'
+import { stateDbPath } from '../core/home.ts'
 import { MIGRATIONS, type Migration } from './migrations.ts'
 
 /** Positional (`?`) parameters, or one object of named (`$name`) parameters. */
@@ -21,8 +21,6 @@ export interface OpenOptions {
   migrations?: readonly Migration[]
   readonly?: boolean
 }
-
-export const STATE_DB = 'state.db'
 
 export class Store {
   readonly path: string
@@ -92,7 +90,7 @@ export function openStore(home: string, options: OpenOptions = {}): Store {
       cause,
     })
   }
-  return openDatabase(join(home, STATE_DB), options)
+  return openDatabase(stateDbPath(home), options)
 }
 
 export function openDatabase(path: string, options: OpenOptions = {}): Store {

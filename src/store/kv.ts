@@ -1,5 +1,13 @@
-/** A small typed key-value table in state.db, for facts that need no table of their own. */
+/**
+ * A small typed key-value table in state.db, for facts that need no table of their own. The one writer of
+ * the `kv` table: values are stored as JSON.
+ */
 import type { Store } from './db.ts'
+
+/** Whether a key is set, whatever its value holds (also a value written before values were JSON). */
+export function kvHas(store: Store, key: string): boolean {
+  return store.one('SELECT 1 AS x FROM kv WHERE key = ?', [key]) !== undefined
+}
 
 export function kvGet<T>(store: Store, key: string): T | undefined {
   const row = store.one<{ value: string }>('SELECT value FROM kv WHERE key = ?', [key])

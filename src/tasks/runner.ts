@@ -104,7 +104,7 @@ export class TaskRunner {
   private capacity(): number {
     if (this.options.maxActive !== undefined) return this.options.maxActive
     let slots = 0
-    for (const state of this.options.engine.scheduler.states.values()) if (state.usable) slots += state.concurrency
+    for (const state of this.options.engine.backends()) if (state.usable) slots += state.concurrency
     // No backend answers: claim nothing, so the work waits in the queue (durable) until one does.
     if (slots === 0) return 0
     const wanted = slots + (this.options.prefetch ?? 2)

@@ -291,6 +291,14 @@ describe('orch config show', () => {
     })
   })
 
+  test('a warning (an unknown ORCH_ variable) is printed once on stderr', async () => {
+    const r = await project().run(['config', 'show'], { ORCH_SERVR_PORT: '8080' })
+    expect(r.code).toBe(0)
+    const warning = 'unknown environment variable ORCH_SERVR_PORT; did you mean ORCH_SERVER_PORT?'
+    expect(r.stderr.split(warning).length - 1).toBe(1)
+    expect(r.stdout).not.toContain('ORCH_SERVR_PORT')
+  })
+
   test('a bad env value exits 2 naming the variable and the key', async () => {
     const r = await project().run(['config', 'show'], { ORCH_SERVER_PORT: 'abc' })
     expect(r.code).toBe(2)

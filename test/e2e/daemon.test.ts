@@ -6,9 +6,9 @@
 import { afterAll, beforeAll, describe, expect, test } from 'bun:test'
 import { appendFileSync, existsSync, mkdirSync, writeFileSync } from 'node:fs'
 import { join, resolve } from 'node:path'
+import { secondServeRecordPath, serveLogPath, serveRecordPath } from '../../src/core/home.ts'
 import { isAlive } from '../../src/core/process.ts'
-import { serveLogPath } from '../../src/daemon/logfile.ts'
-import { extraPidFilePath, pidFilePath, readPidFile } from '../../src/daemon/pidfile.ts'
+import { readPidFile } from '../../src/daemon/pidfile.ts'
 import { ROOT, runCli, spawnCli, tempDir } from '../helpers/cli.ts'
 import { type FakeServer, startFakeOllama } from '../helpers/fake-ollama.ts'
 
@@ -24,7 +24,7 @@ beforeAll(async () => {
 
 afterAll(async () => {
   for (const home of homes) {
-    const pid = readPidFile(pidFilePath(home))?.pid
+    const pid = readPidFile(serveRecordPath(home))?.pid
     if (pid !== undefined) pids.add(pid)
   }
   for (const pid of pids) if (isAlive(pid)) process.kill(pid, 'SIGKILL')
@@ -85,10 +85,10 @@ describe('orch serve --detach, status, logs, stop', () => {
       expect(started.code, started.stderr).toBe(0)
       const info = started.json<{ url: string; pid: number; home: string; pid_file: string; log_file: string }>()
       pids.add(info.pid)
-      expect(info).toMatchObject({ home, pid_file: pidFilePath(home), log_file: serveLogPath(home) })
+      expect(info).toMatchObject({ home, pid_file: serveRecordPath(home), log_file: serveLogPath(home) })
       expect(info.url).toMatch(/^http:\/\/127\.0\.0\.1:\d+$/)
       expect(isAlive(info.pid)).toBe(true)
-      expect(readPidFile(pidFilePath(home))).toMatchObject({ pid: info.pid, url: info.url })
+      expect(readPidFile(serveRecordPath(home))).toMatchObject({ pid: info.pid, url: info.url })
 
       const status = await runCli(['status', '--json'], { cwd })
       expect(status.code, status.stderr).toBe(0)
@@ -122,7 +122,7 @@ describe('orch serve --detach, status, logs, stop', () => {
       const stopped = await runCli(['stop'], { cwd })
       expect(stopped.code, stopped.stderr).toBe(0)
       expect(stopped.stdout).toContain(`orch serve stopped (pid ${info.pid}, ${info.url}, was running in the background)`)
-      expect(existsSync(pidFilePath(home))).toBe(false)
+      expect(existsSync(serveRecordPath(home))).toBe(false)
       expect(isAlive(info.pid)).toBe(false)
 
       const after = await runCli(['status'], { cwd })
@@ -145,7 +145,7 @@ describe('orch serve --detach, status, logs, stop', () => {
       )
       const started = await runCli(['serve', '--detach', '--port', '0'], { cwd })
       expect(started.code, started.stderr).toBe(0)
-      const info = readPidFile(pidFilePath(home))
+      const info = readPidFile(serveRecordPath(home))
       expect(info).toBeDefined()
       pids.add(info?.pid as number)
       expect(started.stdout).toContain(`orch serve running in the background: ${info?.url} (pid ${info?.pid}, logs: ${serveLogPath(home)})`)
@@ -168,7 +168,7 @@ describe('orch serve --detach, status, logs, stop', () => {
         expect(r.code).toBe(1)
         expect(r.stderr).toContain('before it was listening')
         expect(r.stderr).toContain('cannot listen')
-        expect(existsSync(pidFilePath(home))).toBe(false)
+        expect(existsSync(serveRecordPath(home))).toBe(false)
       } finally {
         await holder.stop(true)
       }
@@ -180,17 +180,17 @@ describe('orch serve --detach, status, logs, stop', () => {
     const { cwd, home } = workspace()
     mkdirSync(home, { recursive: true })
     const stale = { pid: deadPid(), url: 'http://127.0.0.1:1', started_at: new Date().toISOString(), version: '0', argv: ['serve'] }
-    writeFileSync(pidFilePath(home), JSON.stringify(stale))
+    writeFileSync(serveRecordPath(home), JSON.stringify(stale))
     const status = await runCli(['status', '--json'], { cwd })
     expect(status.json()).toMatchObject({ running: false, stale_pid_removed: stale.pid })
-    expect(existsSync(pidFilePath(home))).toBe(false)
+    expect(existsSync(serveRecordPath(home))).toBe(false)
 
-    writeFileSync(pidFilePath(home), JSON.stringify(stale))
+    writeFileSync(serveRecordPath(home), JSON.stringify(stale))
     const stop = await runCli(['stop'], { cwd })
     expect(stop.code).toBe(0)
     expect(stop.stdout).toContain('not running')
     expect(stop.stdout).toContain(`stale pid file: pid ${stale.pid}`)
-    expect(existsSync(pidFilePath(home))).toBe(false)
+    expect(existsSync(serveRecordPath(home))).toBe(false)
   })
 
   test.skipIf(!existsSync('/proc/self/cmdline'))(
@@ -199,10 +199,10 @@ describe('orch serve --detach, status, logs, stop', () => {
       const { cwd, home } = workspace()
       mkdirSync(home, { recursive: true })
       const other = { pid: process.pid, url: 'http://127.0.0.1:1', started_at: '', version: '0', argv: ['serve', '--pid-file', 'x.pid'] }
-      writeFileSync(pidFilePath(home), JSON.stringify(other))
+      writeFileSync(serveRecordPath(home), JSON.stringify(other))
       const stop = await runCli(['stop', '--json'], { cwd })
       expect(stop.json()).toMatchObject({ stopped: false, stale_pid: process.pid })
-      expect(existsSync(pidFilePath(home))).toBe(false)
+      expect(existsSync(serveRecordPath(home))).toBe(false)
     },
   )
 })
@@ -213,8 +213,8 @@ describe('a foreground orch serve is recorded like a detached one', () => {
     async () => {
       const { cwd, home } = workspace()
       const fg = await foreground(cwd)
-      expect(fg.info).toMatchObject({ pid: fg.proc.pid, home, mode: 'foreground', pid_file: pidFilePath(home) })
-      expect(readPidFile(pidFilePath(home))).toMatchObject({ pid: fg.proc.pid, url: fg.info.url, mode: 'foreground', home })
+      expect(fg.info).toMatchObject({ pid: fg.proc.pid, home, mode: 'foreground', pid_file: serveRecordPath(home) })
+      expect(readPidFile(serveRecordPath(home))).toMatchObject({ pid: fg.proc.pid, url: fg.info.url, mode: 'foreground', home })
 
       const status = await runCli(['status', '--json'], { cwd })
       expect(status.json()).toMatchObject({ running: true, pid: fg.proc.pid, url: fg.info.url, mode: 'foreground', answering: true })
@@ -236,13 +236,13 @@ describe('a foreground orch serve is recorded like a detached one', () => {
         expect(second.stderr).toContain('`orch stop`')
         expect(second.stderr).toContain('--allow-second')
       }
-      expect(readPidFile(pidFilePath(home))?.pid).toBe(fg.proc.pid)
+      expect(readPidFile(serveRecordPath(home))?.pid).toBe(fg.proc.pid)
 
       const stopped = await runCli(['stop'], { cwd })
       expect(stopped.code, stopped.stderr).toBe(0)
       expect(stopped.stdout).toContain(`orch serve stopped (pid ${fg.proc.pid}, ${fg.info.url}, was running in the foreground)`)
       expect(await fg.proc.exited).toBe(0)
-      expect(existsSync(pidFilePath(home))).toBe(false)
+      expect(existsSync(serveRecordPath(home))).toBe(false)
       expect((await runCli(['status', '--json'], { cwd })).json()).toMatchObject({ running: false })
     },
     SLOW,
@@ -255,19 +255,19 @@ describe('a foreground orch serve is recorded like a detached one', () => {
       const fg = await foreground(cwd)
       fg.proc.kill('SIGKILL')
       await fg.proc.exited
-      expect(existsSync(pidFilePath(home))).toBe(true)
+      expect(existsSync(serveRecordPath(home))).toBe(true)
       const status = await runCli(['status', '--json'], { cwd })
       expect(status.json()).toMatchObject({ running: false, stale_pid_removed: fg.proc.pid })
-      expect(existsSync(pidFilePath(home))).toBe(false)
+      expect(existsSync(serveRecordPath(home))).toBe(false)
 
       const killed = await foreground(cwd)
       killed.proc.kill('SIGKILL')
       await killed.proc.exited
       const next = await foreground(cwd)
-      expect(readPidFile(pidFilePath(home))?.pid).toBe(next.proc.pid)
+      expect(readPidFile(serveRecordPath(home))?.pid).toBe(next.proc.pid)
       next.proc.kill('SIGINT')
       expect(await next.proc.exited).toBe(0)
-      expect(existsSync(pidFilePath(home))).toBe(false)
+      expect(existsSync(serveRecordPath(home))).toBe(false)
     },
     SLOW,
   )
@@ -284,7 +284,7 @@ describe('a foreground orch serve is recorded like a detached one', () => {
       expect(clash.stderr).toContain(`port ${port} is held by orch serve pid ${first.proc.pid} (in the foreground) of this state directory`)
 
       const second = await foreground(cwd, ['--allow-second'])
-      expect(second.info.pid_file).toBe(extraPidFilePath(home, second.proc.pid))
+      expect(second.info.pid_file).toBe(secondServeRecordPath(home, second.proc.pid))
       const status = (await runCli(['status', '--json'], { cwd })).json()
       expect(status).toMatchObject({ pid: first.proc.pid, also_running: [{ pid: second.proc.pid, url: second.info.url }] })
 
@@ -293,7 +293,7 @@ describe('a foreground orch serve is recorded like a detached one', () => {
       expect(result).toMatchObject({ stopped: true, pid: first.proc.pid })
       expect(result.servers.map((s: { pid: number }) => s.pid).sort()).toEqual([first.proc.pid, second.proc.pid].sort())
       expect([await first.proc.exited, await second.proc.exited]).toEqual([0, 0])
-      expect(existsSync(pidFilePath(home)) || existsSync(extraPidFilePath(home, second.proc.pid))).toBe(false)
+      expect(existsSync(serveRecordPath(home)) || existsSync(secondServeRecordPath(home, second.proc.pid))).toBe(false)
     },
     SLOW,
   )
@@ -309,7 +309,7 @@ describe('a foreground orch serve is recorded like a detached one', () => {
       expect(r.code, r.stderr).toBe(1)
       expect(r.stderr).toContain('held by another orch serve')
       expect(r.stderr).toContain('orch stop --home <its state directory>')
-      expect(existsSync(pidFilePath(b.home))).toBe(false)
+      expect(existsSync(serveRecordPath(b.home))).toBe(false)
       fg.proc.kill('SIGTERM')
       expect(await fg.proc.exited).toBe(0)
     },

@@ -3,8 +3,8 @@ import { afterAll, expect, test } from 'bun:test'
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import type { PoolStats, WorkerStatus } from '../../commands/pool.ts'
 import { groupAlive, signalGroup } from '../../src/pool/proc.ts'
+import type { PoolStats, WorkerStatus } from '../../src/pool/status.ts'
 
 const CLI = join(import.meta.dir, '..', '..', 'commands', 'index.ts')
 const SERVER = join(import.meta.dir, '..', 'helpers', 'model-server.ts')

@@ -146,7 +146,7 @@ describe('pool supervisor', () => {
       await Bun.sleep(500)
       expect(worker.spawns).toBe(4)
       // A reset clears the crash record: the worker gets max_restarts restarts again.
-      expect(supervisor.reset()).toBe(1)
+      expect((await supervisor.resetWorkers(supervisor.workers)).length).toBe(1)
       await until('failed again after a reset', () => worker.spawns === 8 && worker.state === 'failed')
     },
     TEST_TIMEOUT,

@@ -147,7 +147,7 @@ describe('GET /events', () => {
 
   test('heartbeat comment lines keep a quiet stream alive', async () => {
     const deps = s.server.deps
-    const app = createApp(deps, eventRoutes(deps, { heartbeatMs: 20 }))
+    const app = createApp(deps, eventRoutes({ heartbeatMs: 20 }))
     const controller = new AbortController()
     const response = await app.fetch(
       new Request(`${s.url}/events`, { headers: { authorization: 'Bearer events-token' }, signal: controller.signal }),
@@ -163,7 +163,7 @@ describe('GET /events', () => {
   test('a client that stops reading gets `event: reset` (slow_consumer) and is closed, not buffered forever', async () => {
     const deps = s.server.deps
     const before = listenerCount()
-    const app = createApp(deps, eventRoutes(deps, { maxBuffered: 5 }))
+    const app = createApp(deps, eventRoutes({ maxBuffered: 5 }))
     const response = await app.fetch(new Request(`${s.url}/events?types=scaling`, { headers: { authorization: 'Bearer events-token' } }))
     for (let i = 0; i < 20; i++) deps.bus.publish('scaling', { i })
     expect(listenerCount()).toBe(before)

@@ -12,11 +12,12 @@ import {
   tick,
 } from '../../src/batch/runner.ts'
 import { runSchedule, type TickSummary } from '../../src/batch/schedule.ts'
-import { forgetBatch, isProcessed, listProcessed } from '../../src/batch/state.ts'
+import { forgetBatch, importProcessedJson, isProcessed, listProcessed } from '../../src/batch/state.ts'
 import { formatAge } from '../../src/core/age.ts'
 import { OrchError } from '../../src/core/errors.ts'
 import { configureLogging, logger } from '../../src/core/log.ts'
 import { openStore, type Store } from '../../src/store/db.ts'
+import { kvGet } from '../../src/store/kv.ts'
 import { tempDir } from '../helpers/cli.ts'
 
 /** A stub engine: records what it scored, and sees the lock held while it runs. */
@@ -173,6 +174,21 @@ describe('processed.json import', () => {
     forgetBatch(store, 'done')
     // Not imported a second time: the reset holds.
     expect((await tick(settings, { store, engine })).batch).toBe('done')
+  })
+
+  test('the import mark is JSON in kv, and a mark holding a bare path (older state.db) still counts', async () => {
+    const done = batch('done', undefined, 2000)
+    const stateDir = join(tmp.path, 'Data', 'state')
+    mkdirSync(stateDir, { recursive: true })
+    const file = join(stateDir, 'processed.json')
+    writeFileSync(file, JSON.stringify([done]))
+    expect(importProcessedJson(store, file, 1)).toBe(1)
+    expect(kvGet(store, 'batch.processed_json_imported')).toBe(file)
+    forgetBatch(store, 'done')
+    // An older state.db stored the path itself, not JSON: still read as "imported".
+    store.run('UPDATE kv SET value = ? WHERE key = ?', [file, 'batch.processed_json_imported'])
+    expect(importProcessedJson(store, file, 2)).toBe(0)
+    expect(isProcessed(store, done)).toBe(false)
   })
 })
 

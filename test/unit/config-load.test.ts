@@ -1,10 +1,10 @@
 import { describe, expect, test } from 'bun:test'
 import { join } from 'node:path'
 import YAML from 'yaml'
+import { MAX_CONFIG_BYTES, stripJsonComments } from '../../src/config/file.ts'
 import { describeKeys } from '../../src/config/keys.ts'
 import { resolveConfig, validateConfigFile } from '../../src/config/load.ts'
 import { formatPath, type PathSegment } from '../../src/config/paths.ts'
-import { MAX_CONFIG_BYTES, stripJsonComments } from '../../src/config/source.ts'
 import { type ConfigIssue, formatIssue } from '../../src/core/errors.ts'
 import { configError, configWorkdirs } from '../helpers/config-files.ts'
 

@@ -1,14 +1,13 @@
 import { afterAll, describe, expect, test } from 'bun:test'
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
+import { secondServeRecordPath, serveLogPath, serveRecordPath } from '../../src/core/home.ts'
 import { rotateLog } from '../../src/core/log-rotate.ts'
 import { isAlive } from '../../src/core/process.ts'
-import { listServices, readSince, readTail, serveLogPath, serviceLogPath } from '../../src/daemon/logfile.ts'
+import { listServices, readSince, readTail, serviceLogPath } from '../../src/daemon/logfile.ts'
 import {
   daemonState,
-  extraPidFilePath,
   type PidInfo,
-  pidFilePath,
   readPidFile,
   recordServe,
   releasePidFile,
@@ -93,7 +92,7 @@ describe('pid file', () => {
   })
 
   test('written exclusively; a live owner refuses a second writer, a stale one is replaced', () => {
-    const file = pidFilePath(fresh())
+    const file = serveRecordPath(fresh())
     writePidFile(file, info(process.pid))
     expect(readPidFile(file)?.pid).toBe(process.pid)
     // Another live process (this one's parent) holds it: refused, left alone.
@@ -109,19 +108,19 @@ describe('pid file', () => {
 
   test('daemonState: none, garbage and dead pids are "not running" and cleaned up', () => {
     const home = fresh()
-    expect(daemonState(home)).toEqual({ running: false, pidFile: pidFilePath(home) })
-    writeFileSync(pidFilePath(home), 'not json')
+    expect(daemonState(home)).toEqual({ running: false, pidFile: serveRecordPath(home) })
+    writeFileSync(serveRecordPath(home), 'not json')
     expect(daemonState(home).running).toBe(false)
-    expect(existsSync(pidFilePath(home))).toBe(false)
-    writeFileSync(pidFilePath(home), JSON.stringify(info(3_999_999)))
+    expect(existsSync(serveRecordPath(home))).toBe(false)
+    writeFileSync(serveRecordPath(home), JSON.stringify(info(3_999_999)))
     expect(daemonState(home)).toMatchObject({ running: false, stale: { pid: 3_999_999 } })
-    writeFileSync(pidFilePath(home), JSON.stringify(info(process.pid)))
+    writeFileSync(serveRecordPath(home), JSON.stringify(info(process.pid)))
     expect(daemonState(home)).toMatchObject({ running: true, info: { pid: process.pid } })
     expect(isAlive(3_999_999)).toBe(false)
   })
 
   test('a file written before mode and home were recorded reads as a detached server', () => {
-    const file = pidFilePath(fresh())
+    const file = serveRecordPath(fresh())
     writeFileSync(file, JSON.stringify({ pid: 42, url: 'http://127.0.0.1:1', started_at: '', version: '0', argv: ['serve'] }))
     expect(readPidFile(file)).toMatchObject({ pid: 42, mode: 'detached', home: '' })
   })
@@ -129,7 +128,7 @@ describe('pid file', () => {
   test('recordServe: serve.pid first; a second live server is refused (exit 2), or recorded beside it when allowed', () => {
     const home = fresh()
     // The parent process stands in for a first server that runs.
-    writeFileSync(pidFilePath(home), JSON.stringify(info(process.ppid)))
+    writeFileSync(serveRecordPath(home), JSON.stringify(info(process.ppid)))
     let refused: unknown
     try {
       recordServe(home, info(process.pid))
@@ -138,7 +137,7 @@ describe('pid file', () => {
     }
     expect(refused).toMatchObject({ code: 'E_ALREADY_RUNNING', exitCode: 2 })
     expect((refused as Error).message).toContain(`(pid ${process.ppid}, in the foreground)`)
-    expect(recordServe(home, info(process.pid), true)).toBe(extraPidFilePath(home, process.pid))
+    expect(recordServe(home, info(process.pid), true)).toBe(secondServeRecordPath(home, process.pid))
     const { live } = serveRecords(home)
     expect(live.map((r) => r.info.pid)).toEqual([process.ppid, process.pid])
     const state = daemonState(home)
@@ -147,14 +146,14 @@ describe('pid file', () => {
 
   test('serveRecords: dead records go, whichever file they are in; a live second one remains', () => {
     const home = fresh()
-    writeFileSync(pidFilePath(home), JSON.stringify(info(3_999_999)))
-    writeFileSync(extraPidFilePath(home, 3_999_998), JSON.stringify(info(3_999_998)))
-    writeFileSync(extraPidFilePath(home, process.pid), JSON.stringify(info(process.pid)))
+    writeFileSync(serveRecordPath(home), JSON.stringify(info(3_999_999)))
+    writeFileSync(secondServeRecordPath(home, 3_999_998), JSON.stringify(info(3_999_998)))
+    writeFileSync(secondServeRecordPath(home, process.pid), JSON.stringify(info(process.pid)))
     const { live, stale } = serveRecords(home)
-    expect(live.map((r) => r.file)).toEqual([extraPidFilePath(home, process.pid)])
+    expect(live.map((r) => r.file)).toEqual([secondServeRecordPath(home, process.pid)])
     expect(stale.map((i) => i.pid).sort()).toEqual([3_999_998, 3_999_999])
-    expect(existsSync(pidFilePath(home))).toBe(false)
-    expect(existsSync(extraPidFilePath(home, 3_999_998))).toBe(false)
+    expect(existsSync(serveRecordPath(home))).toBe(false)
+    expect(existsSync(secondServeRecordPath(home, 3_999_998))).toBe(false)
   })
 })
 

@@ -1,14 +1,5 @@
 import { describe, expect, test } from 'bun:test'
-import {
-  ConfigError,
-  didYouMean,
-  ExitCode,
-  editDistance,
-  formatIssue,
-  InterruptedError,
-  OrchError,
-  UsageError,
-} from '../../src/core/errors.ts'
+import { ConfigError, didYouMean, ExitCode, editDistance, formatIssue, OrchError, UsageError } from '../../src/core/errors.ts'
 import { configureLogging, logger } from '../../src/core/log.ts'
 
 describe('errors', () => {
@@ -16,7 +7,6 @@ describe('errors', () => {
     expect(new OrchError('x').exitCode).toBe(ExitCode.failure)
     expect(new UsageError('x').exitCode).toBe(ExitCode.usage)
     expect(new ConfigError('x').exitCode).toBe(ExitCode.usage)
-    expect(new InterruptedError().exitCode).toBe(ExitCode.interrupted)
   })
 
   test('a UsageError cannot be given another exit code', () => {

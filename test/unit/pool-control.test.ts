@@ -1,9 +1,10 @@
 /** The control channel's pure parts: naming a target, picking a worker log, refusing bad requests. */
 import { describe, expect, test } from 'bun:test'
-import { controlTarget, workerService } from '../../commands/pool.ts'
+import { workerService } from '../../commands/pool.ts'
 import { defaultConfig } from '../../src/config/schema.ts'
 import { handleControl } from '../../src/pool/control.ts'
 import { Supervisor } from '../../src/pool/supervisor.ts'
+import { controlTarget } from '../../src/pool/targets.ts'
 
 describe('pool control', () => {
   test('NAME: POOL/WORKER is split, a bare name is left to the supervisor, none means all', () => {

@@ -1,5 +1,5 @@
 import { expect, test } from 'bun:test'
-import { poolStats, type WorkerStatus } from '../../commands/pool.ts'
+import { poolStats, type WorkerStatus } from '../../src/pool/status.ts'
 
 const worker = (id: string, state: string, served: number, inflight: number): WorkerStatus => ({
   pool: 'p',

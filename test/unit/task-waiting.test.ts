@@ -7,7 +7,7 @@ function backend(name: string, usable: boolean, models?: string[]) {
   return { name, backend: { url: `http://${name}:11434` }, usable, serves: (m: string) => models === undefined || models.includes(m) }
 }
 const deps = (...states: ReturnType<typeof backend>[]) =>
-  ({ engine: { scheduler: { states: new Map(states.map((s) => [s.name, s])) } } }) as unknown as Parameters<typeof waitingReason>[0]
+  ({ engine: { backends: () => states } }) as unknown as Parameters<typeof waitingReason>[0]
 const task = (over: Partial<Task> = {}) =>
   ({ state: 'queued', model: 'llama3.2', run_after: 0, attempts: 0, max_attempts: 3, ...over }) as Task
 

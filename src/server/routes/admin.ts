@@ -15,7 +15,7 @@ export function adminRoutes(): Route[] {
       path: '/ready',
       public: true,
       handler: ({ deps }) => {
-        const backends = [...deps.engine.scheduler.states.values()].map((s) => ({
+        const backends = deps.engine.backends().map((s) => ({
           name: s.name,
           url: s.backend.url,
           healthy: s.healthy ?? null,
@@ -52,7 +52,7 @@ export function adminRoutes(): Route[] {
           inflight: s.inflight,
           slots: s.slots,
           slots_busy: s.slots_busy,
-          limits: effectiveLimits(deps.engine.scheduler.states.values(), deps.config),
+          limits: effectiveLimits(deps.engine.backends(), deps.config),
           tasks: counts,
           cache: { hits: deps.engine.counters.cache_hits, misses: deps.engine.counters.cache_misses },
         })

@@ -7,8 +7,7 @@
 import * as v from 'valibot'
 import type { LoadedModel, ModelInfo } from '../../backends/types.ts'
 import { logger } from '../../core/log.ts'
-import type { RequestOptions } from '../../scheduler/engine.ts'
-import type { BackendState } from '../../scheduler/router.ts'
+import type { BackendView, RequestOptions } from '../../scheduler/engine.ts'
 import { normalizeModel } from '../../scheduler/router.ts'
 import { type Dialect, errorResponse, httpError, type RouteContext } from '../http.ts'
 
@@ -113,8 +112,8 @@ export async function streamResponse<T>(source: AsyncIterable<T>, format: Stream
 }
 
 /** Backends that may answer: healthy (or not yet checked) and not draining. */
-export function usableStates(ctx: RouteContext): BackendState[] {
-  return [...ctx.deps.engine.scheduler.states.values()].filter((s) => s.usable)
+export function usableStates(ctx: RouteContext): BackendView[] {
+  return ctx.deps.engine.backends().filter((s) => s.usable)
 }
 
 /**
@@ -124,8 +123,8 @@ export function usableStates(ctx: RouteContext): BackendState[] {
  */
 async function union<T extends ModelInfo>(
   ctx: RouteContext,
-  ask: (state: BackendState, signal: AbortSignal) => Promise<T[]>,
-  known: (state: BackendState) => Iterable<string>,
+  ask: (state: BackendView, signal: AbortSignal) => Promise<T[]>,
+  known: (state: BackendView) => Iterable<string>,
 ): Promise<T[]> {
   const signal = AbortSignal.any([ctx.request.signal, AbortSignal.timeout(5000)])
   const lists = await Promise.all(

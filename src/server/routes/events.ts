@@ -6,7 +6,7 @@
  * callbacks, so events leave in the order they were published.
  */
 import type { EventType, LocalBus, OrchEvent } from '../../bus/local.ts'
-import { type AppDeps, httpError, type Route, type RouteContext } from '../http.ts'
+import { httpError, type Route, type RouteContext } from '../http.ts'
 
 export const EVENT_TYPES: EventType[] = ['task', 'workflow', 'worker', 'scaling', 'backend']
 
@@ -23,7 +23,7 @@ const HEADERS = {
   'x-accel-buffering': 'no',
 }
 
-export function eventRoutes(_deps: AppDeps, options: EventRouteOptions = {}): Route[] {
+export function eventRoutes(options: EventRouteOptions = {}): Route[] {
   return [{ method: 'GET', path: '/events', long: true, handler: (ctx) => eventStream(ctx, options) }]
 }
 

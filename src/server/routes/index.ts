@@ -11,10 +11,10 @@ import { workflowRoutes } from './workflows.ts'
 export function defaultRoutes(deps: AppDeps): Route[] {
   return [
     ...adminRoutes(),
-    ...metricsRoutes(deps),
+    ...metricsRoutes(),
     ...taskRoutes(deps),
-    ...eventRoutes(deps),
-    ...workflowRoutes(deps),
+    ...eventRoutes(),
+    ...workflowRoutes(),
     ...ollamaRoutes(deps),
     ...openaiRoutes(deps),
   ]

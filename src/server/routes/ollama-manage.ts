@@ -8,9 +8,10 @@
 import * as v from 'valibot'
 import { type ManagedBackend, managesModels, type ProgressChunk, type ShowResponse } from '../../backends/types.ts'
 import type { OrchError } from '../../core/errors.ts'
+import type { BackendView } from '../../scheduler/engine.ts'
 import { statusOf } from '../../scheduler/errors.ts'
 import type { ModelDefaults } from '../../scheduler/model-defaults.ts'
-import { type BackendState, normalizeModel } from '../../scheduler/router.ts'
+import { normalizeModel } from '../../scheduler/router.ts'
 import { type AppDeps, httpError, json, type Route, type RouteContext, readJson } from '../http.ts'
 import { ndjson, object, startCall, streamResponse, usableStates } from './compat.ts'
 
@@ -29,9 +30,11 @@ const DeleteBody = object({ model: named, name: named })
 const required = v.pipe(v.string('a model name is required'), v.nonEmpty('a model name is required'))
 const CopyBody = object({ source: required, destination: required })
 
-type Managed = BackendState & { backend: ManagedBackend }
+type Managed = BackendView & { backend: ManagedBackend }
 
-const isManaged = (s: BackendState): s is Managed => managesModels(s.backend)
+/** Backends that may answer: healthy (or not yet checked) and not draining. */
+
+const isManaged = (s: BackendView): s is Managed => managesModels(s.backend)
 
 /** `model`, else `name`; neither is a 400 naming `model`. */
 function modelOf(body: { model?: string | undefined; name?: string | undefined }): string {
@@ -46,17 +49,17 @@ const notFound = (model: string, quote = (m: string) => `'${m}'`) => httpError(4
 const isNotFound = (error: unknown) => statusOf(error) === 404
 
 /** Whether a backend has the model on disk, as far as orch knows (unknown until its first model list: maybe). */
-function holds(state: BackendState, model: string): boolean {
+function holds(state: BackendView, model: string): boolean {
   return state.discoveredModels === undefined || state.discoveredModels.has(normalizeModel(model))
 }
 
 /** The OpenAI-compatible backends known to serve the model (from their model list or config). */
-function openaiServing(ctx: RouteContext, model: string): BackendState[] {
+function openaiServing(ctx: RouteContext, model: string): BackendView[] {
   return usableStates(ctx).filter((s) => !isManaged(s) && s.knowsModels && s.serves(model))
 }
 
 /** 501: the model lives on OpenAI-compatible servers, which orch cannot manage. */
-function unmanaged(model: string | undefined, backends: BackendState[], what: string): OrchError {
+function unmanaged(model: string | undefined, backends: BackendView[], what: string): OrchError {
   const names = backends.map((s) => s.name).join(', ')
   const subject = model
     ? `"${model}" is served only by OpenAI-compatible backends (${names})`
@@ -74,7 +77,7 @@ function unmanaged(model: string | undefined, backends: BackendState[], what: st
  * when the model is known only on OpenAI-compatible backends, or no Ollama backend may hold it.
  */
 function pullTargets(ctx: RouteContext, model: string, what: string): Managed[] {
-  const states = [...ctx.deps.engine.scheduler.states.values()].filter((s) => !s.draining)
+  const states = ctx.deps.engine.backends().filter((s) => !s.draining)
   const ollama = states.filter(isManaged)
   const key = normalizeModel(model)
   let targets = ollama.filter((s) => s.configuredModels?.has(key))
@@ -110,7 +113,7 @@ function pullTargets(ctx: RouteContext, model: string, what: string): Managed[] 
 export function ollamaManageRoutes(deps: AppDeps): Route[] {
   const { engine } = deps
   /** Read the backend's models again now, so routing and /api/tags see the change. */
-  const refresh = (states: BackendState[]) => Promise.all(states.map((s) => engine.health.check(s.name)))
+  const refresh = (states: BackendView[]) => Promise.all(states.map((s) => engine.health.check(s.name)))
 
   return [
     {
@@ -226,7 +229,7 @@ async function onEvery(
   ctx: RouteContext,
   model: string,
   what: string,
-  refresh: (states: BackendState[]) => Promise<unknown>,
+  refresh: (states: BackendView[]) => Promise<unknown>,
   run: (state: Managed, signal: AbortSignal) => Promise<void>,
   missing: (model: string) => OrchError,
 ): Promise<void> {
@@ -247,7 +250,7 @@ async function onEvery(
   throw partialFailure(what, failed, done)
 }
 
-function partialFailure(what: string, failed: { state: BackendState; error: unknown }[], done: BackendState[]): OrchError {
+function partialFailure(what: string, failed: { state: BackendView; error: unknown }[], done: BackendView[]): OrchError {
   const reasons = failed.map((f) => (f.error as Error).message).join('; ')
   const succeeded = done.length > 0 ? ` (done on ${done.map((s) => s.name).join(', ')})` : ''
   return httpError(502, `${what} failed on ${failed.map((f) => f.state.name).join(', ')}${succeeded}: ${reasons}`, 'E_BACKEND_FAILED', {
@@ -261,7 +264,7 @@ async function progressAnswer(
   stream: boolean,
   targets: Managed[],
   what: string,
-  refresh: (states: BackendState[]) => Promise<unknown>,
+  refresh: (states: BackendView[]) => Promise<unknown>,
   open: (state: Managed, signal: AbortSignal) => AsyncIterable<ProgressChunk>,
 ): Promise<Response> {
   const call = startCall(ctx)
@@ -279,16 +282,16 @@ async function progressAnswer(
  * said once; `success` comes once, at the end, after every backend's model list was read again. A backend
  * that fails ends the stream with an error naming it once the others are done.
  */
-async function* mergeProgress<T extends BackendState>(
+async function* mergeProgress<T extends BackendView>(
   targets: T[],
   what: string,
   open: (state: T) => AsyncIterable<ProgressChunk>,
-  refresh: (states: BackendState[]) => Promise<unknown>,
+  refresh: (states: BackendView[]) => Promise<unknown>,
 ): AsyncGenerator<ProgressChunk> {
   const layers = new Map<string, Map<number, { total: number; completed: number | undefined }>>()
   const said = new Map<string, number>()
-  const failed: { state: BackendState; error: unknown }[] = []
-  const done: BackendState[] = []
+  const failed: { state: BackendView; error: unknown }[] = []
+  const done: BackendView[] = []
   for await (const event of interleave(targets.map(open))) {
     const state = targets[event.at] as T
     if (event.kind === 'end') {
@@ -352,7 +355,7 @@ async function* interleave<T>(sources: AsyncIterable<T>[]): AsyncGenerator<Event
  * model's configured settings (models.openai.<model>.context as num_ctx, temperature), one per line as
  * Ollama writes them.
  */
-function synthesisedShow(model: string, state: BackendState, modifiedAt: string, defaults: ModelDefaults | undefined): ShowResponse {
+function synthesisedShow(model: string, state: BackendView, modifiedAt: string, defaults: ModelDefaults | undefined): ShowResponse {
   const parameters = [
     ...(defaults?.context === undefined ? [] : [`num_ctx ${defaults.context}`]),
     ...(defaults?.temperature === undefined ? [] : [`temperature ${defaults.temperature}`]),

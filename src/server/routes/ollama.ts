@@ -6,10 +6,11 @@
  * a last `{"error": "..."}` line.
  */
 import * as v from 'valibot'
-import type { ChatMessage, ChatRequest, EmbedRequest, GenerateRequest, LoadedModel, ModelInfo, ModelOptions } from '../../backends/types.ts'
-import { type AppDeps, json, type Route, readJson } from '../http.ts'
-import { defined, listLoaded, listModels, ndjson, object, startCall, streamResponse } from './compat.ts'
+import type { ChatMessage, ChatRequest, GenerateRequest, LoadedModel, ModelInfo, ModelOptions } from '../../backends/types.ts'
+import { type AppDeps, json, type Route } from '../http.ts'
+import { defined, listLoaded, listModels, ndjson, object } from './compat.ts'
 import { ollamaManageRoutes } from './ollama-manage.ts'
+import { proxyRoute } from './proxy.ts'
 
 const model = v.pipe(v.string('a model name is required'), v.nonEmpty('a model name is required'))
 const options = v.optional(
@@ -97,7 +98,6 @@ export function generateRequest(body: v.InferOutput<typeof GenerateBody>): Gener
 }
 
 export function ollamaRoutes(deps: AppDeps): Route[] {
-  const { engine } = deps
   return [
     // Clients probe the root to see whether "Ollama" is up (HEAD answers the same headers, no body).
     {
@@ -106,66 +106,53 @@ export function ollamaRoutes(deps: AppDeps): Route[] {
       public: true,
       handler: () => new Response('Ollama is running', { headers: { 'content-type': 'text/plain; charset=utf-8' } }),
     },
-    {
-      method: 'POST',
+    proxyRoute({
       path: '/api/chat',
-      long: true,
-      handler: async (ctx) => {
-        const call = startCall(ctx)
-        const body = await readJson(ctx, ChatBody)
-        const request = chatRequest(body)
-        if (!body.stream) return json(await engine.chatOnce(request, call.options))
-        return streamResponse(engine.chat(request, call.options), ndjson, call)
-      },
-    },
-    {
-      method: 'POST',
+      kind: 'chat',
+      body: ChatBody,
+      toRequest: chatRequest,
+      streamed: (body) => body.stream,
+      format: () => ndjson,
+      once: (answer) => answer,
+    }),
+    proxyRoute({
       path: '/api/generate',
-      long: true,
-      handler: async (ctx) => {
-        const call = startCall(ctx)
-        const body = await readJson(ctx, GenerateBody)
-        const request = generateRequest(body)
-        if (!body.stream) return json(await engine.generateOnce(request, call.options))
-        return streamResponse(engine.generate(request, call.options), ndjson, call)
-      },
-    },
-    {
-      method: 'POST',
+      kind: 'generate',
+      body: GenerateBody,
+      toRequest: generateRequest,
+      streamed: (body) => body.stream,
+      format: () => ndjson,
+      once: (answer) => answer,
+    }),
+    proxyRoute({
       path: '/api/embed',
-      long: true,
-      handler: async (ctx) => {
-        const call = startCall(ctx)
-        const body = await readJson(ctx, EmbedBody)
-        const request: EmbedRequest = defined({
+      kind: 'embed',
+      body: EmbedBody,
+      toRequest: (body) =>
+        defined({
           model: body.model,
           input: body.input,
           truncate: body.truncate,
           options: body.options as ModelOptions | undefined,
           keep_alive: body.keep_alive,
-        })
-        return json(await engine.embed(request, call.options))
-      },
-    },
-    {
-      method: 'POST',
+        }),
+      once: (answer) => answer,
+    }),
+    proxyRoute({
       path: '/api/embeddings',
-      long: true,
-      handler: async (ctx) => {
-        const call = startCall(ctx)
-        const body = await readJson(ctx, EmbeddingsBody)
-        // Ollama answers an empty prompt with an empty vector, without running the model.
-        if (body.prompt === '') return json({ embedding: [] })
-        const request: EmbedRequest = defined({
+      kind: 'embed',
+      body: EmbeddingsBody,
+      // Ollama answers an empty prompt with an empty vector, without running the model.
+      shortcut: (body) => (body.prompt === '' ? { embedding: [] } : undefined),
+      toRequest: (body) =>
+        defined({
           model: body.model,
           input: body.prompt,
           options: body.options as ModelOptions | undefined,
           keep_alive: body.keep_alive,
-        })
-        const response = await engine.embed(request, call.options)
-        return json({ embedding: response.embeddings[0] ?? [] })
-      },
-    },
+        }),
+      once: (answer) => ({ embedding: answer.embeddings[0] ?? [] }),
+    }),
     {
       method: 'GET',
       path: '/api/tags',

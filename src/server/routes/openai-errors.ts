@@ -75,7 +75,6 @@ export const OPENAI_CODES: Readonly<Record<string, string | null>> = {
   E_WORKFLOW_EXISTS: null,
   // Command-line only: never an HTTP answer.
   E_USAGE: null,
-  E_INTERRUPTED: null,
   E_LISTEN: null,
   E_START: null,
   E_STOP: null,

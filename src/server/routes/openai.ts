@@ -7,8 +7,8 @@
  */
 import type { ChatChunk, GenerateChunk, ModelInfo } from '../../backends/types.ts'
 import { normalizeModel } from '../../scheduler/router.ts'
-import { type AppDeps, httpError, json, type Route, readJson } from '../http.ts'
-import { listModels, type StreamFormat, startCall, streamResponse } from './compat.ts'
+import { type AppDeps, httpError, json, type Route } from '../http.ts'
+import { listModels, type StreamFormat } from './compat.ts'
 import {
   ChatCompletionBody,
   type ChatCompletionInput,
@@ -26,6 +26,7 @@ import {
   usage,
 } from './openai-convert.ts'
 import { finishedResponse, ResponsesBody, refuseUnsupported, responseShell, responsesRequest, responsesStream } from './openai-responses.ts'
+import { proxyRoute } from './proxy.ts'
 
 type Json = Record<string, any>
 
@@ -99,76 +100,67 @@ export function completionStream(body: CompletionInput): StreamFormat<GenerateCh
 }
 
 export function openaiRoutes(deps: AppDeps): Route[] {
-  const { engine } = deps
   return [
-    {
-      method: 'POST',
+    proxyRoute({
       path: '/v1/chat/completions',
-      long: true,
-      handler: async (ctx) => {
-        const call = startCall(ctx)
-        const body = await readJson(ctx, ChatCompletionBody)
-        const request = chatRequest(body, ctx.deps.config.server.max_json_depth)
-        if (body.stream) return streamResponse(engine.chat(request, call.options), chatStream(body), call)
-        return json(chatCompletion(await engine.chatOnce(request, call.options), body.model))
-      },
-    },
-    {
-      method: 'POST',
+      kind: 'chat',
+      body: ChatCompletionBody,
+      toRequest: (body, ctx) => chatRequest(body, ctx.deps.config.server.max_json_depth),
+      streamed: (body) => body.stream === true,
+      format: chatStream,
+      once: (answer, body) => chatCompletion(answer, body.model),
+    }),
+    proxyRoute({
       path: '/v1/completions',
-      long: true,
-      handler: async (ctx) => {
-        const call = startCall(ctx)
-        const body = await readJson(ctx, CompletionBody)
-        const request = generateRequest(body)
-        if (body.stream) return streamResponse(engine.generate(request, call.options), completionStream(body), call)
-        const answer = await engine.generateOnce(request, call.options)
-        return json({
-          id: newId('cmpl'),
-          object: 'text_completion',
-          created: nowSeconds(),
-          model: body.model,
-          system_fingerprint: 'fp_orch',
-          choices: [{ index: 0, text: answer.response, logprobs: null, finish_reason: finishReason(answer, false) }],
-          usage: usage(answer),
-        })
-      },
-    },
-    {
-      method: 'POST',
+      kind: 'generate',
+      body: CompletionBody,
+      toRequest: generateRequest,
+      streamed: (body) => body.stream === true,
+      format: completionStream,
+      once: (answer, body) => ({
+        id: newId('cmpl'),
+        object: 'text_completion',
+        created: nowSeconds(),
+        model: body.model,
+        system_fingerprint: 'fp_orch',
+        choices: [{ index: 0, text: answer.response, logprobs: null, finish_reason: finishReason(answer, false) }],
+        usage: usage(answer),
+      }),
+    }),
+    proxyRoute({
       path: '/v1/responses',
-      long: true,
-      handler: async (ctx) => {
-        const call = startCall(ctx)
-        const body = await readJson(ctx, ResponsesBody)
+      kind: 'chat',
+      body: ResponsesBody,
+      toRequest: (body) => {
         refuseUnsupported(body)
-        const request = responsesRequest(body)
-        const shell = responseShell(body)
-        if (body.stream) return streamResponse(engine.chat(request, call.options), responsesStream(shell), call)
-        const answer = await engine.chatOnce(request, call.options)
-        return json(finishedResponse(shell, answer, answer.message.content))
+        return responsesRequest(body)
       },
-    },
-    {
-      method: 'POST',
+      prepare: responseShell,
+      streamed: (body) => body.stream === true,
+      format: (_body, shell) => responsesStream(shell),
+      once: (answer, _body, shell) => finishedResponse(shell, answer, answer.message.content),
+    }),
+    proxyRoute({
       path: '/v1/embeddings',
-      long: true,
-      handler: async (ctx) => {
-        const call = startCall(ctx)
-        const body = await readJson(ctx, EmbeddingsBody)
+      kind: 'embed',
+      body: EmbeddingsBody,
+      toRequest: (body) => {
         const dimensions = body.dimensions ?? undefined
-        const answer = await engine.embed({ model: body.model, input: body.input, ...(dimensions ? { dimensions } : {}) }, call.options)
+        return { model: body.model, input: body.input, ...(dimensions ? { dimensions } : {}) }
+      },
+      once: (answer, body) => {
+        const dimensions = body.dimensions ?? undefined
         const vectors = dimensions ? fitDimensions(answer.embeddings, dimensions, body.model) : answer.embeddings
         const base64 = body.encoding_format === 'base64'
         const tokens = answer.prompt_eval_count ?? 0
-        return json({
+        return {
           object: 'list',
           data: vectors.map((vector, index) => ({ object: 'embedding', index, embedding: base64 ? toBase64(vector) : vector })),
           model: body.model,
           usage: { prompt_tokens: tokens, total_tokens: tokens },
-        })
+        }
       },
-    },
+    }),
     {
       method: 'GET',
       path: '/v1/models',

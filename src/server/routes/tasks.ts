@@ -101,7 +101,7 @@ export function waitingReason(deps: Pick<AppDeps, 'engine'>, task: Task, now: nu
     return `waiting for a retry at ${new Date(task.run_after).toISOString()} (attempt ${task.attempts + 1} of ${task.max_attempts})`
   }
   const model = task.model ?? 'its model'
-  const states = [...deps.engine.scheduler.states.values()]
+  const states = deps.engine.backends()
   if (states.length === 0) return `no backend serves ${model}: none is configured (add one under backends:)`
   const usable = states.filter((s) => s.usable)
   if (usable.length === 0) {

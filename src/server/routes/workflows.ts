@@ -6,7 +6,7 @@
 import * as v from 'valibot'
 import { DefinitionEntries } from '../../workflows/schema.ts'
 import type { PageQuery } from '../../workflows/service.ts'
-import { type AppDeps, json, pageLimit, type Route, type RouteContext, readJson } from '../http.ts'
+import { json, pageLimit, type Route, type RouteContext, readJson } from '../http.ts'
 
 const CreateSchema = v.strictObject({
   ...DefinitionEntries,
@@ -16,7 +16,7 @@ const CreateSchema = v.strictObject({
   replace: v.optional(v.boolean()),
 })
 
-export function workflowRoutes(_deps: AppDeps): Route[] {
+export function workflowRoutes(): Route[] {
   return [
     { method: 'POST', path: '/workflows', handler: create },
     { method: 'GET', path: '/workflows', handler: ({ deps, url }) => json(deps.workflows.list(pageQuery(url))) },

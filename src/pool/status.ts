@@ -1,0 +1,72 @@
+/**
+ * `orch pool status` as data: the recorded worker rows as the user should see them, and the pool figures
+ * (workers, available, busy, requests served; queue figures from a running orch serve).
+ */
+import type { WorkerRow } from './records.ts'
+
+export interface WorkerStatus {
+  pool: string
+  id: string
+  pid: number | null
+  port: number | null
+  gpu: string | null
+  state: string
+  uptime_s: number | null
+  restarts: number
+  served: number
+  inflight: number
+  last_heartbeat: string | null
+}
+
+const LIVE = new Set(['starting', 'healthy', 'unhealthy', 'draining'])
+
+/** Pool stats. Queue figures live in orch serve's scheduler: null when no serve is running here. */
+export interface PoolStats {
+  requests: number
+  queued: number | null
+  errors: number | null
+  queue_timeouts: number | null
+  pool_saturated: number | null
+  workers: number
+  available: number
+  busy: number
+}
+
+export type QueueFigures = Pick<PoolStats, 'queued' | 'errors' | 'queue_timeouts' | 'pool_saturated'>
+
+/** Pure: worker figures from the recorded rows, queue figures from a running serve's /stats (if any). */
+export function poolStats(workers: WorkerStatus[], queue: QueueFigures | undefined): PoolStats {
+  const live = workers.filter((w) => LIVE.has(w.state))
+  return {
+    requests: workers.reduce((n, w) => n + w.served, 0),
+    queued: queue?.queued ?? null,
+    errors: queue?.errors ?? null,
+    queue_timeouts: queue?.queue_timeouts ?? null,
+    pool_saturated: queue?.pool_saturated ?? null,
+    workers: live.length,
+    available: live.filter((w) => w.state === 'healthy' && w.inflight === 0).length,
+    busy: live.filter((w) => w.inflight > 0).length,
+  }
+}
+
+/** Rows as the user should see them: a worker whose orch is gone is reported stopped. */
+export function workerStatus(rows: WorkerRow[], now: number, ownerAlive: (pid: number) => boolean): WorkerStatus[] {
+  return rows.map((row) => {
+    const gone = !ownerAlive(row.owner_pid)
+    const state = gone && LIVE.has(row.state) ? 'stopped' : row.state
+    const live = LIVE.has(state) && row.started_at !== null
+    return {
+      pool: row.pool,
+      id: row.worker_id,
+      pid: live ? row.pid : null,
+      port: row.port,
+      gpu: row.gpu,
+      state,
+      uptime_s: live ? Math.round((now - (row.started_at as number)) / 1000) : null,
+      restarts: row.restarts,
+      served: row.served,
+      inflight: row.inflight,
+      last_heartbeat: row.last_heartbeat === null ? null : new Date(row.last_heartbeat).toISOString(),
+    }
+  })
+}
