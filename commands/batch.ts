@@ -6,7 +6,9 @@
 import { existsSync, statSync } from 'node:fs'
 import { basename, join, resolve } from 'node:path'
 import { localEngineWriter, type RationaleWriter, serveWriter } from '../src/batch/rationale.ts'
-import { type BatchEngine, engineFor } from '../src/batch/run-engine.ts'
+import { type Progress, runSchedule, type TickSummary } from '../src/batch/schedule.ts'
+import { type BatchScorer, engineFor } from '../src/batch/scorer.ts'
+import { forgetBatch, importProcessedJson, listProcessed } from '../src/batch/state.ts'
 import {
   type BatchSettings,
   checkBatchName,
@@ -22,9 +24,7 @@ import {
   scoreFolder,
   staleLockMessage,
   tick,
-} from '../src/batch/runner.ts'
-import { type Progress, runSchedule, type TickSummary } from '../src/batch/schedule.ts'
-import { forgetBatch, importProcessedJson, listProcessed } from '../src/batch/state.ts'
+} from '../src/batch/tick.ts'
 import type { OrchConfig } from '../src/config/schema.ts'
 import { formatAge } from '../src/core/age.ts'
 import { OrchError, UsageError } from '../src/core/errors.ts'
@@ -39,7 +39,7 @@ interface Context {
   intervalSeconds: number
   store: Store
   /** `engine_command` or the built-in scorers; with `--llm` (and a backend that answered) or `--url`, a model writes the rationale. */
-  engine: BatchEngine
+  engine: BatchScorer
 }
 
 const rationaleArgs = {

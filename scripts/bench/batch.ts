@@ -12,7 +12,7 @@ import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
 import { parseArgs } from 'node:util'
-import { readBatchInputs, scoreBatch } from '../../src/batch/engine.ts'
+import { readBatchInputs, scoreBatch } from '../../src/batch/score.ts'
 
 const ROOT = resolve(import.meta.dir, '../..')
 const FULL = join(ROOT, 'examples', 'Inputs', 'Full')

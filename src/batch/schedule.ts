@@ -5,7 +5,7 @@
  */
 import { logger } from '../core/log.ts'
 import { waitOrAbort } from '../core/wait.ts'
-import type { RunOutcome } from './runner.ts'
+import type { RunOutcome } from './tick.ts'
 
 export interface ScheduleOptions {
   intervalMs: number

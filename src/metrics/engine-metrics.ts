@@ -9,7 +9,7 @@ import type { OrchConfig } from '../config/schema.ts'
 import type { CallEvent, Engine } from '../scheduler/engine.ts'
 import { taskRunnerLimit } from '../scheduler/limits.ts'
 import type { TaskQueue } from '../tasks/queue.ts'
-import { CALL_BUCKETS, type CounterChild, type HistogramChild, HTTP_BUCKETS, RATE_BUCKETS, Registry, WAIT_BUCKETS } from './registry.ts'
+import { CALL_BUCKETS, type CounterChild, type HistogramChild, HTTP_BUCKETS, RATE_BUCKETS, Registry, WAIT_BUCKETS } from './prometheus.ts'
 
 /** Distinct model label values kept; later ones are recorded as `other` (models are named by clients). */
 export const MAX_MODELS = 50

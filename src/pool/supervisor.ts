@@ -6,7 +6,7 @@
  * it takes stop/restart/reset commands on `$ORCH_HOME/run/pool.sock` (control.ts).
  */
 import { randomUUID } from 'node:crypto'
-import { createBackend } from '../backends/registry.ts'
+import { createBackend } from '../backends/create.ts'
 import { poolHeartbeat } from '../config/pools.ts'
 import type { OrchConfig, PoolConfig } from '../config/schema.ts'
 import { workerLogPath } from '../core/home.ts'

@@ -14,7 +14,7 @@
  * answer depends on the route, and no entry is read. A chat or generate answer is stored under the key of
  * the request the chosen backend was actually sent; an embedding under the request resolved before routing.
  */
-import { collectChat, collectGenerate, createBackends, joinChat, joinGenerate } from '../backends/registry.ts'
+import { collectChat, collectGenerate, createBackends, joinChat, joinGenerate } from '../backends/create.ts'
 import type { Backend, ChatChunk, ChatRequest, EmbedRequest, EmbedResponse, GenerateChunk, GenerateRequest } from '../backends/types.ts'
 import { BackendError } from '../backends/types.ts'
 import { type CacheKind, cacheKey, canonicalRequest, createCache, isCacheable, type ResponseCache } from '../cache/index.ts'

@@ -6,7 +6,7 @@
  */
 import { afterAll, beforeAll, describe, expect, test } from 'bun:test'
 import { Ollama } from 'ollama'
-import { createBackend } from '../../src/backends/registry.ts'
+import { createBackend } from '../../src/backends/create.ts'
 import { BackendError, type ManagedBackend } from '../../src/backends/types.ts'
 import { compareVersions, FALLBACK_OLLAMA_VERSION, lowestVersion } from '../../src/server/routes/ollama-manage.ts'
 import { type FakeOllamaOptions, type FakeServer, startFakeOllama } from '../helpers/fake-ollama.ts'

@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, beforeEach, describe, expect, test } from 'bun:test'
 import { Ollama } from 'ollama'
+import { collectChat, collectGenerate, createBackend, createBackends } from '../../src/backends/create.ts'
 import { ollamaBackend } from '../../src/backends/ollama.ts'
-import { collectChat, collectGenerate, createBackend, createBackends } from '../../src/backends/registry.ts'
 import type { BackendTimeouts } from '../../src/backends/timeouts.ts'
 import { BackendError, type ChatChunk, type ChatRequest } from '../../src/backends/types.ts'
 import { defaultConfig } from '../../src/config/schema.ts'

@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, beforeEach, describe, expect, test } from 'bun:test'
+import { collectChat, collectGenerate } from '../../src/backends/create.ts'
 import { openaiBackend } from '../../src/backends/openai.ts'
 import { chatChunks, sseEvents } from '../../src/backends/openai-wire.ts'
-import { collectChat, collectGenerate } from '../../src/backends/registry.ts'
 import { type BackendTimeouts, toBackendError } from '../../src/backends/timeouts.ts'
 import { BackendError, type ChatChunk, type ChatRequest } from '../../src/backends/types.ts'
 import { type FakeServer, fakeEmbedding, startFakeOpenAI } from '../helpers/fake-openai.ts'

@@ -3,9 +3,9 @@
  * deadline must not fire early, and must fire within LATE ms after it is due.
  */
 import { afterAll, beforeAll, beforeEach, describe, expect, test } from 'bun:test'
+import { collectChat } from '../../src/backends/create.ts'
 import { ollamaBackend } from '../../src/backends/ollama.ts'
 import { openaiBackend } from '../../src/backends/openai.ts'
-import { collectChat } from '../../src/backends/registry.ts'
 import { type BackendTimeouts, cleanMessage, StreamFailure, startCall, toBackendError } from '../../src/backends/timeouts.ts'
 import { type Backend, BackendError, type ChatRequest } from '../../src/backends/types.ts'
 import { ROOT } from '../helpers/cli.ts'
@@ -198,7 +198,7 @@ describe('startCall without HTTP', () => {
     const script = `
       import { ollamaBackend } from './src/backends/ollama.ts'
       import { openaiBackend } from './src/backends/openai.ts'
-      import { collectChat } from './src/backends/registry.ts'
+      import { collectChat } from './src/backends/create.ts'
       import { startFakeOllama } from './test/helpers/fake-ollama.ts'
       import { startFakeOpenAI } from './test/helpers/fake-openai.ts'
       const t = { connect_ms: 30000, first_token_ms: 30000, idle_ms: 30000, total_ms: 30000 }

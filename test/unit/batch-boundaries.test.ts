@@ -4,8 +4,8 @@
  * Expected scores are worked by hand from the documented rule; the arithmetic is in the comment beside each.
  */
 import { describe, expect, test } from 'bun:test'
+import { METRIC_BY_ID } from '../../src/batch/metric-list.ts'
 import type { MetricResult } from '../../src/batch/metrics/shared.ts'
-import { METRIC_BY_ID } from '../../src/batch/registry.ts'
 
 /** Scores and checks the common invariants: score 0–5 with one decimal, confidence 0–1 with two. */
 function run(id: string, input: unknown): MetricResult {

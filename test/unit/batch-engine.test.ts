@@ -2,8 +2,8 @@ import { afterAll, describe, expect, test } from 'bun:test'
 import { mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { type BatchInput, type MetricError, readBatchInputs, scoreBatch } from '../../src/batch/engine.ts'
-import { METRICS } from '../../src/batch/registry.ts'
+import { METRICS } from '../../src/batch/metric-list.ts'
+import { type BatchInput, type MetricError, readBatchInputs, scoreBatch } from '../../src/batch/score.ts'
 
 const EXAMPLES = join(import.meta.dir, '../../examples/Inputs')
 const text = (v: unknown): BatchInput => ({ text: JSON.stringify(v) })

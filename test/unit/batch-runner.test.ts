@@ -1,8 +1,10 @@
 import { afterEach, beforeEach, describe, expect, spyOn, test } from 'bun:test'
 import { existsSync, mkdirSync, readFileSync, symlinkSync, utimesSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
+import { runSchedule, type TickSummary } from '../../src/batch/schedule.ts'
+import { forgetBatch, importProcessedJson, isProcessed, listProcessed } from '../../src/batch/state.ts'
 import {
-  type BatchEngine,
+  type BatchScorer,
   checkBatchName,
   E_BATCH_INPUTS_ROOT,
   listBatchFolders,
@@ -10,9 +12,7 @@ import {
   scanLocks,
   scoreFolder,
   tick,
-} from '../../src/batch/runner.ts'
-import { runSchedule, type TickSummary } from '../../src/batch/schedule.ts'
-import { forgetBatch, importProcessedJson, isProcessed, listProcessed } from '../../src/batch/state.ts'
+} from '../../src/batch/tick.ts'
 import { formatAge } from '../../src/core/age.ts'
 import { OrchError } from '../../src/core/errors.ts'
 import { configureLogging, logger } from '../../src/core/log.ts'
@@ -21,7 +21,7 @@ import { kvGet } from '../../src/store/kv.ts'
 import { tempDir } from '../helpers/cli.ts'
 
 /** A stub engine: records what it scored, and sees the lock held while it runs. */
-function stubEngine(fail = false): BatchEngine & { seen: string[]; lockedDuringRun: boolean[] } {
+function stubEngine(fail = false): BatchScorer & { seen: string[]; lockedDuringRun: boolean[] } {
   const seen: string[] = []
   const lockedDuringRun: boolean[] = []
   return {
@@ -121,7 +121,7 @@ describe('tick', () => {
 
   test('a result that scored nothing is an engine failure', async () => {
     batch('none')
-    const engine: BatchEngine = { name: 'empty', score: async () => ({ metrics: {}, summary: { scored_metrics: 0 } }) }
+    const engine: BatchScorer = { name: 'empty', score: async () => ({ metrics: {}, summary: { scored_metrics: 0 } }) }
     const outcome = await tick(settings, { store, engine })
     expect(outcome.exitCode).toBe(1)
     expect(outcome.error).toContain('no metric could be scored')

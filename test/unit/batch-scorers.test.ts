@@ -1,6 +1,6 @@
 import { describe, expect, test } from 'bun:test'
+import { METRIC_BY_ID, METRICS } from '../../src/batch/metric-list.ts'
 import { bandScore } from '../../src/batch/metrics/shared.ts'
-import { METRIC_BY_ID, METRICS } from '../../src/batch/registry.ts'
 
 const score = (id: string, input: unknown) => METRIC_BY_ID.get(id)!.score(input)
 

@@ -1,5 +1,5 @@
 import { describe, expect, test } from 'bun:test'
-import { escapeHelp, escapeLabelValue, formatValue, Registry } from '../../src/metrics/registry.ts'
+import { escapeHelp, escapeLabelValue, formatValue, Registry } from '../../src/metrics/prometheus.ts'
 
 const lines = (text: string) => text.trimEnd().split('\n')
 

@@ -1,5 +1,5 @@
 import { describe, expect, test } from 'bun:test'
-import { collectChat, collectGenerate, joinChat, joinGenerate } from '../../src/backends/registry.ts'
+import { collectChat, collectGenerate, joinChat, joinGenerate } from '../../src/backends/create.ts'
 import type { ChatChunk, GenerateChunk } from '../../src/backends/types.ts'
 
 // Chunks as a backend may send them: a role only on the first message, thinking before the answer.

@@ -23,10 +23,10 @@ import { formatAge } from '../core/age.ts'
 import { ExitCode, OrchError } from '../core/errors.ts'
 import { logger } from '../core/log.ts'
 import type { Store } from '../store/db.ts'
-import { type BatchEngine, type BatchResult, builtinEngine, checkResult } from './run-engine.ts'
+import { type BatchResult, type BatchScorer, builtinEngine, checkResult } from './scorer.ts'
 import { importProcessedJson, isProcessed, markProcessed } from './state.ts'
 
-export type { BatchEngine, BatchResult } from './run-engine.ts'
+export type { BatchResult, BatchScorer } from './scorer.ts'
 
 export const LOCK_FILE = '.lock'
 export const RESULT_FILE = 'result.json'
@@ -45,7 +45,7 @@ export interface BatchSettings {
 
 export interface RunnerDeps {
   store: Store
-  engine?: BatchEngine
+  engine?: BatchScorer
   now?: () => number
 }
 
@@ -272,7 +272,7 @@ export function writeResultAtomic(file: string, result: BatchResult): void {
 }
 
 /** Score one folder and write its result; failures become exit codes 1 (engine) and 2 (write). */
-export async function scoreFolder(dir: string, resultPath: string, engine: BatchEngine): Promise<RunOutcome> {
+export async function scoreFolder(dir: string, resultPath: string, engine: BatchScorer): Promise<RunOutcome> {
   const batch = basename(dir)
   let result: BatchResult
   try {

@@ -1,5 +1,5 @@
 /**
- * How the runner calls an engine: the built-in one (`engine.ts`, loaded only when a batch is scored), or
+ * How a tick scores a batch: the built-in engine (`score.ts`, loaded only when a batch is scored), or
  * `batch.engine_command`, an argv run with the batch path appended whose stdout JSON is the result.
  * Either way the result must have `metrics` and a `summary` with at least one scored metric; a metric
  * reported as an error is completed to the documented shape and listed in `summary.unscored`.
@@ -12,7 +12,7 @@ export interface BatchResult {
   summary: { scored_metrics: number } & Record<string, unknown>
 }
 
-export interface BatchEngine {
+export interface BatchScorer {
   name: string
   score(dir: string): Promise<BatchResult>
 }
@@ -41,11 +41,11 @@ export interface EngineOptions {
 }
 
 /** The built-in scorers; with a writer, a model rewrites each rationale (see `rationale.ts`). */
-export function builtinEngineWith(writer?: RationaleWriter, options: EngineOptions = {}): BatchEngine {
+export function builtinEngineWith(writer?: RationaleWriter, options: EngineOptions = {}): BatchScorer {
   return {
     name: 'builtin',
     async score(dir) {
-      const { readBatchInputs, scoreBatch } = await import('./engine.ts')
+      const { readBatchInputs, scoreBatch } = await import('./score.ts')
       const { writeRationales } = await import('./rationale.ts')
       const scored = scoreBatch(readBatchInputs(dir, options.maxInputBytes))
       return checkResult({ ...scored, metrics: await writeRationales(scored.metrics, writer, options) })
@@ -53,9 +53,9 @@ export function builtinEngineWith(writer?: RationaleWriter, options: EngineOptio
   }
 }
 
-export const builtinEngine: BatchEngine = builtinEngineWith()
+export const builtinEngine: BatchScorer = builtinEngineWith()
 
-export function commandEngine(argv: string[]): BatchEngine {
+export function commandEngine(argv: string[]): BatchScorer {
   return {
     name: argv.join(' '),
     async score(dir) {
@@ -73,5 +73,5 @@ export function commandEngine(argv: string[]): BatchEngine {
   }
 }
 
-export const engineFor = (engineCommand: string[], writer?: RationaleWriter, options: EngineOptions = {}): BatchEngine =>
+export const engineFor = (engineCommand: string[], writer?: RationaleWriter, options: EngineOptions = {}): BatchScorer =>
   engineCommand.length > 0 ? commandEngine(engineCommand) : builtinEngineWith(writer, options)

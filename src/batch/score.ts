@@ -4,8 +4,8 @@
  */
 import { lstatSync, readFileSync } from 'node:fs'
 import { join } from 'node:path'
+import { CATEGORIES, type Category, METRIC_BY_ID, METRICS } from './metric-list.ts'
 import { type MetricResult, round1, round3 } from './metrics/shared.ts'
-import { CATEGORIES, type Category, METRIC_BY_ID, METRICS } from './registry.ts'
 import { type MetricError, metricError, type UnscoredMetric, unscoredOf } from './result.ts'
 
 export type { MetricError, UnscoredMetric } from './result.ts'
