@@ -25,6 +25,11 @@ export const RETRY = { maxAttempts: 3, baseMs: 1000, maxMs: 60_000 }
 export const retryable = { code: 'E_BACKEND_HTTP', message: 'HTTP 503', retryable: true }
 export const fatal = { code: 'E_BACKEND_HTTP', message: 'HTTP 400', retryable: false }
 
+/** The options every case starts from: leases of 30 s, one stall allowed, the clock given, `random` fixed at 0.5. */
+export function baseOptions(clock: { t: number }): TaskQueueOptions {
+  return { retry: RETRY, maxStalled: 1, leaseMs: 30_000, agingMs: 10_000, now: () => clock.t, random: () => 0.5 }
+}
+
 export interface Fixture {
   queue: TaskQueue
   clock: { t: number }
@@ -55,15 +60,7 @@ export function contractHarness(factory: TaskQueueFactory): Contract {
   }
   async function open(options: Partial<TaskQueueOptions> = {}): Promise<Fixture> {
     const clock = { t: T0 }
-    const made = await factory({
-      retry: RETRY,
-      maxStalled: 1,
-      leaseMs: 30_000,
-      agingMs: 10_000,
-      now: () => clock.t,
-      random: () => 0.5,
-      ...options,
-    })
+    const made = await factory({ ...baseOptions(clock), ...options })
     disposeAfter(() => made.dispose())
     const events: TaskEvent[] = []
     made.queue.onEvent((e) => events.push(e))

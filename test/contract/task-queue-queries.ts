@@ -32,6 +32,7 @@ export function queryCases({ open, running }: Contract): void {
       expect((await f.queue.list({ state: 'queued', limit: 100 })).next_cursor).toBeNull()
       const error = await failure(Promise.resolve().then(() => f.queue.list({ cursor: 'garbage' })))
       expect(error.code).toBe('E_TASK_CURSOR')
+      expect(error.message).toContain('not a task list cursor')
     })
 
     test('a filtered list pages through exactly the matching tasks', async () => {
