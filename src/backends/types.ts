@@ -141,20 +141,27 @@ export type BackendErrorKind = 'connect' | 'timeout' | 'http' | 'protocol' | 'ab
  */
 export class BackendError extends OrchError {
   readonly kind: BackendErrorKind
-  readonly status: number | undefined
-  readonly retryable: boolean
+  /** Always known for a backend's failure (OrchError's field, narrowed). */
+  declare readonly retryable: boolean
   readonly backend: string
 
-  constructor(
-    message: string,
-    init: { kind: BackendErrorKind; backend: string; status?: number; retryable?: boolean } & Omit<OrchErrorOptions, 'exitCode'>,
-  ) {
-    super(message, { code: `E_BACKEND_${init.kind.toUpperCase()}`, ...init })
+  constructor(message: string, init: { kind: BackendErrorKind; backend: string } & Omit<OrchErrorOptions, 'exitCode'>) {
+    super(message, {
+      code: `E_BACKEND_${init.kind.toUpperCase()}`,
+      ...init,
+      retryable: init.retryable ?? isRetryable(init.kind, init.status),
+    })
     this.name = 'BackendError'
     this.kind = init.kind
-    this.status = init.status
     this.backend = init.backend
-    this.retryable = init.retryable ?? isRetryable(init.kind, init.status)
+  }
+
+  /**
+   * A backend's status and verdict are not orch's answer (statusOf maps them): `--json` output and error
+   * bodies leave them out.
+   */
+  protected override facts(): Record<string, unknown> {
+    return {}
   }
 }
 

@@ -120,7 +120,7 @@ export function serveWriter(client: ServeClient, model: string): RationaleWriter
       answer = await client.chat({ model, messages: messages(system, user), format: 'json', options: { temperature: 0 } }, signal)
     } catch (error) {
       if (signal.aborted) throw error
-      const status = error instanceof OrchError ? error.details?.status : undefined
+      const status = error instanceof OrchError ? error.status : undefined
       if (typeof status === 'number') throw new Error(`${where} answered ${status}`)
       throw new Error(`${where}: no answer: ${networkReason(transportCause(error))}`)
     }

@@ -147,7 +147,8 @@ export class HttpClient {
       code: typeof error?.code === 'string' ? error.code : `E_HTTP_${status}`,
       exitCode: usageStatuses.includes(status) ? ExitCode.usage : ExitCode.failure,
       ...(hint ? { hint } : {}),
-      details: { status, ...(error?.field !== undefined ? { field: error.field } : {}), ...(error?.state ? { state: error.state } : {}) },
+      status,
+      details: { ...(error?.field !== undefined ? { field: error.field } : {}), ...(error?.state ? { state: error.state } : {}) },
     })
   }
 }

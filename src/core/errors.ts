@@ -11,15 +11,31 @@ export interface OrchErrorOptions {
   exitCode?: ExitCodeValue
   hint?: string
   cause?: unknown
-  /** Anything a script would want in `--json` error output (issues, paths, limits). */
+  /** The HTTP status the error maps to: the one orch answers with, or for a BackendError the backend's own. */
+  status?: number
+  /** Whether another attempt could succeed (a task is retried; a client may retry). */
+  retryable?: boolean
+  /** When retrying could succeed, in seconds: the Retry-After header of the answer. */
+  retryAfterS?: number
+  /**
+   * Anything a script would want in `--json` error output (issues, paths, limits). `status`, `retryable` and
+   * `retry_after_s` here are taken as the options of those names.
+   */
   details?: Record<string, unknown>
 }
+
+/** The wire names of the typed facts: keys of these names in a details bag set the fields. */
+const FACT_KEYS = ['status', 'retryable', 'retry_after_s'] as const
 
 export class OrchError extends Error {
   readonly code: string
   readonly exitCode: ExitCodeValue
   readonly hint: string | undefined
-  readonly details: Record<string, unknown> | undefined
+  readonly status: number | undefined
+  readonly retryable: boolean | undefined
+  readonly retryAfterS: number | undefined
+  /** The extra facts, without the typed ones. */
+  readonly #extra: Record<string, unknown> | undefined
 
   constructor(message: string, options: OrchErrorOptions = {}) {
     super(message, options.cause === undefined ? undefined : { cause: options.cause })
@@ -27,7 +43,35 @@ export class OrchError extends Error {
     this.code = options.code ?? 'E_RUNTIME'
     this.exitCode = options.exitCode ?? ExitCode.failure
     this.hint = options.hint
-    this.details = options.details
+    const given = options.details
+    this.status = options.status ?? numberOf(given?.status)
+    this.retryable = options.retryable ?? (typeof given?.retryable === 'boolean' ? given.retryable : undefined)
+    this.retryAfterS = options.retryAfterS ?? numberOf(given?.retry_after_s)
+    let extra: Record<string, unknown> | undefined
+    if (given !== undefined) {
+      extra = {}
+      for (const [key, value] of Object.entries(given)) if (!(FACT_KEYS as readonly string[]).includes(key)) extra[key] = value
+    }
+    this.#extra = extra
+  }
+
+  /** The typed facts under their wire names, as `details` and `toJSON` show them; none when undefined. */
+  protected facts(): Record<string, unknown> {
+    const facts: Record<string, unknown> = {}
+    if (this.status !== undefined) facts.status = this.status
+    if (this.retryable !== undefined) facts.retryable = this.retryable
+    if (this.retryAfterS !== undefined) facts.retry_after_s = this.retryAfterS
+    return facts
+  }
+
+  /**
+   * What `--json` error output prints after code, message and hint: the typed facts under their wire names
+   * (`status`, `retryable`, `retry_after_s`), then the extra facts. Computed; the fields are the source.
+   */
+  get details(): Record<string, unknown> | undefined {
+    const facts = this.facts()
+    if (this.#extra === undefined && Object.keys(facts).length === 0) return undefined
+    return { ...facts, ...this.#extra }
   }
 
   toJSON(): Record<string, unknown> {
@@ -35,12 +79,22 @@ export class OrchError extends Error {
   }
 }
 
+function numberOf(value: unknown): number | undefined {
+  return typeof value === 'number' ? value : undefined
+}
+
 /**
- * A refusal of a client's request, with the HTTP status it maps to (`details.status`, which the server's
- * error responses read); `details.field` names the field at fault.
+ * A refusal of a client's request, with the HTTP status it maps to (which the server's error responses
+ * read); not retryable unless `facts` says so. `details.field` names the field at fault.
  */
-export function httpError(status: number, message: string, code = `E_HTTP_${status}`, details: Record<string, unknown> = {}): OrchError {
-  return new OrchError(message, { code, details: { status, retryable: false, ...details } })
+export function httpError(
+  status: number,
+  message: string,
+  code = `E_HTTP_${status}`,
+  details: Record<string, unknown> = {},
+  facts: { retryable?: boolean; retryAfterS?: number } = {},
+): OrchError {
+  return new OrchError(message, { code, status, retryable: facts.retryable ?? false, retryAfterS: facts.retryAfterS, details })
 }
 
 /** Bad flags, unknown commands, missing arguments: exit 2. */

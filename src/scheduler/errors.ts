@@ -1,12 +1,17 @@
 /**
  * Why the scheduler could not give a request a backend slot. Each carries the HTTP status the server
- * answers with, whether retrying later can help, and when (`retry_after_s`, for the Retry-After header).
+ * answers with, whether retrying later can help, and when (`retryAfterS`, for the Retry-After header).
  */
-import { BackendError } from '../backends/types.ts'
 import { OrchError } from '../core/errors.ts'
 
-function schedulerError(code: string, message: string, hint: string, details: Record<string, unknown>): OrchError {
-  return new OrchError(message, { code, hint, details })
+interface Facts {
+  status: number
+  retryable: boolean
+  retryAfterS?: number
+}
+
+function schedulerError(code: string, message: string, hint: string, facts: Facts, details?: Record<string, unknown>): OrchError {
+  return new OrchError(message, { code, hint, ...facts, ...(details ? { details } : {}) })
 }
 
 export function queueFullError(limit: number, retryAfterS: number): OrchError {
@@ -14,7 +19,7 @@ export function queueFullError(limit: number, retryAfterS: number): OrchError {
     'E_QUEUE_FULL',
     `the queue is full (${limit} requests waiting, pool_max_queue_size)`,
     `retry in ${retryAfterS} s, or raise pool_max_queue_size`,
-    { status: 429, retryable: true, retry_after_s: retryAfterS },
+    { status: 429, retryable: true, retryAfterS },
   )
 }
 
@@ -23,7 +28,8 @@ export function queueTimeoutError(waitedMs: number, model: string): OrchError {
     'E_QUEUE_TIMEOUT',
     `queue_timeout: waited ${waitedMs} ms for a free slot on a backend serving "${model}" (pool_queue_timeout)`,
     'all backend slots stayed busy; add capacity (backends, concurrency) or raise pool_queue_timeout',
-    { status: 503, retryable: true, retry_after_s: 1, reason: 'queue_timeout' },
+    { status: 503, retryable: true, retryAfterS: 1 },
+    { reason: 'queue_timeout' },
   )
 }
 
@@ -45,10 +51,8 @@ export function queueCannotDrainError(e: {
     'E_OVERLOADED',
     `the queue cannot drain within pool_queue_timeout (${e.timeoutMs} ms): ${e.ahead} waiting for "${e.model}", ~${Math.round(e.serviceMs)} ms each, ${e.slots} slot${e.slots === 1 ? '' : 's'}`,
     `retry in ${retryAfterS} s; add capacity (backends, concurrency) or raise pool_queue_timeout`,
+    { status: 503, retryable: true, retryAfterS },
     {
-      status: 503,
-      retryable: true,
-      retry_after_s: retryAfterS,
       reason: 'queue_cannot_drain',
       waiting: e.ahead,
       service_ms: Math.round(e.serviceMs),
@@ -70,7 +74,7 @@ export function noBackendError(model: string, backends: string[]): OrchError {
     'E_NO_BACKEND',
     `no healthy backend serves "${model}": ${where}; ${advice}`,
     'GET /ready (or orch status) lists each backend and its health; orch config init shows the shape of backends: and pools:',
-    { status: 503, retryable: true, retry_after_s: 5 },
+    { status: 503, retryable: true, retryAfterS: 5 },
   )
 }
 
@@ -88,7 +92,7 @@ export function breakerOpenError(backends: string[], retryAfterS: number): OrchE
     'E_BREAKER_OPEN',
     `circuit open for ${backends.join(', ')}: recent calls kept failing, so requests fail fast`,
     `a trial call is let through in ${retryAfterS} s; check the backend (orch doctor, its logs)`,
-    { status: 503, retryable: true, retry_after_s: retryAfterS },
+    { status: 503, retryable: true, retryAfterS },
   )
 }
 
@@ -97,19 +101,4 @@ export function cancelledError(): OrchError {
     status: 499,
     retryable: false,
   })
-}
-
-/**
- * The HTTP status an error maps to: scheduler and HTTP errors carry their own; a backend's 4xx passes
- * through (unknown model stays 404), its 5xx and broken answers are 502, its timeouts 504.
- */
-export function statusOf(error: unknown): number {
-  if (error instanceof BackendError) {
-    if (error.kind === 'timeout') return 504
-    if (error.kind === 'aborted') return 499
-    if (error.kind === 'http' && error.status !== undefined && error.status < 500) return error.status
-    return 502
-  }
-  if (error instanceof OrchError && typeof error.details?.status === 'number') return error.details.status
-  return 500
 }

@@ -15,8 +15,7 @@ import { Hono } from 'hono'
 import { RegExpRouter } from 'hono/router/reg-exp-router'
 import { logger } from '../core/log.ts'
 import type { RequestRecord } from '../metrics/engine-metrics.ts'
-import { statusOf } from '../scheduler/errors.ts'
-import { type AppDeps, type Dialect, errorResponse, httpError, type Route, type RouteContext } from './http.ts'
+import { type AppDeps, type Dialect, errorResponse, httpError, type Route, type RouteContext, statusOf } from './http.ts'
 
 /** What Bun.serve hands the fetch handler beside the request: per-request timeouts. */
 export interface ServerHandle {
@@ -121,10 +120,13 @@ export function createApp(deps: AppDeps, routes: Route[], options: AppOptions = 
     const env: RequestEnv = { server, url: undefined as unknown as URL, pattern: 'unmatched' }
     try {
       if (server && maxOpen > 0 && server.pendingRequests > maxOpen) {
-        throw httpError(503, `more than ${maxOpen} requests are open (server.max_open_requests)`, 'E_BUSY', {
-          retry_after_s: 1,
-          close: true,
-        })
+        throw httpError(
+          503,
+          `more than ${maxOpen} requests are open (server.max_open_requests)`,
+          'E_BUSY',
+          { close: true },
+          { retryAfterS: 1 },
+        )
       }
       // A Request made in process (tests, app.fetch) has an absolute URL and no Host header; one from the
       // network without a Host header arrives with a bare path as its URL.

@@ -4,13 +4,13 @@
  * orch's own, Ollama's (`{"error": "..."}`) and OpenAI's (routes/openai-errors.ts).
  */
 import * as v from 'valibot'
+import { BackendError } from '../backends/types.ts'
 import type { LocalBus } from '../bus/local.ts'
 import type { OrchConfig } from '../config/schema.ts'
 import { httpError, OrchError } from '../core/errors.ts'
 import type { MetricsService } from '../metrics/service.ts'
 import type { Supervisor } from '../pool/supervisor.ts'
 import type { Engine } from '../scheduler/engine.ts'
-import { statusOf } from '../scheduler/errors.ts'
 import type { Store } from '../store/db.ts'
 import { DEFAULT_PAGE, MAX_PAGE } from '../store/page.ts'
 import type { TaskQueue } from '../tasks/queue.ts'
@@ -74,14 +74,28 @@ export function errorResponse(error: unknown, dialect: Dialect = 'orch'): Respon
   // An unexpected fault's own message may name files, code or runtime internals: the log has it, not the client.
   const message = status === 500 && !known ? 'internal error (the orch serve log has the details)' : (error as Error).message
   const headers: Record<string, string> = {}
-  const retryAfter = known ? error.details?.retry_after_s : undefined
-  if (typeof retryAfter === 'number') headers['retry-after'] = String(retryAfter)
+  if (known && error.retryAfterS !== undefined) headers['retry-after'] = String(error.retryAfterS)
   // The rest of a body that never arrived would be read as the next request: end the connection.
   if (known && error.details?.close === true) headers.connection = 'close'
   const code = known ? error.code : 'E_INTERNAL'
   if (dialect === 'ollama') return json({ error: message }, status, headers)
   if (dialect === 'openai') return json(openaiErrorBody(error, status, message), status, headers)
   return json({ error: { code, message, ...(known && error.hint ? { hint: error.hint } : {}), ...fieldOf(error) } }, status, headers)
+}
+
+/**
+ * The HTTP status an error maps to: scheduler and HTTP errors carry their own (`OrchError.status`); a
+ * backend's 4xx passes through (unknown model stays 404), its 5xx and broken answers are 502, its timeouts 504.
+ */
+export function statusOf(error: unknown): number {
+  if (error instanceof BackendError) {
+    if (error.kind === 'timeout') return 504
+    if (error.kind === 'aborted') return 499
+    if (error.kind === 'http' && error.status !== undefined && error.status < 500) return error.status
+    return 502
+  }
+  if (error instanceof OrchError && error.status !== undefined) return error.status
+  return 500
 }
 
 function fieldOf(error: unknown): Record<string, unknown> {

@@ -2,7 +2,6 @@
  * Retry policy: exponential backoff with full jitter, and which errors are worth another attempt.
  * Pure; `random` is injectable so tests are deterministic.
  */
-import { BackendError } from '../backends/types.ts'
 import { OrchError } from '../core/errors.ts'
 
 export interface RetryPolicy {
@@ -23,9 +22,7 @@ export function backoffMs(attempt: number, policy: Pick<RetryPolicy, 'baseMs' | 
 
 /** Errors that another attempt can fix: backend connection failures, timeouts, 5xx, 429. */
 export function isRetryableError(error: unknown): boolean {
-  if (error instanceof BackendError) return error.retryable
-  if (error instanceof OrchError) return error.details?.retryable === true
-  return false
+  return error instanceof OrchError && error.retryable === true
 }
 
 /** What a failed attempt leads to: another attempt after `delayMs`, or a final failure. */

@@ -39,7 +39,7 @@ export function attemptOutcome(
 
 /** decideRetry judges errors by class; a plain TaskError carries its verdict in `retryable`. */
 function asRetryable(error: AttemptError): OrchError {
-  return new OrchError(error.message, { code: error.code, details: { retryable: error.retryable } })
+  return new OrchError(error.message, { code: error.code, retryable: error.retryable })
 }
 
 /** 429: the durable queue holds as many tasks as its bound (over all tenants, or of one tenant) allows. */
@@ -55,7 +55,10 @@ export function queueBoundError(
   return new OrchError(`${whose}: ${queued} queued, ${key} is ${limit}${whole}`, {
     code: 'E_TASK_QUEUE_FULL',
     hint: `retry in ${QUEUE_FULL_RETRY_AFTER_S} s, as runners take tasks off the queue; or raise ${key} (0: no bound)`,
-    details: { status: 429, retryable: true, retry_after_s: QUEUE_FULL_RETRY_AFTER_S, key, limit },
+    status: 429,
+    retryable: true,
+    retryAfterS: QUEUE_FULL_RETRY_AFTER_S,
+    details: { key, limit },
   })
 }
 

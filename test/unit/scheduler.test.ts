@@ -1,8 +1,8 @@
 import { describe, expect, test } from 'bun:test'
 import { OrchError } from '../../src/core/errors.ts'
 import { CircuitBreaker } from '../../src/scheduler/breaker.ts'
-import { statusOf } from '../../src/scheduler/errors.ts'
 import { DRAIN_MARGIN, Scheduler, type SchedulerOptions, type Slot } from '../../src/scheduler/scheduler.ts'
+import { statusOf } from '../../src/server/http.ts'
 import { type StubBackend, stubBackend } from '../helpers/stub-backend.ts'
 
 function scheduler(

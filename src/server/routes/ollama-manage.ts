@@ -9,10 +9,9 @@ import * as v from 'valibot'
 import { type ManagedBackend, managesModels, type ProgressChunk, type ShowResponse } from '../../backends/types.ts'
 import type { OrchError } from '../../core/errors.ts'
 import type { BackendView } from '../../scheduler/engine.ts'
-import { statusOf } from '../../scheduler/errors.ts'
 import type { ModelDefaults } from '../../scheduler/model-defaults.ts'
 import { normalizeModel } from '../../scheduler/router.ts'
-import { type AppDeps, httpError, json, type Route, type RouteContext, readJson } from '../http.ts'
+import { type AppDeps, httpError, json, type Route, type RouteContext, readJson, statusOf } from '../http.ts'
 import { ndjson, object, startCall, streamResponse, usableStates } from './compat.ts'
 
 /**
@@ -101,10 +100,8 @@ function pullTargets(ctx: RouteContext, model: string, what: string): Managed[] 
       503,
       `cannot ${what}: no Ollama backend that would hold "${model}" answers (${targets.map((s) => s.name).join(', ')})`,
       'E_NO_BACKEND',
-      {
-        retryable: true,
-        retry_after_s: 5,
-      },
+      {},
+      { retryable: true, retryAfterS: 5 },
     )
   }
   return up
@@ -253,9 +250,13 @@ async function onEvery(
 function partialFailure(what: string, failed: { state: BackendView; error: unknown }[], done: BackendView[]): OrchError {
   const reasons = failed.map((f) => (f.error as Error).message).join('; ')
   const succeeded = done.length > 0 ? ` (done on ${done.map((s) => s.name).join(', ')})` : ''
-  return httpError(502, `${what} failed on ${failed.map((f) => f.state.name).join(', ')}${succeeded}: ${reasons}`, 'E_BACKEND_FAILED', {
-    retryable: true,
-  })
+  return httpError(
+    502,
+    `${what} failed on ${failed.map((f) => f.state.name).join(', ')}${succeeded}: ${reasons}`,
+    'E_BACKEND_FAILED',
+    {},
+    { retryable: true },
+  )
 }
 
 /** A pull's or a create's answer: NDJSON progress (or, with `stream: false`, its last line) over every target. */
