@@ -70,9 +70,12 @@ export const UNAVAILABLE: readonly UnavailableRule[] = [
   { key: 'pools[].heartbeat.dependent', values: [false], message: DEPENDENT },
 ]
 
+/** Whether the rule refuses this value: every value when it lists none. */
+const refuses = (rule: UnavailableRule, value: unknown) => rule.values === undefined || rule.values.includes(value)
+
 /** Whether a rule refuses this value at this docs path (for the example file: it must write none). */
 export function isUnavailable(key: string, value: unknown): boolean {
-  return UNAVAILABLE.some((rule) => rule.key === key && (rule.values === undefined || rule.values.includes(value)))
+  return UNAVAILABLE.some((rule) => rule.key === key && refuses(rule, value))
 }
 
 /** Keys every value of which is refused (the example file shows them commented out). */
@@ -113,7 +116,7 @@ export function unavailableIssues(data: unknown, isSet: (segments: PathSegment[]
       if (!isSet(at)) continue
       const value = node[leaf]
       if (value === undefined) continue
-      if (rule.values === undefined || rule.values.includes(value)) issues.push({ segments: at, message: rule.message })
+      if (refuses(rule, value)) issues.push({ segments: at, message: rule.message })
     }
   }
   return issues

@@ -135,11 +135,6 @@ export class Engine {
     return [...this.scheduler.states.values()]
   }
 
-  /** The usable backends that serve `model` now. */
-  servingBackends(model: string): BackendView[] {
-    return this.backends().filter((state) => state.usable && state.serves(model))
-  }
-
   /** Whether any backend answered its last health check. */
   hasHealthyBackend(): boolean {
     return this.backends().some((state) => state.healthy === true)
