@@ -118,11 +118,18 @@ export class TaskRunner {
       const room = this.capacity() - this.active.size
       const claimed = room > 0 ? tasks.claim(owner, room) : []
       for (const task of claimed) this.execute(task)
-      if (claimed.length === 0 || room - claimed.length <= 0) await this.idle(tasks.nextRunAfter())
+      if (room - claimed.length <= 0) {
+        // No room (every slot taken, or no usable backend): due tasks cannot start before a task settles
+        // (a poke) or a backend comes back (seen at the next poll), so waking at their run_after would spin.
+        await this.idle(undefined)
+      } else if (claimed.length === 0) {
+        // Room left and nothing due: sleep until the next retry comes due.
+        await this.idle(tasks.nextRunAfter())
+      }
     }
   }
 
-  /** Sleep until poked, a retry comes due, or the poll interval passes. */
+  /** Sleep until poked, the given time (a retry coming due), or the poll interval passes. */
   private idle(nextRunAfter: number | undefined): Promise<void> {
     const poll = this.options.pollMs ?? 1000
     const until = nextRunAfter === undefined ? poll : Math.max(1, Math.min(poll, nextRunAfter - Date.now()))

@@ -135,11 +135,20 @@ const LIST_FILTER = '(?1 IS NULL OR state = ?1) AND (?2 IS NULL OR tenant = ?2)'
 export const LIST_FIRST = `SELECT * FROM tasks WHERE ${LIST_FILTER} ORDER BY created_at DESC, id DESC LIMIT ?3`
 export const LIST_AFTER = `SELECT * FROM tasks WHERE ${LIST_FILTER} AND (created_at, id) < (?4, ?5) ORDER BY created_at DESC, id DESC LIMIT ?3`
 
-export const COUNTS = 'SELECT state, COUNT(*) AS n FROM tasks GROUP BY state'
-export const QUEUED_BY_TENANT = "SELECT tenant, COUNT(*) AS n FROM tasks WHERE state = 'queued' GROUP BY tenant"
+// The counts the queue keeps with every change (migration 6): reading them costs a row per state or per tenant.
+export const COUNTS = 'SELECT state, n FROM task_counts'
+export const QUEUED_BY_TENANT = 'SELECT tenant, n FROM task_queued WHERE n > 0'
+export const MOVE_STATE_COUNT = 'UPDATE task_counts SET n = n + ?2 WHERE state = ?1'
+export const MOVE_QUEUED_COUNT = `
+  INSERT INTO task_queued (tenant, n) VALUES (?1, ?2)
+  ON CONFLICT (tenant) DO UPDATE SET n = n + excluded.n`
+export const DROP_EMPTY_QUEUED = 'DELETE FROM task_queued WHERE tenant = ? AND n <= 0'
 export const SELECT_STATE = 'SELECT state FROM tasks WHERE id = ?'
 export const NEXT_RUN_AFTER = "SELECT MIN(run_after) AS at FROM tasks INDEXED BY tasks_due WHERE state = 'queued'"
-export const PRUNE = "DELETE FROM tasks WHERE state IN ('done', 'failed', 'cancelled') AND finished_at < ?"
+const PRUNABLE = "state IN ('done', 'failed', 'cancelled') AND finished_at < ?"
+// What PRUNE will delete, by state, read from the tasks_finished index in the same transaction.
+export const PRUNABLE_COUNTS = `SELECT state, COUNT(*) AS n FROM tasks WHERE ${PRUNABLE} GROUP BY state`
+export const PRUNE = `DELETE FROM tasks WHERE ${PRUNABLE}`
 
 export function encodeCursor(row: TaskRow): string {
   return `${row.created_at.toString(36)}.${row.id}`

@@ -6,11 +6,17 @@
  * changes nothing. Every change happens in one statement or one IMMEDIATE transaction, so several processes
  * can share the file and never claim the same task twice.
  *
+ * Counts never scan the table: the number of tasks per state (task_counts) and of queued tasks per tenant
+ * (task_queued) are moved by every write, in its own transaction, once per transaction rather than per row
+ * (a group commit of 64 submissions moves `queued` once). So `counts()` reads one row per state whatever
+ * the depth of the queue, and every process sharing the file sees the same figures.
+ *
  * The queue is bounded (tasks.max_queued, tasks.max_queued_per_tenant). Checking the bound must not cost a
- * COUNT per submission, so the queue keeps the number of queued tasks per tenant in memory: counted once
- * when it opens, then moved exactly where a task enters or leaves `queued` (submit, claim, retry, release,
- * recovery, cancel), and undone with the transaction when one rolls back. Other processes sharing the file
- * move the real figure without this one noticing: `prune` (every 10 minutes in serve) counts again.
+ * query per submission, so the queue also keeps the number of queued tasks per tenant in memory: read from
+ * task_queued when it opens, then moved exactly where a task enters or leaves `queued` (submit, claim,
+ * retry, release, recovery, cancel), and undone with the transaction when one rolls back. Other processes
+ * sharing the file move the real figure without this one noticing: `prune` (every 10 minutes in serve)
+ * reads it again.
  *
  * Besides the TaskQueue methods it has synchronous `complete` and `fail` (one transaction each, no group
  * commit) and `stats` of its commits.
@@ -46,6 +52,10 @@ interface Pending {
 }
 
 type FailOutcome = { row: TaskRow | undefined; retry: boolean } | undefined
+interface Journal {
+  queued: Array<[tenant: string, delta: number]>
+  states: Array<[state: TaskState, delta: number]>
+}
 type Inserted = { row: TaskRow; created: boolean }
 
 const STALLED_ERROR_JSON = JSON.stringify(STALLED_ERROR)
@@ -62,8 +72,8 @@ export class SqliteTaskQueue implements TaskQueue {
   /** Queued tasks by tenant (tenants with none are absent), and their sum. */
   private readonly queued = new Map<string, number>()
   private queuedTotal = 0
-  /** Count changes made inside the transaction under way, to undo if it rolls back. */
-  private journal: Array<[string, number]> | undefined
+  /** Count changes made inside the transaction under way: written with it, or undone in memory if it rolls back. */
+  private journal: Journal | undefined
 
   constructor(store: Store, options: TaskQueueOptions) {
     if (!(options.agingMs > 0) || !Number.isFinite(options.agingMs)) {
@@ -81,7 +91,7 @@ export class SqliteTaskQueue implements TaskQueue {
     return { total: this.queuedTotal, byTenant: Object.fromEntries(this.queued) }
   }
 
-  /** Count queued tasks again from the file: one grouped count, at open and at prune. */
+  /** Read the queued counts again from the file (a row per tenant), at open and at prune. */
   recount(): void {
     this.queued.clear()
     this.queuedTotal = 0
@@ -133,7 +143,7 @@ export class SqliteTaskQueue implements TaskQueue {
     ]
     const rows = this.counted(() => {
       const claimed = this.store.all<TaskRow>(sql.CLAIM, params)
-      for (const row of claimed) this.adjust(row.tenant, -1)
+      for (const row of claimed) this.moved(row.tenant, 'queued', 'running')
       return claimed
     })
     // RETURNING gives no order; restore the claim order so the caller starts the best task first.
@@ -149,7 +159,7 @@ export class SqliteTaskQueue implements TaskQueue {
 
   /** Finish a running task with its result; false, and nothing changes, unless `owner` holds it. */
   complete(id: string, owner: string, result: unknown): boolean {
-    return this.settleComplete(this.completeRow(id, owner, result))
+    return this.settleComplete(this.counted(() => this.completeRow(id, owner, result)))
   }
 
   /** `complete`, committed with everything else of this event-loop turn (one fsync for many). */
@@ -160,9 +170,12 @@ export class SqliteTaskQueue implements TaskQueue {
     )
   }
 
+  /** Inside a write transaction. */
   private completeRow(id: string, owner: string, result: unknown): TaskRow | undefined {
     const now = this.now()
-    return this.store.one<TaskRow>(sql.COMPLETE, [toJson(result), now, now, id, owner])
+    const row = this.store.one<TaskRow>(sql.COMPLETE, [toJson(result), now, now, id, owner])
+    if (row) this.moved(row.tenant, 'running', 'done')
+    return row
   }
 
   private settleComplete(row: TaskRow | undefined): boolean {
@@ -190,12 +203,15 @@ export class SqliteTaskQueue implements TaskQueue {
     const task = this.store.one<TaskRow>(sql.SELECT_OWNED, [id, owner])
     if (!task) return undefined
     const decision = attemptOutcome(task.attempts, task.max_attempts, error, this.options.retry, this.random)
+    // SELECT_OWNED found it running, in this same transaction.
     if (decision.retry) {
       const row = this.store.one<TaskRow>(sql.RETRY, [now + decision.delayMs, errorJson, now, id])
-      if (row) this.adjust(row.tenant, 1)
+      if (row) this.moved(row.tenant, 'running', 'queued')
       return { row, retry: true }
     }
-    return { row: this.store.one<TaskRow>(sql.FAIL, [decision.reason, errorJson, now, now, id]), retry: false }
+    const row = this.store.one<TaskRow>(sql.FAIL, [decision.reason, errorJson, now, now, id])
+    if (row) this.moved(row.tenant, 'running', 'failed')
+    return { row, retry: false }
   }
 
   private settleFail(outcome: FailOutcome): Task | undefined {
@@ -205,8 +221,11 @@ export class SqliteTaskQueue implements TaskQueue {
 
   /** Hand a running task back to the queue untouched (graceful shutdown); false unless `owner` holds it. */
   release(id: string, owner: string): boolean {
-    const row = this.store.one<TaskRow>(sql.RELEASE, [this.now(), id, owner])
-    if (row) this.adjust(row.tenant, 1)
+    const row = this.counted(() => {
+      const released = this.store.one<TaskRow>(sql.RELEASE, [this.now(), id, owner])
+      if (released) this.moved(released.tenant, 'running', 'queued')
+      return released
+    })
     if (row) this.emit(row, 'requeued')
     return row !== undefined
   }
@@ -217,7 +236,7 @@ export class SqliteTaskQueue implements TaskQueue {
     const row = this.counted(() => {
       const before = this.store.one<{ state: TaskState }>(sql.SELECT_STATE, [id])
       const cancelled = this.store.one<TaskRow>(sql.CANCEL, [this.now(), id])
-      if (cancelled && before?.state === 'queued') this.adjust(cancelled.tenant, -1)
+      if (cancelled && before) this.moved(cancelled.tenant, before.state, 'cancelled')
       return cancelled
     })
     if (row) return this.emit(row, 'cancelled')
@@ -269,8 +288,13 @@ export class SqliteTaskQueue implements TaskQueue {
 
   /** Delete finished tasks that finished more than `olderThanMs` ago; returns how many. */
   prune(olderThanMs = this.options.retentionMs ?? DEFAULT_RETENTION_MS): number {
-    // Only finished tasks go, so the queued counts stay; counting again picks up other processes' changes.
-    const removed = this.store.run(sql.PRUNE, [this.now() - olderThanMs]).changes
+    // Only finished tasks go, so the queued counts stay; reading them again picks up other processes' changes.
+    const before = this.now() - olderThanMs
+    const removed = this.counted(() => {
+      const gone = this.store.all<{ state: TaskState; n: number }>(sql.PRUNABLE_COUNTS, [before])
+      for (const { state, n } of gone) this.journalOf().states.push([state, -n])
+      return this.store.run(sql.PRUNE, [before]).changes
+    })
     this.recount()
     return removed
   }
@@ -380,7 +404,7 @@ export class SqliteTaskQueue implements TaskQueue {
     }
     const { changes } = this.store.run(sql.INSERT_TASK, sql.insertParams(row))
     if (changes > 0) {
-      this.adjust(row.tenant, 1)
+      this.moved(row.tenant, undefined, 'queued')
       return { row, created: true }
     }
     // The key is taken, by an earlier commit or earlier in this same batch: that task is the answer.
@@ -400,29 +424,58 @@ export class SqliteTaskQueue implements TaskQueue {
   }
 
   /**
-   * A write transaction (a savepoint inside one) whose queued-count changes are undone if it rolls back,
-   * so the counts only ever reflect what committed.
+   * A write transaction (a savepoint inside one) with its count changes: the outermost writes them to
+   * task_counts and task_queued before it commits; a rollback undoes the in-memory queued counts.
    */
   private counted<T>(fn: () => T): T {
     const outer = this.journal
-    const journal: Array<[string, number]> = []
+    const journal: Journal = { queued: [], states: [] }
     this.journal = journal
     try {
-      const result = this.store.write(fn)
-      outer?.push(...journal)
+      const result = this.store.write(() => {
+        const value = fn()
+        if (!outer) this.persist(journal)
+        return value
+      })
+      outer?.queued.push(...journal.queued)
+      outer?.states.push(...journal.states)
       return result
     } catch (error) {
-      for (const [tenant, delta] of journal.reverse()) this.bump(tenant, -delta)
+      for (const [tenant, delta] of journal.queued.reverse()) this.bump(tenant, -delta)
       throw error
     } finally {
       this.journal = outer
     }
   }
 
+  private journalOf(): Journal {
+    if (!this.journal) throw new OrchError('a task changed state outside a counted transaction', { code: 'E_INTERNAL' })
+    return this.journal
+  }
+
+  /** A task of `tenant` went from `from` (undefined: it is new) to `to`. */
+  private moved(tenant: string, from: TaskState | undefined, to: TaskState): void {
+    if (from === to) return
+    const journal = this.journalOf()
+    if (from !== undefined) journal.states.push([from, -1])
+    journal.states.push([to, 1])
+    if (from === 'queued') this.adjust(tenant, -1)
+    if (to === 'queued') this.adjust(tenant, 1)
+  }
+
   /** A task of `tenant` entered (+1) or left (-1) the queue. */
   private adjust(tenant: string, delta: number): void {
     this.bump(tenant, delta)
-    this.journal?.push([tenant, delta])
+    this.journalOf().queued.push([tenant, delta])
+  }
+
+  /** Write a transaction's count changes, summed: a statement per state and per tenant that moved. */
+  private persist(journal: Journal): void {
+    for (const [state, delta] of sum(journal.states)) this.store.run(sql.MOVE_STATE_COUNT, [state, delta])
+    for (const [tenant, delta] of sum(journal.queued)) {
+      this.store.run(sql.MOVE_QUEUED_COUNT, [tenant, delta])
+      if (delta < 0) this.store.run(sql.DROP_EMPTY_QUEUED, [tenant])
+    }
   }
 
   private bump(tenant: string, delta: number): void {
@@ -432,9 +485,9 @@ export class SqliteTaskQueue implements TaskQueue {
     this.queuedTotal += delta
   }
 
-  /** Recovered rows that went back to the queue are counted in; the others failed. */
+  /** Recovered rows went from running back to the queue, or failed. */
   private requeued(rows: TaskRow[]): TaskRow[] {
-    for (const row of rows) if (row.state === 'queued') this.adjust(row.tenant, 1)
+    for (const row of rows) this.moved(row.tenant, 'running', row.state)
     return rows
   }
 
@@ -462,4 +515,12 @@ export class SqliteTaskQueue implements TaskQueue {
       }
     }
   }
+}
+
+/** Deltas summed by key, zero sums left out. */
+function sum<K>(deltas: Array<[K, number]>): Map<K, number> {
+  const sums = new Map<K, number>()
+  for (const [key, delta] of deltas) sums.set(key, (sums.get(key) ?? 0) + delta)
+  for (const [key, total] of sums) if (total === 0) sums.delete(key)
+  return sums
 }

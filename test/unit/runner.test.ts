@@ -131,6 +131,40 @@ describe('TaskRunner', () => {
     await until(() => tasks.counts().done === 2)
   })
 
+  test('tasks due that cannot start (no usable backend, or every slot taken) are not polled for until a poke or the poll interval', async () => {
+    const backend = stubBackend('a') // calls never finish by themselves
+    const { tasks, engine, runner } = setup(backend)
+    const reads = { claim: 0, nextRunAfter: 0 }
+    const claim = tasks.claim.bind(tasks)
+    const nextRunAfter = tasks.nextRunAfter.bind(tasks)
+    tasks.claim = (...args: Parameters<typeof claim>) => {
+      reads.claim++
+      return claim(...args)
+    }
+    tasks.nextRunAfter = () => {
+      reads.nextRunAfter++
+      return nextRunAfter()
+    }
+    engine.scheduler.update('a', { healthy: false })
+    await tasks.submitMany(Array.from({ length: 20 }, (_, i) => chatTask(i)))
+    runner('host:1:idle', { pollMs: 100 })
+    await Bun.sleep(450)
+    // No backend: about one look per poll interval (5 in 450 ms), not one per millisecond.
+    expect(reads.claim + reads.nextRunAfter).toBeLessThanOrEqual(12)
+    expect(tasks.counts().queued).toBe(20)
+    // Every slot taken (4 running + 2 prefetched), 14 due behind them: again no spinning.
+    engine.scheduler.update('a', { healthy: true })
+    await until(() => tasks.counts().running === 6)
+    reads.claim = 0
+    reads.nextRunAfter = 0
+    await Bun.sleep(450)
+    expect(reads.claim + reads.nextRunAfter).toBeLessThanOrEqual(12)
+    // A settled task pokes the runner at once: the next one starts without waiting for the poll.
+    backend.calls[0]?.finish()
+    await until(() => tasks.counts().done === 1, 80)
+    await until(() => tasks.counts().running === 6, 80)
+  })
+
   test('a graceful stop hands running tasks back untouched; the next runner finishes them', async () => {
     const backend = stubBackend('a')
     const { tasks, runner } = setup(backend)
