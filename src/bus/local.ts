@@ -15,7 +15,10 @@ export interface OrchEvent {
 export type Listener = (event: OrchEvent) => void
 
 export class LocalBus {
-  private readonly buffer: OrchEvent[] = []
+  /** The last `capacity` events, oldest at `head`; their ids are consecutive. */
+  private readonly ring: Array<OrchEvent | undefined>
+  private head = 0
+  private size = 0
   private readonly listeners = new Set<Listener>()
   private nextId: number
 
@@ -24,6 +27,8 @@ export class LocalBus {
     private readonly capacity = 10_000,
     firstId = 1,
   ) {
+    if (!(capacity >= 1)) throw new RangeError(`the event buffer needs room for at least 1 event, got ${capacity}`)
+    this.ring = new Array(capacity)
     this.nextId = firstId
   }
 
@@ -33,8 +38,14 @@ export class LocalBus {
 
   publish(type: EventType, data: Record<string, unknown>): OrchEvent {
     const event: OrchEvent = { id: this.nextId++, type, at: Date.now(), data }
-    this.buffer.push(event)
-    if (this.buffer.length > this.capacity) this.buffer.shift()
+    // A full buffer overwrites its oldest event: O(1) per event, where shifting an array moves them all.
+    if (this.size < this.capacity) {
+      this.ring[(this.head + this.size) % this.capacity] = event
+      this.size++
+    } else {
+      this.ring[this.head] = event
+      this.head = (this.head + 1) % this.capacity
+    }
     for (const listener of this.listeners) {
       try {
         listener(event)
@@ -52,9 +63,11 @@ export class LocalBus {
 
   /** Events after `id`, oldest first; undefined when `id` is older than the buffer (the client missed some). */
   since(id: number): OrchEvent[] | undefined {
-    const oldest = this.buffer[0]
+    const oldest = this.size > 0 ? this.ring[this.head] : undefined
     if (oldest === undefined) return id <= this.lastId ? [] : undefined
     if (id < oldest.id - 1) return undefined
-    return this.buffer.filter((e) => e.id > id)
+    const events: OrchEvent[] = []
+    for (let i = Math.max(0, id + 1 - oldest.id); i < this.size; i++) events.push(this.ring[(this.head + i) % this.capacity] as OrchEvent)
+    return events
   }
 }
