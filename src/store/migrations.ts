@@ -154,11 +154,11 @@ export const MIGRATIONS: readonly Migration[] = [
   },
   {
     version: 6,
-    name: 'task counts',
+    name: 'task counts and list indexes',
     // How many tasks are in each state, and how many are queued per tenant. The task queue moves them in
     // the same transaction as every change it makes (src/tasks/sqlite.ts), so /stats, /metrics and the queue
     // bound read a few rows instead of counting the whole table. Counted once here for a file that already
-    // holds tasks.
+    // holds tasks. And an index per list filter (state, tenant, both), so a page of a rare state is a range read.
     up: `
       CREATE TABLE task_counts (
         state TEXT PRIMARY KEY,
@@ -173,6 +173,9 @@ export const MIGRATIONS: readonly Migration[] = [
         n      INTEGER NOT NULL
       ) WITHOUT ROWID;
       INSERT INTO task_queued (tenant, n) SELECT tenant, COUNT(*) FROM tasks WHERE state = 'queued' GROUP BY tenant;
+      CREATE INDEX tasks_state_created ON tasks (state, created_at, id);
+      CREATE INDEX tasks_tenant_created ON tasks (tenant, created_at, id);
+      CREATE INDEX tasks_tenant_state_created ON tasks (tenant, state, created_at, id);
     `,
   },
 ]

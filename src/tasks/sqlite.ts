@@ -266,10 +266,13 @@ export class SqliteTaskQueue implements TaskQueue {
   /** Newest first, `limit` (default 50, at most 1000) at a time; pass `next_cursor` back for the next page. */
   list(q: ListQuery = {}): TaskPage {
     const limit = pageSize(q.limit)
-    const base = [q.state ?? null, q.tenant ?? null, limit]
-    const rows = q.cursor
-      ? this.store.all<TaskRow>(sql.LIST_AFTER, [...base, ...decodeCursor(q.cursor)])
-      : this.store.all<TaskRow>(sql.LIST_FIRST, base)
+    const { state, tenant, cursor } = q
+    const params: Array<string | number> = []
+    if (tenant) params.push(tenant)
+    if (state) params.push(state)
+    if (cursor) params.push(...decodeCursor(cursor))
+    params.push(limit)
+    const rows = this.store.all<TaskRow>(sql.listSql(Boolean(state), Boolean(tenant), Boolean(cursor)), params)
     const last = rows.at(-1)
     const next_cursor = rows.length === limit && last ? encodeCursor(last) : null
     return { tasks: rows.map((row) => rowToTask(row)), next_cursor }

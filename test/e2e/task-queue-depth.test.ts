@@ -1,6 +1,7 @@
 /**
- * The task counts cost a few rows whatever the depth of the queue: counts(), GET /stats and GET /metrics read
- * the trigger-kept task_counts table, never the tasks table. Checked on the statements they really run
+ * What the task queue reads does not grow with its depth. The counts cost a few rows: counts(), GET /stats
+ * and GET /metrics read the task_counts table the queue keeps, never the tasks table. A page of a list is
+ * one range read of its filter's index, in order, so it stops after `limit` rows. Checked on the statements they really run
  * (every one goes through Store.prepare, recorded here) with EXPLAIN QUERY PLAN, not by timing. Also: a file
  * made before the counts were kept gets them counted once when it is opened.
  */
@@ -99,6 +100,46 @@ describe('task counts read a row per state', () => {
       if (path === '/stats')
         expect((JSON.parse(body) as { tasks: unknown }).tasks).toEqual({ queued: 40, running: 20, done: 20, failed: 20, cancelled: 20 })
       else expect(body).toMatch(/^orch_tasks\{[^}]*state="queued"\} 40$/m)
+    }
+  })
+})
+
+describe("a page of a list reads its own filter's index, in order", () => {
+  test('every filter (none, state, tenant, both), first page or after a cursor, is a search of an index with no sort', async () => {
+    const dir = tempDir('orch-list-plan-')
+    cleanups.push(dir.cleanup)
+    const store = openStore(dir.path, { synchronous: 'NORMAL' })
+    cleanups.push(() => store.close())
+    const tasks = new SqliteTaskQueue(store, baseOptions({ t: T0 }))
+    await fill(tasks, 10)
+    const cursor = tasks.list({ limit: 2 }).next_cursor as string
+    for (const state of [undefined, 'running'] as const) {
+      for (const tenant of [undefined, 't1']) {
+        for (const after of [undefined, cursor]) {
+          const query = { state, tenant, cursor: after, limit: 3 }
+          const statements = await statementsOf(store, () => tasks.list(query))
+          expect(statements).toHaveLength(1)
+          const lines = plan(store, statements[0] as string)
+          const filtered = state !== undefined || tenant !== undefined || after !== undefined
+          // SEARCH: a range of the index, from its filter's first row; SCAN only with no filter (stops at LIMIT).
+          expect({ query, lines }).toEqual({
+            query,
+            lines: [
+              expect.stringMatching(filtered ? /^SEARCH tasks USING INDEX tasks_(\w+_)?created \(/ : /^SCAN tasks USING INDEX tasks_created$/),
+            ],
+          })
+          // And it answers what a full read of the table says.
+          const page = tasks.list(query).tasks.map((t) => t.id)
+          const all = store
+            .all<{ id: string; state: string; tenant: string; created_at: number }>(
+              'SELECT id, state, tenant, created_at FROM tasks ORDER BY created_at DESC, id DESC',
+            )
+            .filter((t) => (!state || t.state === state) && (!tenant || t.tenant === tenant))
+          const [afterCreated, afterId] = after ? sql.decodeCursor(after) : [Number.POSITIVE_INFINITY, '']
+          const expected = all.filter((t) => t.created_at < afterCreated || (t.created_at === afterCreated && t.id < afterId)).slice(0, 3)
+          expect(page).toEqual(expected.map((t) => t.id))
+        }
+      }
     }
   })
 })
