@@ -3,10 +3,14 @@
  * orch's entry point (and the compiled binary's). It resolves the command chain itself, so that `--help`
  * for the root loads no command module (cold start), unknown commands and flags get a did-you-mean with
  * exit 2, and every error becomes one message, a hint and the right exit code.
+ *
+ * Cold start: the static imports below are all that `orch --help` and `orch --version` evaluate. Keep them
+ * free of npm packages and of Node built-ins that load more of the runtime: `node:tty` alone (through
+ * src/core/color.ts) costs about as much as the runtime's own start, so color.ts is imported where it is
+ * used. scripts/bench/cold-start.ts measures it.
  */
 import type { ArgsDef, CommandDef } from 'citty'
 import pkg from '../package.json' with { type: 'json' }
-import { colorAllowed, stripAnsi } from '../src/core/color.ts'
 import { didYouMean, ExitCode, OrchError, UsageError } from '../src/core/errors.ts'
 import { checkPositionals, GLOBAL_VALUE_FLAGS, npmSwallowedHint, type OrchCommand, printJson, printText } from './_args.ts'
 
@@ -142,7 +146,7 @@ function checkFlags(args: ArgsDef, argv: string[], path: string[]): void {
 
 /** citty's usage, without the flags marked `hidden` and, where colour is not allowed on stdout, plain. */
 async function renderHelp(command: OrchCommand, path: string[]): Promise<string> {
-  const { renderUsage } = await import('citty')
+  const [{ renderUsage }, { colorAllowed, stripAnsi }] = await Promise.all([import('citty'), import('../src/core/color.ts')])
   const meta = await resolveValue(command.meta)
   const args = Object.fromEntries(
     Object.entries((await resolveValue(command.args ?? {})) as ArgsDef).filter(([, def]) => !(def as { hidden?: boolean }).hidden),
@@ -191,6 +195,7 @@ export async function main(argv: string[]): Promise<number> {
   } catch (error) {
     // citty reports missing or invalid arguments as CLIError with code EARG.
     if (error instanceof Error && error.name === 'CLIError') {
+      const { stripAnsi } = await import('../src/core/color.ts')
       throw new UsageError(stripAnsi(error.message), { hint: npmSwallowedHint(args, path, []) ?? `run \`orch ${path.join(' ')} --help\`` })
     }
     // A flag the command needs, missing because npm kept it: the fix is the npm command line, not the flag.
@@ -209,10 +214,12 @@ function report(error: unknown, argv: string[]): number {
     const payload = known ? error.toJSON() : { code: 'E_INTERNAL', message }
     printJson({ error: payload })
   }
-  process.stderr.write(`error: ${known ? message : `internal error: ${message}`}\n`)
-  if (known && error.hint) process.stderr.write(`hint: ${error.hint}\n`)
-  if (debug && error instanceof Error && error.stack) process.stderr.write(`${error.stack}\n`)
-  else if (!known) process.stderr.write('hint: run again with --debug for the stack trace, and report it\n')
+  // console.error, not process.stderr.write: the first touch of process.stderr costs as much as the runtime's
+  // own start in a compiled binary (see printText in _args.ts); a usage error should answer as fast as --help.
+  console.error(`error: ${known ? message : `internal error: ${message}`}`)
+  if (known && error.hint) console.error(`hint: ${error.hint}`)
+  if (debug && error instanceof Error && error.stack) console.error(error.stack)
+  else if (!known) console.error('hint: run again with --debug for the stack trace, and report it')
   return known ? error.exitCode : ExitCode.failure
 }
 
