@@ -158,7 +158,8 @@ export const MIGRATIONS: readonly Migration[] = [
     // How many tasks are in each state, and how many are queued per tenant. The task queue moves them in
     // the same transaction as every change it makes (src/tasks/sqlite.ts), so /stats, /metrics and the queue
     // bound read a few rows instead of counting the whole table. Counted once here for a file that already
-    // holds tasks. And an index per list filter (state, tenant, both), so a page of a rare state is a range read.
+    // holds tasks. The list's index by creation becomes one by state and creation, plus one by tenant, state
+    // and creation, so a page of any filter is a few range reads (src/tasks/sql.ts, listSql).
     up: `
       CREATE TABLE task_counts (
         state TEXT PRIMARY KEY,
@@ -173,8 +174,8 @@ export const MIGRATIONS: readonly Migration[] = [
         n      INTEGER NOT NULL
       ) WITHOUT ROWID;
       INSERT INTO task_queued (tenant, n) SELECT tenant, COUNT(*) FROM tasks WHERE state = 'queued' GROUP BY tenant;
+      DROP INDEX tasks_created;
       CREATE INDEX tasks_state_created ON tasks (state, created_at, id);
-      CREATE INDEX tasks_tenant_created ON tasks (tenant, created_at, id);
       CREATE INDEX tasks_tenant_state_created ON tasks (tenant, state, created_at, id);
     `,
   },

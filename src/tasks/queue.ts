@@ -14,6 +14,7 @@ import type { OrchConfig } from '../config/schema.ts'
 import type { RetryPolicy } from './retry.ts'
 
 export type TaskState = 'queued' | 'running' | 'done' | 'failed' | 'cancelled'
+export const TASK_STATES: readonly TaskState[] = ['queued', 'running', 'done', 'failed', 'cancelled']
 export type FailReason = 'error' | 'not_retryable' | 'max_attempts' | 'stalled' | 'cancelled'
 
 export interface TaskError {

@@ -129,22 +129,25 @@ export const RECOVER_EXPIRED = `${RECOVER.replace('UPDATE tasks', 'UPDATE tasks 
 export const RECOVER_OWNERS = `${RECOVER} lease_owner IN (SELECT value FROM json_each(?4)) RETURNING *`
 export const RUNNING_OWNERS = "SELECT DISTINCT lease_owner AS owner FROM tasks WHERE state = 'running' AND lease_owner IS NOT NULL"
 
-// Keyset pagination, newest first: the cursor is the (created_at, id) of the last row of the previous page,
-// so every page is one range read of the index of its filter (none, state, tenant, both), and a rare state
-// (running among a million queued) is found without reading the others.
-// A statement per filter, so each one's plan is fixed. Parameters: state and/or tenant, limit, the cursor.
-export function listSql(state: boolean, tenant: boolean, after: boolean): string {
-  const key = Number(state) * 4 + Number(tenant) * 2 + Number(after)
-  let text = LIST[key]
+// Keyset pagination, newest first: the cursor is the (created_at, id) of the last row of the previous page.
+// Tasks are indexed by (state, created_at, id) and (tenant, state, created_at, id), so a page with a state
+// is one range read of `limit` rows, and a rare state (running among a million queued) is found without
+// reading the others. Without a state, the newest `limit` keys of each state are read (a covering range read
+// each) and merged, then only the rows of the page are fetched: at most states × limit index entries, whatever
+// the depth. Parameters: tenant (when filtered), state, the cursor (after a page), limit.
+export function listSql(what: 'rows' | 'keys', tenant: boolean, after: boolean): string {
+  const key = `${what}${Number(tenant)}${Number(after)}`
+  let text = LIST.get(key)
   if (text === undefined) {
-    const where = [tenant ? 'tenant = ?' : '', state ? 'state = ?' : '', after ? '(created_at, id) < (?, ?)' : ''].filter(Boolean)
-    const index = state && tenant ? 'tasks_tenant_state_created' : state ? 'tasks_state_created' : tenant ? 'tasks_tenant_created' : 'tasks_created'
-    text = `SELECT * FROM tasks INDEXED BY ${index}${where.length > 0 ? ` WHERE ${where.join(' AND ')}` : ''} ORDER BY created_at DESC, id DESC LIMIT ?`
-    LIST[key] = text
+    const index = tenant ? 'tasks_tenant_state_created' : 'tasks_state_created'
+    const where = [tenant ? 'tenant = ?' : '', 'state = ?', after ? '(created_at, id) < (?, ?)' : ''].filter(Boolean).join(' AND ')
+    text = `SELECT ${what === 'rows' ? '*' : 'created_at, id'} FROM tasks INDEXED BY ${index} WHERE ${where} ORDER BY created_at DESC, id DESC LIMIT ?`
+    LIST.set(key, text)
   }
   return text
 }
-const LIST: string[] = []
+const LIST = new Map<string, string>()
+export const SELECT_PAGE = 'SELECT * FROM tasks WHERE id IN (SELECT value FROM json_each(?)) ORDER BY created_at DESC, id DESC'
 
 // The counts the queue keeps with every change (migration 6): reading them costs a row per state or per tenant.
 export const COUNTS = 'SELECT state, n FROM task_counts'

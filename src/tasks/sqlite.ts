@@ -40,6 +40,7 @@ import type {
   TaskQueueOptions,
   TaskState,
 } from './queue.ts'
+import { TASK_STATES } from './queue.ts'
 import { attemptOutcome, checkSubmit, DEFAULT_RETENTION_MS, newTaskId, queueBoundError, STALLED_ERROR } from './rules.ts'
 import * as sql from './sql.ts'
 import { decodeCursor, encodeCursor, rowToTask, type TaskRow, toJson } from './sql.ts'
@@ -52,6 +53,8 @@ interface Pending {
 }
 
 type FailOutcome = { row: TaskRow | undefined; retry: boolean } | undefined
+type Key = { created_at: number; id: string }
+const newestFirst = (a: Key, b: Key) => b.created_at - a.created_at || (a.id < b.id ? 1 : a.id > b.id ? -1 : 0)
 interface Journal {
   queued: Array<[tenant: string, delta: number]>
   states: Array<[state: TaskState, delta: number]>
@@ -267,12 +270,17 @@ export class SqliteTaskQueue implements TaskQueue {
   list(q: ListQuery = {}): TaskPage {
     const limit = pageSize(q.limit)
     const { state, tenant, cursor } = q
-    const params: Array<string | number> = []
-    if (tenant) params.push(tenant)
-    if (state) params.push(state)
-    if (cursor) params.push(...decodeCursor(cursor))
-    params.push(limit)
-    const rows = this.store.all<TaskRow>(sql.listSql(Boolean(state), Boolean(tenant), Boolean(cursor)), params)
+    const after = cursor ? decodeCursor(cursor) : []
+    const params = (s: TaskState) => [...(tenant ? [tenant] : []), s, ...after, limit]
+    let rows: TaskRow[]
+    if (state) rows = this.store.all<TaskRow>(sql.listSql('rows', Boolean(tenant), Boolean(cursor)), params(state))
+    else {
+      const keysSql = sql.listSql('keys', Boolean(tenant), Boolean(cursor))
+      const page = TASK_STATES.flatMap((s) => this.store.all<Key>(keysSql, params(s)))
+        .sort(newestFirst)
+        .slice(0, limit)
+      rows = page.length === 0 ? [] : this.store.all<TaskRow>(sql.SELECT_PAGE, [JSON.stringify(page.map((k) => k.id))])
+    }
     const last = rows.at(-1)
     const next_cursor = rows.length === limit && last ? encodeCursor(last) : null
     return { tasks: rows.map((row) => rowToTask(row)), next_cursor }

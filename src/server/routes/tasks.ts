@@ -1,15 +1,14 @@
 /**
- * The durable task API (seed 002): submit one task or many (answered only once committed), read, list in
+ * The durable task API: submit one task or many (answered only once committed), read, list in
  * keyset pages, cancel, and long-poll until a task finishes. Submission is the hot path: the body is read
  * in one piece when its length is declared, validated once, and handed to the store's group commit.
  */
 import type { LocalBus, OrchEvent } from '../../bus/local.ts'
 import { parseDurationMs } from '../../core/duration.ts'
 import { parseSubmit } from '../../tasks/input.ts'
-import type { SubmitInput, Task, TaskState } from '../../tasks/queue.ts'
+import { type SubmitInput, TASK_STATES, type Task, type TaskState } from '../../tasks/queue.ts'
 import { type AppDeps, httpError, json, pageLimit, type Route, type RouteContext, readJsonValue } from '../http.ts'
 
-const STATES: TaskState[] = ['queued', 'running', 'done', 'failed', 'cancelled']
 const FINISHED = new Set<unknown>(['done', 'failed', 'cancelled'])
 /** Longest a single `wait` holds the connection; clients loop for longer waits. */
 export const MAX_WAIT_MS = 300_000
@@ -52,8 +51,8 @@ async function readBodyJson(ctx: RouteContext): Promise<unknown> {
 function list(ctx: RouteContext): Response {
   const q = ctx.url.searchParams
   const state = q.get('state') ?? undefined
-  if (state !== undefined && !STATES.includes(state as TaskState)) {
-    throw badQuery('state', `expected one of ${STATES.join(', ')}, got "${state}"`)
+  if (state !== undefined && !TASK_STATES.includes(state as TaskState)) {
+    throw badQuery('state', `expected one of ${TASK_STATES.join(', ')}, got "${state}"`)
   }
   const limit = pageLimit(ctx.url)
   const cursor = q.get('cursor') || undefined
