@@ -1,6 +1,7 @@
 /**
- * Throughput of orch serve at many clients, with wrk (a JS load generator saturates before orch does), in
- * interleaved rounds against a baseline in the same run; the figure is the ratio, with orch's CPU per call.
+ * Throughput of orch serve at many clients, with wrk (a JS load generator saturates before orch does; where wrk
+ * is missing, scripts/bench/load.ts stands in, and says so), in interleaved rounds against a baseline in the
+ * same run; the figure is the ratio, with orch's CPU per call.
  *  - `--target chat` (default): proxied `/api/chat` (cache off) vs the Ollama test double straight.
  *  - `--target submit`: durable `POST /queue/submit` (fsync'd, tasks only queue: the backend is a closed port)
  *    vs a bare Bun.serve that reads the body and answers the same JSON. `--compare DIR` adds a second checkout of orch
@@ -14,6 +15,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
 import { parseArgs } from 'node:util'
+import { loadTest, loadTool } from './load.ts'
 import { spawnServer, stopAll } from './servers/spawn.ts'
 
 const { values } = parseArgs({
@@ -28,10 +30,8 @@ const { values } = parseArgs({
 })
 const SUBMIT = values.target === 'submit'
 const PATH = SUBMIT ? '/queue/submit' : '/api/chat'
-if (!Bun.which('wrk')) {
-  console.error('proxy.ts needs wrk (apt-get install wrk)')
-  process.exit(2)
-}
+const TOOL = loadTool()
+if (TOOL !== 'wrk') console.error('wrk is not installed: load comes from scripts/bench/load.ts (fetch loops in a child process)')
 const ROOT = resolve(import.meta.dir, '../..')
 const home = mkdtempSync(join(tmpdir(), 'orch-bench-proxy-'))
 
@@ -41,22 +41,19 @@ function cpuSeconds(pid: number): number {
   return (Number(fields[11]) + Number(fields[12])) / 100
 }
 
-const lua = join(home, 'chat.lua')
-writeFileSync(
-  lua,
-  `wrk.method = "POST"\nwrk.headers["content-type"] = "application/json"\nwrk.body = '${
-    SUBMIT
-      ? '{"type":"generate","model":"llama3.2","payload":{"model":"llama3.2","prompt":"hello"}}'
-      : '{"model":"llama3.2","stream":false,"messages":[{"role":"user","content":"hello there"}],"options":{"temperature":0.7}}'
-  }'\n`,
-)
+const BODY = SUBMIT
+  ? '{"type":"generate","model":"llama3.2","payload":{"model":"llama3.2","prompt":"hello"}}'
+  : '{"model":"llama3.2","stream":false,"messages":[{"role":"user","content":"hello there"}],"options":{"temperature":0.7}}'
 
-function wrk(url: string): { perSecond: number; errors: number } {
-  const r = Bun.spawnSync(['wrk', '-t2', `-c${values.clients}`, `-d${values.seconds}s`, '-s', lua, `${url}${PATH}`], { stdout: 'pipe' })
-  const out = r.stdout.toString()
-  const perSecond = Number(/Requests\/sec:\s+([\d.]+)/.exec(out)?.[1] ?? Number.NaN)
-  const errors = Number(/Non-2xx or 3xx responses:\s+(\d+)/.exec(out)?.[1] ?? 0)
-  return { perSecond, errors }
+async function load(url: string): Promise<{ perSecond: number; errors: number }> {
+  const r = await loadTest({
+    url: `${url}${PATH}`,
+    method: 'POST',
+    body: BODY,
+    clients: Number(values.clients),
+    seconds: Number(values.seconds),
+  })
+  return { perSecond: r.per_s, errors: r.errors }
 }
 
 async function orchAt(root: string, name: string, fakeUrl: string) {
@@ -88,11 +85,11 @@ try {
   sides.push({ name: 'orch', ...(await orchAt(ROOT, 'orch', fake.url)) })
   if (values.compare) sides.push({ name: 'compare', ...(await orchAt(resolve(values.compare), 'compare', fake.url)) })
   const results = new Map(sides.map((s) => [s.name, { perSecond: [] as number[], cpuUsPerCall: [] as number[], errors: 0 }]))
-  for (const side of sides) wrk(side.url) // warm-up: JIT, connections
+  for (const side of sides) await load(side.url) // warm-up: JIT, connections
   for (let round = 1; round <= Number(values.rounds); round++) {
     for (const side of sides) {
       const cpu = cpuSeconds(side.pid)
-      const r = wrk(side.url)
+      const r = await load(side.url)
       const calls = r.perSecond * Number(values.seconds)
       const entry = results.get(side.name)
       entry?.perSecond.push(r.perSecond)
@@ -102,7 +99,7 @@ try {
     }
   }
   const direct = median(results.get('direct')?.perSecond ?? [])
-  const summary: Record<string, number> = { direct_per_s: Math.round(direct), clients: Number(values.clients) }
+  const summary: Record<string, number | string> = { direct_per_s: Math.round(direct), clients: Number(values.clients), load_tool: TOOL }
   for (const side of sides.slice(1)) {
     const r = results.get(side.name)
     if (!r) continue

@@ -1,6 +1,6 @@
 /**
  * Servers of the benchmarks in their own processes: each prints one JSON object with its url first (maybe
- * over several lines). `stopAll` ends every server started here.
+ * over several lines). `stopServer` ends one of them, `stopAll` every server started here.
  */
 const children: Array<ReturnType<typeof Bun.spawn>> = []
 
@@ -32,7 +32,17 @@ export async function spawnServer(
   }
 }
 
+export async function stopServer(pid: number): Promise<void> {
+  const i = children.findIndex((c) => c.pid === pid)
+  const child = children[i]
+  if (!child) return
+  children.splice(i, 1)
+  child.kill('SIGTERM')
+  await child.exited
+}
+
 export async function stopAll(): Promise<void> {
   for (const child of children) child.kill('SIGTERM')
   await Promise.all(children.map((c) => c.exited))
+  children.length = 0
 }
