@@ -160,8 +160,11 @@ export interface TaskQueue {
   queuedCounts(): QueuedCounts
   /** The earliest run_after among queued tasks, so an idle runner can sleep until then. */
   nextRunAfter(): number | undefined
-  /** Delete tasks that finished more than `olderThanMs` ago (default: retentionMs); returns how many. */
-  prune(olderThanMs?: number): number
+  /**
+   * Delete tasks that finished more than `olderThanMs` ago (default: retentionMs), oldest first, at most
+   * `limit` of them (default: all); returns how many.
+   */
+  prune(olderThanMs?: number, limit?: number): number
   /** Every change made through this queue, after it is durable; returns the unsubscribe. A failing listener changes nothing. */
   onEvent(listener: (event: TaskEvent) => void): () => void
   /** Settle the writes under way and stop notifying listeners. */

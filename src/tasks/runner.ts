@@ -32,6 +32,8 @@ export interface RunnerOptions {
 }
 
 const PRUNE_EVERY_MS = 10 * 60_000
+/** Finished tasks deleted per step of a prune (one short transaction each). */
+const PRUNE_STEP = 1000
 
 interface Active {
   task: Task
@@ -45,6 +47,7 @@ export class TaskRunner {
   private wake: (() => void) | undefined
   private loop: Promise<void> | undefined
   private timers: Array<ReturnType<typeof setInterval>> = []
+  private pruning = false
   private unsubscribe: (() => void) | undefined
   private readonly log = logger('scheduler')
   readonly stats = { completed: 0, failed: 0, retried: 0, lost: 0 }
@@ -61,8 +64,8 @@ export class TaskRunner {
       if (event.change === 'submitted' || event.change === 'retrying' || event.change === 'requeued') this.poke()
       if (event.change === 'cancelled') this.active.get(event.task.id)?.controller.abort()
     })
-    this.prune()
-    const pruner = setInterval(() => this.prune(), PRUNE_EVERY_MS)
+    void this.prune()
+    const pruner = setInterval(() => void this.prune(), PRUNE_EVERY_MS)
     pruner.unref?.()
     this.timers = [
       pruner,
@@ -174,9 +177,28 @@ export class TaskRunner {
     this.active.set(task.id, { task, controller, settled })
   }
 
-  /** Retention: finished tasks older than tasks.retention_hours go. */
-  private prune(): void {
-    const removed = this.options.tasks.prune()
+  /**
+   * Retention: finished tasks older than tasks.retention_hours go, PRUNE_STEP at a time with a turn of the
+   * event loop between steps, so a week of finished tasks going at once never stalls requests.
+   */
+  private async prune(): Promise<void> {
+    if (this.pruning) return
+    this.pruning = true
+    let removed = 0
+    try {
+      for (;;) {
+        const step = this.options.tasks.prune(undefined, PRUNE_STEP)
+        removed += step
+        if (step < PRUNE_STEP) break
+        await Bun.sleep(0)
+        // Stopped meanwhile: the store may be closing; the rest goes at the next start.
+        if (!this.running) break
+      }
+    } catch (error) {
+      this.log.warn(`pruning finished tasks failed: ${(error as Error).message}`)
+    } finally {
+      this.pruning = false
+    }
     if (removed > 0) this.log.debug(`pruned ${removed} finished task(s) past retention`)
   }
 

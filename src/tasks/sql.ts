@@ -159,10 +159,14 @@ export const MOVE_QUEUED_COUNT = `
 export const DROP_EMPTY_QUEUED = 'DELETE FROM task_queued WHERE tenant = ? AND n <= 0'
 export const SELECT_STATE = 'SELECT state FROM tasks WHERE id = ?'
 export const NEXT_RUN_AFTER = "SELECT MIN(run_after) AS at FROM tasks INDEXED BY tasks_due WHERE state = 'queued'"
-const PRUNABLE = "state IN ('done', 'failed', 'cancelled') AND finished_at < ?"
-// What PRUNE will delete, by state, read from the tasks_finished index in the same transaction.
-export const PRUNABLE_COUNTS = `SELECT state, COUNT(*) AS n FROM tasks WHERE ${PRUNABLE} GROUP BY state`
-export const PRUNE = `DELETE FROM tasks WHERE ${PRUNABLE}`
+// The oldest finished tasks past retention, at most ?2 of them (tasks_finished, in order). RETURNING gives
+// their states, to move the counts by.
+export const PRUNE = `
+  DELETE FROM tasks WHERE id IN (
+    SELECT id FROM tasks INDEXED BY tasks_finished
+     WHERE finished_at < ?1 AND state IN ('done', 'failed', 'cancelled')
+     ORDER BY finished_at LIMIT ?2)
+  RETURNING state`
 
 export function encodeCursor(row: TaskRow): string {
   return `${row.created_at.toString(36)}.${row.id}`

@@ -62,6 +62,8 @@ interface Journal {
 type Inserted = { row: TaskRow; created: boolean }
 
 const STALLED_ERROR_JSON = JSON.stringify(STALLED_ERROR)
+/** Most tasks one prune transaction deletes. */
+const PRUNE_BATCH = 5000
 const nothing = () => undefined
 
 export class SqliteTaskQueue implements TaskQueue {
@@ -297,15 +299,24 @@ export class SqliteTaskQueue implements TaskQueue {
     return this.store.one<{ at: number | null }>(sql.NEXT_RUN_AFTER)?.at ?? undefined
   }
 
-  /** Delete finished tasks that finished more than `olderThanMs` ago; returns how many. */
-  prune(olderThanMs = this.options.retentionMs ?? DEFAULT_RETENTION_MS): number {
+  /**
+   * Delete finished tasks that finished more than `olderThanMs` ago, oldest first, at most `limit`; returns
+   * how many. Each PRUNE_BATCH is its own transaction, so a large prune never holds the write lock for long.
+   */
+  prune(olderThanMs = this.options.retentionMs ?? DEFAULT_RETENTION_MS, limit = Number.POSITIVE_INFINITY): number {
     // Only finished tasks go, so the queued counts stay; reading them again picks up other processes' changes.
     const before = this.now() - olderThanMs
-    const removed = this.counted(() => {
-      const gone = this.store.all<{ state: TaskState; n: number }>(sql.PRUNABLE_COUNTS, [before])
-      for (const { state, n } of gone) this.journalOf().states.push([state, -n])
-      return this.store.run(sql.PRUNE, [before]).changes
-    })
+    let removed = 0
+    while (removed < limit) {
+      const batch = Math.min(PRUNE_BATCH, limit - removed)
+      const gone = this.counted(() => {
+        const states = this.store.all<{ state: TaskState }>(sql.PRUNE, [before, batch])
+        for (const { state } of states) this.journalOf().states.push([state, -1])
+        return states.length
+      })
+      removed += gone
+      if (gone < batch) break
+    }
     this.recount()
     return removed
   }

@@ -210,6 +210,26 @@ export function queryCases({ open, running }: Contract): void {
       expect(await f.queue.prune()).toBe(1)
     })
 
+    test('prune with a limit deletes at most that many, the longest finished first', async () => {
+      const f = await open({ retentionMs: HOUR })
+      await f.queue.submitMany(Array.from({ length: 7 }, () => ({ type: 'x' })))
+      const claimed = await f.queue.claim('w', 7)
+      const finishedAt: Record<string, number> = {}
+      for (const [i, task] of claimed.entries()) {
+        f.clock.t = T0 + (7 - i) * 1000 // the last claimed finished first
+        finishedAt[task.id] = f.clock.t
+        await f.queue.completeLater(task.id, 'w', i)
+      }
+      f.clock.t = T0 + 2 * HOUR
+      const byAge = claimed.map((t) => t.id).sort((x, y) => (finishedAt[x] as number) - (finishedAt[y] as number))
+      expect(await f.queue.prune(undefined, 3)).toBe(3)
+      for (const [i, id] of byAge.entries()) expect({ id, kept: (await f.queue.get(id)) !== undefined }).toEqual({ id, kept: i >= 3 })
+      expect((await f.queue.counts()).done).toBe(4)
+      expect(await f.queue.prune(undefined, 10)).toBe(4)
+      expect(await f.queue.prune(undefined, 10)).toBe(0)
+      expect(await f.queue.counts()).toEqual({ queued: 0, running: 0, done: 0, failed: 0, cancelled: 0 })
+    })
+
     test('a pruned idempotency key is free again', async () => {
       const f = await open()
       const { task } = await f.queue.submit({ type: 'x', idempotency_key: 'k' })

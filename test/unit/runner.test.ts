@@ -194,6 +194,24 @@ describe('TaskRunner', () => {
     expect(task).toMatchObject({ state: 'done', stalled_count: 1, attempts: 2 })
   })
 
+  test('a large prune goes in steps, with the event loop turning between them', async () => {
+    const backend = stubBackend('a', { autoMs: 1 })
+    const { tasks, runner } = setup(backend, 2000, 30)
+    await tasks.submitMany(Array.from({ length: 3500 }, (_, i) => chatTask(i)))
+    for (const task of tasks.claim('host:1:old', 3500)) tasks.cancel(task.id)
+    await Bun.sleep(40)
+    let seenBetween = -1
+    setTimeout(() => {
+      seenBetween = tasks.counts().cancelled
+    }, 0)
+    runner('host:1:pruner')
+    // The first step ran at start; a timer due at once ran before the last step.
+    expect(tasks.counts().cancelled).toBe(2500)
+    await until(() => tasks.counts().cancelled === 0)
+    expect(seenBetween).toBeGreaterThan(0)
+    expect(seenBetween).toBeLessThan(3500)
+  })
+
   test('finished tasks past retention are pruned when a runner starts', async () => {
     const backend = stubBackend('a', { autoMs: 1 })
     const { tasks, runner } = setup(backend, 2000, 30)
