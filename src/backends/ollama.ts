@@ -1,19 +1,20 @@
 /**
- * The Ollama backend, through the official `ollama` client. The client takes no per-request AbortSignal,
- * so every call gets its own client whose fetch is the call's guarded fetch: the caller's signal and the
- * deadlines reach the HTTP request, and ending the call early closes it.
+ * The Ollama backend. Model calls (chat, generate, embed) speak Ollama's wire format with fetch directly:
+ * the request as JSON, the answer as NDJSON lines (or one JSON object for embed), Ollama's error bodies
+ * mapped to BackendErrors. Metadata and model management go through the official `ollama` client, which
+ * takes no per-request AbortSignal, so each of those calls gets its own client whose fetch is the call's
+ * guarded fetch: the caller's signal and the deadlines reach the HTTP request, and ending the call early
+ * closes it.
  */
 import { Ollama } from 'ollama'
 import { Ollama as OllamaBrowser } from 'ollama/browser'
-import { type BackendTimeouts, callOnce, probe, StreamFailure, startCall } from './timeouts.ts'
+import { type BackendTimeouts, type CallGuard, callOnce, probe, StreamFailure, startCall } from './timeouts.ts'
 import {
   BackendError,
   type CallOptions,
   type ChatChunk,
-  type ChatRequest,
   type EmbedResponse,
   type GenerateChunk,
-  type GenerateRequest,
   type LoadedModel,
   type ManagedBackend,
   type ModelInfo,
@@ -35,29 +36,79 @@ const STREAM_END = 'Did not receive done or success response in stream.'
 /** The longest timer there is (about 24.8 days): a pull or create has no whole-call bound, only idle_ms. */
 const NO_TOTAL_MS = 2 ** 31 - 1
 
+/** Ollama's port when a URL names none and no scheme either (as the ollama client reads `host`). */
+const OLLAMA_PORT = '11434'
+
 export const ollamaBackend = (o: OllamaBackendOptions): ManagedBackend => {
   const host = o.url.replace(/\/+$/, '')
   const headers = o.apiKey ? { authorization: `Bearer ${o.apiKey}` } : undefined
-  const begin = (phase: 'model' | 'meta', options?: CallOptions) => {
-    const call = startCall({ backend: o.name, url: o.url, timeouts: o.timeouts, signal: options?.signal, phase })
-    return { call, client: new Ollama({ host, fetch: call.fetch, headers }) }
-  }
+  const base = apiBase(host)
+  const post = { 'content-type': 'application/json', accept: 'application/json', ...headers }
+  const guardOptions = (phase: 'model' | 'meta', options: CallOptions | undefined) => ({
+    backend: o.name,
+    url: o.url,
+    timeouts: o.timeouts,
+    signal: options?.signal,
+    phase,
+  })
 
   /** One non-streamed call through a client bound to this call's signal. */
   const once = <T>(phase: 'model' | 'meta', options: CallOptions | undefined, run: (client: Ollama) => Promise<T>) =>
-    callOnce({ backend: o.name, url: o.url, timeouts: o.timeouts, signal: options?.signal, phase }, (call) =>
-      run(new Ollama({ host, fetch: call.fetch, headers })),
-    )
+    callOnce(guardOptions(phase, options), (call) => run(new Ollama({ host, fetch: call.fetch, headers })))
 
-  /** A streamed call: chunks pass through as Ollama sent them (they are orch's canonical shapes). */
-  async function* streamed<T>(options: CallOptions | undefined, open: (client: Ollama) => Promise<AsyncIterable<unknown>>) {
-    const { call, client } = begin('model', options)
+  /** POST a model call; a status other than 2xx is the backend's refusal, with Ollama's message. */
+  const send = async (call: CallGuard, path: string, body: unknown): Promise<Response> => {
+    const response = await call.fetch(`${base}${path}`, { method: 'POST', headers: post, body: JSON.stringify(body) })
+    if (!response.ok) throw await call.guard(refusal(o.name, response))
+    return response
+  }
+
+  /**
+   * A streamed call: Ollama's NDJSON lines pass through as it sent them (they are orch's canonical shapes)
+   * until the one with `done`. Its lines are the stream's chunks (first_token_ms, idle_ms); a read of the
+   * body is a wait. Lines are cut on the newline byte, which no multi-byte UTF-8 character contains, so
+   * only whole lines are decoded.
+   */
+  async function* streamed<T extends { done?: boolean }>(options: CallOptions | undefined, path: string, body: unknown) {
+    const call = startCall(guardOptions('model', options))
     let completed = false
     try {
-      for await (const chunk of call.stream(await call.guard(open(client)))) yield chunk as T
-      completed = true
+      const response = await send(call, path, body)
+      if (!response.body) throw new StreamFailure('the answer has no body')
+      const reader = response.body.getReader()
+      let rest: Uint8Array | undefined
+      for (;;) {
+        const { done, value } = await call.wait(reader.read())
+        // Whole lines now; the bytes after the last newline wait for the rest of their line (at the end,
+        // the last line may come without one).
+        let whole: Uint8Array | undefined = rest
+        if (!done) {
+          const bytes = rest ? concat(rest, value) : value
+          const cut = bytes.lastIndexOf(NEWLINE) + 1
+          whole = cut > 0 ? bytes.subarray(0, cut) : undefined
+          rest = cut < bytes.length ? bytes.subarray(cut) : undefined
+        }
+        const text = whole ? UTF8.decode(whole) : ''
+        for (let start = 0; start < text.length; ) {
+          const newline = text.indexOf('\n', start)
+          const end = newline < 0 ? text.length : newline
+          const line = text.slice(start, end)
+          start = end + 1
+          if (line.trim() === '') continue
+          const chunk = parseLine(line) as T & { error?: unknown }
+          if (chunk.error !== undefined) throw new StreamFailure(String(chunk.error))
+          call.chunk()
+          yield chunk as T
+          if (chunk.done) {
+            completed = true
+            return
+          }
+        }
+        if (done) break
+      }
+      throw new StreamFailure('the stream ended before done')
     } catch (thrown) {
-      throw call.error(streamFailure(thrown))
+      throw call.error(thrown)
     } finally {
       call.end(completed)
     }
@@ -68,15 +119,13 @@ export const ollamaBackend = (o: OllamaBackendOptions): ManagedBackend => {
     type: 'ollama',
     url: o.url,
 
-    chat: (request, options) =>
-      streamed<ChatChunk>(options, (client) => client.chat({ ...(withoutSharedImages(request) as any), stream: true })),
+    // Images are sent as given (base64): never read as local file names, as the ollama client would.
+    chat: (request, options) => streamed<ChatChunk>(options, '/api/chat', { ...request, stream: true }),
 
-    generate: (request: GenerateRequest, options) =>
-      streamed<GenerateChunk>(options, (client) =>
-        client.generate({ ...(request as any), images: request.images ? [...request.images] : undefined, stream: true }),
-      ),
+    generate: (request, options) => streamed<GenerateChunk>(options, '/api/generate', { ...request, stream: true }),
 
-    embed: (request, options) => once('model', options, (client) => client.embed(request) as unknown as Promise<EmbedResponse>),
+    embed: (request, options) =>
+      callOnce(guardOptions('model', options), async (call) => (await (await send(call, '/api/embed', request)).json()) as EmbedResponse),
 
     listModels: (options) =>
       once('meta', options, async (client) => ((await client.list()).models as unknown as ModelInfo[]).map(modelInfo)),
@@ -87,6 +136,50 @@ export const ollamaBackend = (o: OllamaBackendOptions): ManagedBackend => {
     health: (options) => probe(() => once('meta', options, (client) => client.version())),
 
     manage: management(o, host, headers, once),
+  }
+}
+
+/**
+ * Where the API lives, as the ollama client reads a host: a scheme is added when missing (with Ollama's
+ * port when no port is named either), the path kept, no trailing slash.
+ */
+function apiBase(host: string): string {
+  const explicit = host.includes('://')
+  const url = new URL(explicit ? host : `http://${host}`)
+  if (!explicit && url.port === '') url.port = OLLAMA_PORT
+  return url.href.replace(/\/+$/, '')
+}
+
+/** A non-2xx answer: Ollama's `{"error": "..."}`, else the text as it came, else the status line. */
+async function refusal(backend: string, response: Response): Promise<BackendError> {
+  const status = response.status
+  const text = await response.text().catch(() => '')
+  let message = text.trim() || `Error ${status}: ${response.statusText}`
+  if (response.headers.get('content-type')?.includes('application/json')) {
+    try {
+      const error = (JSON.parse(text) as { error?: unknown }).error
+      if (typeof error === 'string' && error !== '') message = error
+    } catch {}
+  }
+  return new BackendError(`${backend}: HTTP ${status}: ${message}`, { kind: 'http', backend, status })
+}
+
+const NEWLINE = 10
+/** Decodes whole lines only, so one decoder serves every call (no state between calls). */
+const UTF8 = new TextDecoder()
+
+function concat(a: Uint8Array, b: Uint8Array): Uint8Array {
+  const out = new Uint8Array(a.length + b.length)
+  out.set(a)
+  out.set(b, a.length)
+  return out
+}
+
+function parseLine(line: string): unknown {
+  try {
+    return JSON.parse(line)
+  } catch {
+    throw new StreamFailure(`the backend sent a line that is not JSON: ${line.slice(0, 80)}`)
   }
 }
 
@@ -135,20 +228,6 @@ function progressFailure(backend: string, thrown: unknown): unknown {
     return new BackendError(`${backend}: ${thrown.message}`, { kind: 'protocol', backend, retryable: false, cause: thrown })
   }
   return thrown
-}
-
-/** The client's stream reports Ollama's mid-stream `{"error": ...}` lines and early ends as plain Errors. */
-function streamFailure(thrown: unknown): unknown {
-  if (thrown instanceof Error && thrown.constructor === Error && !('code' in thrown)) {
-    return new StreamFailure(thrown.message === STREAM_END ? 'the stream ended before done' : thrown.message, { cause: thrown })
-  }
-  return thrown
-}
-
-/** The client replaces each message's `images` in place; give it copies so the caller's request stays intact. */
-function withoutSharedImages(request: ChatRequest): ChatRequest {
-  if (!request.messages.some((m) => m.images)) return request
-  return { ...request, messages: request.messages.map((m) => (m.images ? { ...m, images: [...m.images] } : m)) }
 }
 
 function modelInfo(m: ModelInfo): ModelInfo {

@@ -37,6 +37,14 @@ export interface CallGuard {
   readonly fetch: typeof fetch
   /** Wraps a chunk stream: first_token_ms until the first chunk, idle_ms while waiting for each next one. */
   stream<T>(source: AsyncIterable<T>): AsyncGenerator<T>
+  /**
+   * One wait of a stream read by hand: until the first chunk it is bounded by first_token_ms, after it by
+   * idle_ms, counted from the first wait since the last chunk. Not guarded: for promises that settle when
+   * the call's signal aborts, as a read of a body fetched with `fetch` does.
+   */
+  wait<T>(promise: Promise<T>): Promise<T>
+  /** A chunk of a stream read by hand came: first_token_ms is met, and idle_ms counts from the next wait. */
+  chunk(): void
   /** Settles with `promise`, or rejects at once with the abort reason when the call is aborted. */
   guard<T>(promise: Promise<T>): Promise<T>
   /** The BackendError for whatever was thrown; an abort or timeout reason wins over the symptom. */
@@ -149,6 +157,27 @@ export function toBackendError(backend: string, thrown: unknown, url?: string): 
   return new BackendError(`${backend}: unexpected answer: ${message}`, { kind: 'protocol', backend, cause: thrown })
 }
 
+/** The deadlines of one call, each as a time on performance.now()'s clock; 0 while it does not run. */
+interface Deadlines {
+  total: number
+  /** Model calls: from the start to the first chunk (it covers the headers, see the top of the file). */
+  firstToken: number
+  /** While a stream waits for its next chunk. */
+  idle: number
+  /** Metadata calls: while a fetch waits for its headers. */
+  connect: number
+  /** Metadata calls: the body, once the headers are in. */
+  body: number
+}
+
+const TIMEOUT_OF: Record<keyof Deadlines, TimeoutName> = {
+  total: 'total_ms',
+  firstToken: 'first_token_ms',
+  idle: 'idle_ms',
+  connect: 'connect_ms',
+  body: 'idle_ms',
+}
+
 export function startCall(o: CallGuardOptions): CallGuard {
   const { backend, timeouts } = o
   const controller = new AbortController()
@@ -165,33 +194,53 @@ export function startCall(o: CallGuardOptions): CallGuard {
   if (caller?.aborted) onCallerAbort()
   else caller?.addEventListener('abort', onCallerAbort, { once: true })
 
-  const expire = (which: TimeoutName) => abort(timeoutError(backend, which, timeouts[which]))
-  const total = setTimeout(expire, timeouts.total_ms, 'total_ms')
-  // first_token_ms runs from the start for model calls: it covers the headers and the first chunk.
-  let firstToken = o.phase === 'model' ? setTimeout(expire, timeouts.first_token_ms, 'first_token_ms') : undefined
-  // One idle timer per call, not per chunk: when it fires early (chunks kept coming) it re-arms for the rest.
-  let idle: ReturnType<typeof setTimeout> | undefined
-  let waitingSince = 0
-  const checkIdle = () => {
-    idle = undefined
-    if (waitingSince === 0) return
-    const left = waitingSince + timeouts.idle_ms - performance.now()
-    if (left <= 0) expire('idle_ms')
-    else idle = setTimeout(checkIdle, left)
+  const model = o.phase === 'model'
+  const started = performance.now()
+  const due: Deadlines = {
+    total: started + timeouts.total_ms,
+    firstToken: model ? started + timeouts.first_token_ms : 0,
+    idle: 0,
+    connect: 0,
+    body: 0,
   }
+  // One timer per call, not one per deadline or per chunk: it is set for the earliest deadline that may
+  // come, and when it fires with nothing due (the first chunk came, chunks kept coming) it is set again
+  // for the earliest one left. A call that ends sooner than its shortest timeout sets it once.
+  let timer: ReturnType<typeof setTimeout> | undefined
+  let timerAt = Number.POSITIVE_INFINITY
+  const arm = (at: number) => {
+    if (at >= timerAt) return
+    clearTimeout(timer)
+    timerAt = at
+    timer = setTimeout(check, Math.max(0, at - performance.now()))
+  }
+  const check = () => {
+    timer = undefined
+    timerAt = Number.POSITIVE_INFINITY
+    if (ended || signal.aborted) return
+    const now = performance.now()
+    let first: keyof Deadlines | undefined
+    let next = Number.POSITIVE_INFINITY
+    for (const key of Object.keys(due) as (keyof Deadlines)[]) {
+      const at = due[key]
+      if (at === 0) continue
+      if (at <= now && (first === undefined || at < due[first])) first = key
+      else if (at > now && at < next) next = at
+    }
+    if (first) abort(timeoutError(backend, TIMEOUT_OF[first], timeouts[TIMEOUT_OF[first]]))
+    else if (next < Number.POSITIVE_INFINITY) arm(next)
+  }
+  // A model call's stream waits idle_ms at most, which may come before first_token_ms and total_ms.
+  arm(Math.min(due.total, model ? Math.min(due.firstToken, started + timeouts.idle_ms) : Number.POSITIVE_INFINITY))
+
   let ended = false
-  // A metadata call's body, once its headers are in (see the top of the file).
-  let body: ReturnType<typeof setTimeout> | undefined
   // The reason end() aborts with: not a failure of the call, so error() never reports it.
   let endReason: BackendError | undefined
 
   const end = (completed: boolean) => {
     if (ended) return
     ended = true
-    clearTimeout(total)
-    clearTimeout(firstToken)
-    clearTimeout(idle)
-    clearTimeout(body)
+    clearTimeout(timer)
     caller?.removeEventListener('abort', onCallerAbort)
     if (completed || signal.aborted) return
     endReason = new BackendError(`${backend}: call ended`, { kind: 'aborted', backend })
@@ -220,46 +269,51 @@ export function startCall(o: CallGuardOptions): CallGuard {
 
   // The ollama client passes a signal of its own, which only its abort() uses: orch never calls that.
   const boundFetch = (async (input: string | URL | Request, init?: RequestInit) => {
-    const headers = o.phase === 'meta' ? setTimeout(expire, timeouts.connect_ms, 'connect_ms') : undefined
+    if (!model) {
+      due.connect = performance.now() + timeouts.connect_ms
+      arm(due.connect)
+    }
     try {
-      const response = await guard(fetch(input, { ...init, signal }))
-      if (o.phase === 'meta' && !ended) {
-        clearTimeout(body)
-        body = setTimeout(expire, timeouts.idle_ms, 'idle_ms')
+      // fetch settles as soon as the signal aborts, with its reason: no guard needed.
+      const response = await fetch(input, { ...init, signal })
+      if (!model && !ended) {
+        due.body = performance.now() + timeouts.idle_ms
+        arm(due.body)
       }
       return response
     } finally {
-      clearTimeout(headers)
+      due.connect = 0
     }
   }) as typeof fetch
 
+  let first = true
+  const wait = <T>(promise: Promise<T>): Promise<T> => {
+    if (!first && due.idle === 0) {
+      due.idle = performance.now() + timeouts.idle_ms
+      arm(due.idle)
+    }
+    return promise
+  }
+  const chunk = () => {
+    first = false
+    due.firstToken = 0
+    due.idle = 0
+  }
+
   async function* stream<T>(source: AsyncIterable<T>): AsyncGenerator<T> {
     const it = source[Symbol.asyncIterator]()
-    let first = true
     let finished = false
     try {
       while (true) {
-        if (!first) {
-          waitingSince = performance.now()
-          idle ??= setTimeout(checkIdle, timeouts.idle_ms)
-        }
-        const step = await guard(it.next())
-        waitingSince = 0
-        if (first) {
-          clearTimeout(firstToken)
-          firstToken = undefined
-          first = false
-        }
-        if (step.done) {
+        const next = await wait(guard(it.next()))
+        if (next.done) {
           finished = true
           return
         }
-        yield step.value
+        chunk()
+        yield next.value
       }
     } finally {
-      waitingSince = 0
-      clearTimeout(idle)
-      idle = undefined
       // Not awaited: a source stuck in a read settles once the request is aborted by end().
       if (!finished) it.return?.()?.catch(() => {})
     }
@@ -270,7 +324,7 @@ export function startCall(o: CallGuardOptions): CallGuard {
       ? signal.reason
       : toBackendError(backend, thrown, o.url)
 
-  return { signal, fetch: boundFetch, stream, guard, error, end }
+  return { signal, fetch: boundFetch, stream, wait, chunk, guard, error, end }
 }
 
 /** A health check: latency of `check`; a failure is reported as unhealthy, a caller's abort is thrown. */

@@ -175,8 +175,9 @@ export function createOrchMetrics(sources: MetricsSources, options: OrchMetricsO
   const httpSeries = new Map<string, Map<string, Map<number, HistogramChild>>>()
   const http = { requests: 0, errors: 0 }
   const models = new Set<string>()
-  const callSeries = new Map<string, CallSeries>()
-  const outcomes = new Map<string, CounterChild>()
+  // backend → model → kind, and backend → kind → outcome: a call records without building a key.
+  const callSeries = new Map<string, Map<string, Map<string, CallSeries>>>()
+  const outcomes = new Map<string, Map<string, Map<string, CounterChild>>>()
 
   function modelLabel(model: string): string {
     if (models.has(model)) return model
@@ -211,8 +212,8 @@ export function createOrchMetrics(sources: MetricsSources, options: OrchMetricsO
     },
     onCall(event) {
       const model = modelLabel(event.model)
-      const key = `${event.backend}\u0000${model}\u0000${event.kind}`
-      let series = callSeries.get(key)
+      const byKind = nested(nested(callSeries, event.backend), model)
+      let series = byKind.get(event.kind)
       if (!series) {
         series = {
           duration: callDuration.labels(event.backend, model, event.kind),
@@ -220,7 +221,7 @@ export function createOrchMetrics(sources: MetricsSources, options: OrchMetricsO
           ttft: undefined,
           rate: undefined,
         }
-        callSeries.set(key, series)
+        byKind.set(event.kind, series)
       }
       series.duration.observe(event.durationMs / 1000)
       series.wait.observe(event.waitedMs / 1000)
@@ -233,16 +234,26 @@ export function createOrchMetrics(sources: MetricsSources, options: OrchMetricsO
         series.rate ??= tokensPerSecond.labels(event.backend, model)
         series.rate.observe(speed)
       }
-      const outcomeKey = `${event.backend}\u0000${event.kind}\u0000${event.outcome}`
-      let counter = outcomes.get(outcomeKey)
+      const byOutcome = nested(nested(outcomes, event.backend), event.kind)
+      let counter = byOutcome.get(event.outcome)
       if (!counter) {
         counter = calls.labels(event.backend, event.kind, event.outcome)
-        outcomes.set(outcomeKey, counter)
+        byOutcome.set(event.outcome, counter)
       }
       counter.inc()
     },
     render: () => r.render(),
   }
+}
+
+/** The map under `key`, made on first use. */
+function nested<V>(map: Map<string, Map<string, V>>, key: string): Map<string, V> {
+  let inner = map.get(key)
+  if (!inner) {
+    inner = new Map()
+    map.set(key, inner)
+  }
+  return inner
 }
 
 /** Tokens per second from the backend's own timing, else over the streaming time after the first token. */

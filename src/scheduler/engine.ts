@@ -14,7 +14,7 @@
  * answer depends on the route, and no entry is read. A chat or generate answer is stored under the key of
  * the request the chosen backend was actually sent; an embedding under the request resolved before routing.
  */
-import { collectChat, collectGenerate, createBackends, joinChat, joinGenerate } from '../backends/create.ts'
+import { createBackends, joinChat, joinGenerate } from '../backends/create.ts'
 import type { Backend, ChatChunk, ChatRequest, EmbedRequest, EmbedResponse, GenerateChunk, GenerateRequest } from '../backends/types.ts'
 import { BackendError } from '../backends/types.ts'
 import { type CacheKind, cacheKey, canonicalRequest, createCache, isCacheable, type ResponseCache } from '../cache/index.ts'
@@ -180,11 +180,11 @@ export class Engine {
 
   /** One answer: the chunks joined into the final one. */
   async chatOnce(request: ChatRequest, options: RequestOptions = {}): Promise<ChatChunk> {
-    return collectChat(this.chat(request, options))
+    return this.once('chat', request, options, (backend, sent, signal) => backend.chat(sent, { signal }), joinChat)
   }
 
   async generateOnce(request: GenerateRequest, options: RequestOptions = {}): Promise<GenerateChunk> {
-    return collectGenerate(this.generate(request, options))
+    return this.once('generate', request, options, (backend, sent, signal) => backend.generate(sent, { signal }), joinGenerate)
   }
 
   async embed(request: EmbedRequest, options: RequestOptions = {}): Promise<EmbedResponse> {
@@ -289,16 +289,73 @@ export class Engine {
     kind: 'chat' | 'generate',
     request: R,
     options: RequestOptions,
-    call: (backend: Backend, sent: R, signal: AbortSignal) => AsyncIterable<T>,
+    call: (backend: Backend, sent: R, signal: AbortSignal | undefined) => AsyncIterable<T>,
     join: (chunks: T[]) => T,
   ): AsyncGenerator<T> {
+    const start = await this.depart<R, T>(kind, request, options)
+    if ('hit' in start) {
+      yield start.hit
+      return
+    }
+    const { flight, sent } = start
+    const chunks: T[] | undefined = flight.key ? [] : undefined
+    try {
+      // The caller's signal goes to the backend as it is: a consumer that stops early ends the backend's
+      // stream by returning it (for-await does), which closes its request.
+      for await (const chunk of call(flight.slot.backend, sent, options.signal)) {
+        flight.see(chunk)
+        chunks?.push(chunk)
+        yield chunk
+      }
+      flight.succeeded(chunks, join)
+    } catch (error) {
+      flight.failed(error)
+      throw error
+    } finally {
+      flight.land()
+    }
+  }
+
+  /** A stream read to its end in one loop (no generator in between), its chunks joined. */
+  private async once<R extends ChatRequest | GenerateRequest, T extends ChatChunk | GenerateChunk>(
+    kind: 'chat' | 'generate',
+    request: R,
+    options: RequestOptions,
+    call: (backend: Backend, sent: R, signal: AbortSignal | undefined) => AsyncIterable<T>,
+    join: (chunks: T[]) => T,
+  ): Promise<T> {
+    const start = await this.depart<R, T>(kind, request, options)
+    if ('hit' in start) return join([start.hit])
+    const { flight, sent } = start
+    const chunks: T[] = []
+    try {
+      for await (const chunk of call(flight.slot.backend, sent, options.signal)) {
+        flight.see(chunk)
+        chunks.push(chunk)
+      }
+      flight.succeeded(chunks, join)
+    } catch (error) {
+      flight.failed(error)
+      throw error
+    } finally {
+      flight.land()
+    }
+    return join(chunks)
+  }
+
+  /**
+   * The start of a chat or generate call: a cache hit, or a slot and the request its backend is sent
+   * (defaults filled in), with the flight that tells the cache, the breaker and the metrics how it went.
+   */
+  private async depart<R extends ChatRequest | GenerateRequest, T extends ChatChunk | GenerateChunk>(
+    kind: 'chat' | 'generate',
+    request: R,
+    options: RequestOptions,
+  ): Promise<{ hit: T } | { flight: Flight<T>; sent: R }> {
     const resolved = this.resolvedBeforeRoute(kind, request)
     const readKey = resolved ? this.cacheKeyFor(kind, resolved, options) : undefined
     const hit = readKey ? this.cacheGet<T>(readKey) : undefined
-    if (hit) {
-      yield hit
-      return
-    }
+    if (hit) return { hit }
     const slot: Slot = await this.scheduler.acquire({
       model: request.model,
       priority: options.priority,
@@ -308,50 +365,61 @@ export class Engine {
     const sent = this.modelDefaults.apply(kind, slot.backend.type, request)
     // Nothing added on the way (the usual case): the key read before routing is the key to write.
     const key = sent === resolved ? readKey : this.cacheKeyFor(kind, sent, options)
-    const controller = new AbortController()
-    const onAbort = () => controller.abort(options.signal?.reason)
-    options.signal?.addEventListener('abort', onAbort, { once: true })
-    const chunks: T[] = []
-    // A consumer that stops early (client gone, `break`) ends the call without blaming the backend.
-    let outcome: Outcome = 'neutral'
-    let finished = false
-    let failed = false
+    this.counters.calls++
     const started = performance.now()
     let firstAt: number | undefined
     let last: T | undefined
-    try {
-      this.counters.calls++
-      for await (const chunk of call(slot.backend, sent, controller.signal)) {
+    // A consumer that stops early (client gone, `break`) ends the call without blaming the backend.
+    let outcome: Outcome = 'neutral'
+    let ended: CallEvent['outcome'] = 'cancelled'
+    const flight: Flight<T> = {
+      slot,
+      key,
+      see(chunk) {
         firstAt ??= performance.now()
         last = chunk
-        if (key) chunks.push(chunk)
-        yield chunk
-      }
-      finished = true
-      outcome = 'success'
-      if (key && chunks.at(-1)?.done) this.cache?.set(key, { kind, model: request.model, value: join(chunks) })
-    } catch (error) {
-      outcome = outcomeOf(error)
-      failed = true
-      this.counters.call_errors++
-      throw error
-    } finally {
-      options.signal?.removeEventListener('abort', onAbort)
-      if (!finished) controller.abort()
-      slot.release(outcome, { loadMs: nsToMs(last?.load_duration) })
-      this.report({
-        backend: slot.backend.name,
-        model: request.model,
-        kind,
-        waitedMs: slot.waitedMs,
-        durationMs: performance.now() - started,
-        ttftMs: firstAt === undefined ? undefined : firstAt - started,
-        evalCount: last?.eval_count,
-        evalDurationNs: last?.eval_duration,
-        outcome: finished ? 'success' : failed ? 'error' : 'cancelled',
-      })
+      },
+      succeeded: (chunks, join) => {
+        outcome = 'success'
+        ended = 'success'
+        if (key && chunks?.at(-1)?.done) this.cache?.set(key, { kind, model: request.model, value: join(chunks) })
+      },
+      failed: (error) => {
+        outcome = outcomeOf(error)
+        ended = 'error'
+        this.counters.call_errors++
+      },
+      land: () => {
+        slot.release(outcome, { loadMs: nsToMs(last?.load_duration) })
+        this.report({
+          backend: slot.backend.name,
+          model: request.model,
+          kind,
+          waitedMs: slot.waitedMs,
+          durationMs: performance.now() - started,
+          ttftMs: firstAt === undefined ? undefined : firstAt - started,
+          evalCount: last?.eval_count,
+          evalDurationNs: last?.eval_duration,
+          outcome: ended,
+        })
+      },
     }
+    return { flight, sent }
   }
+}
+
+/** One chat or generate call from its slot to its end. */
+interface Flight<T> {
+  readonly slot: Slot
+  /** Where its joined answer goes in the cache; undefined: not cached. */
+  readonly key: string | undefined
+  /** A chunk came. */
+  see(chunk: T): void
+  /** The stream ended; a complete one (last chunk `done`) is cached when `key` is set. */
+  succeeded(chunks: T[] | undefined, join: (chunks: T[]) => T): void
+  failed(error: unknown): void
+  /** Release the slot (the outcome feeds the breaker) and report the call, whatever happened. */
+  land(): void
 }
 
 function nsToMs(ns: number | undefined): number | undefined {

@@ -50,12 +50,13 @@ export class ModelDefaultsTable {
 
   /** The configured defaults of a model on backends of a provider, or undefined when none is set. */
   get(provider: string, model: string): ModelDefaults | undefined {
-    return this.byProvider.get(provider)?.get(normalizeModel(model))
+    const table = this.byProvider.get(provider)
+    return table ? table.get(normalizeModel(model)) : undefined
   }
 
   /** Whether any provider sets a default for this model (false: every request passes through as it is). */
   has(model: string): boolean {
-    if (typeof model !== 'string') return false
+    if (typeof model !== 'string' || this.byProvider.size === 0) return false
     const key = normalizeModel(model)
     for (const table of this.byProvider.values()) if (table.has(key)) return true
     return false

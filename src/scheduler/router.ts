@@ -52,7 +52,11 @@ export class BackendState {
   }
 
   serves(model: string): boolean {
-    const m = normalizeModel(model)
+    return this.servesKey(normalizeModel(model))
+  }
+
+  /** `serves`, for a model name already normalised (`name:tag`). */
+  servesKey(m: string): boolean {
     if (this.configuredModels) return this.configuredModels.has(m)
     return this.discoveredModels === undefined || this.discoveredModels.has(m)
   }
@@ -73,8 +77,11 @@ export function normalizeModel(model: string): string {
 }
 
 export interface Capacity {
-  /** Whether this backend has room for one more call of `model` (its concurrency, and one at a time for a serial model). */
-  hasRoom(state: BackendState, model: string): boolean
+  /**
+   * Whether this backend has room for one more call of model `m` (normalised): its concurrency, and one
+   * at a time for a serial model.
+   */
+  hasRoom(state: BackendState, m: string): boolean
 }
 
 /** The best backend for `model` among those with room, or undefined. */
@@ -83,7 +90,7 @@ export function route(states: Iterable<BackendState>, model: string, capacity: C
   let best: BackendState | undefined
   let bestScore = Number.POSITIVE_INFINITY
   for (const state of states) {
-    if (!state.usable || !state.serves(model) || !state.breaker.canPass() || !capacity.hasRoom(state, model)) continue
+    if (!state.usable || !state.servesKey(m) || !state.breaker.canPass() || !capacity.hasRoom(state, m)) continue
     // Busy share in [0, 1); an already-loaded model saves a load that can take seconds, so it wins ties and
     // small differences (a full unit of preference).
     const score = state.inflight / state.concurrency + (state.loadedModels.has(m) ? 0 : 1)

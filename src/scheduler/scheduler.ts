@@ -149,7 +149,7 @@ export class Scheduler {
   constructor(private readonly options: SchedulerOptions) {
     this.now = options.now ?? Date.now
     for (const entry of options.backends) this.addBackend(entry)
-    this.capacity = { hasRoom: (state, model) => this.hasRoom(state, model) }
+    this.capacity = { hasRoom: (state, m) => this.hasRoom(state, m) }
   }
 
   /** Add a backend, or replace one of the same name (a restarted worker, maybe on another port). */
@@ -204,6 +204,14 @@ export class Scheduler {
       const retryAfter = Math.max(1, Math.ceil(this.options.queueTimeoutMs / 1000))
       return this.refuse(queueFullError(this.options.maxQueue, retryAfter))
     }
+    // Fast path: nothing waiting ahead of it and a slot is free.
+    if (this.queuedCount === 0) {
+      const state = route(this.states.values(), options.model, this.capacity)
+      if (state) {
+        const now = this.now()
+        return Promise.resolve(this.grant(state, normalizeModel(options.model), now, now))
+      }
+    }
     const timeoutMs = options.queueTimeoutMs ?? this.options.queueTimeoutMs
     if (this.queuedCount > 0) {
       const estimate = this.drainEstimate(options.model, options.tenant, options.priority)
@@ -226,8 +234,6 @@ export class Scheduler {
         timer: undefined,
         onAbort: undefined,
       }
-      // Fast path: nothing waiting ahead of it and a slot is free.
-      if (this.queuedCount === 0 && this.tryDispatch(job)) return
       this.enqueue(job, timeoutMs)
     })
   }
@@ -334,6 +340,8 @@ export class Scheduler {
 
   /** A request nobody can serve is refused at once instead of waiting out its queue timeout. */
   private refusalFor(model: string): unknown {
+    // The usual case first, without building lists: a usable backend serves the model and lets calls through.
+    for (const s of this.states.values()) if (s.usable && s.serves(model) && s.breaker.canPass()) return undefined
     const states = [...this.states.values()]
     const usable = states.filter((s) => s.usable)
     const serving = usable.filter((s) => s.serves(model))
@@ -358,9 +366,8 @@ export class Scheduler {
     return undefined
   }
 
-  private hasRoom(state: BackendState, model: string): boolean {
+  private hasRoom(state: BackendState, m: string): boolean {
     if (state.inflight >= state.concurrency) return false
-    const m = normalizeModel(model)
     return !this.options.serialModels.has(m) || (state.perModel.get(m) ?? 0) === 0
   }
 
@@ -451,24 +458,24 @@ export class Scheduler {
     const state = route(this.states.values(), job.model, this.capacity)
     if (!state) return false
     this.cleanup(job)
-    job.resolve(this.grant(state, job))
+    job.resolve(this.grant(state, job.key, job.enqueuedAt, this.now()))
     return true
   }
 
-  private grant(state: BackendState, job: Job): Slot {
-    const m = job.key
+  /** A slot on `state` for a request of model `m` (normalised) that asked at `enqueuedAt`. */
+  private grant(state: BackendState, m: string, enqueuedAt: number, now: number): Slot {
     const isTrial = state.breaker.onStart()
     state.inflight++
     state.perModel.set(m, (state.perModel.get(m) ?? 0) + 1)
     this.inflight++
-    const hold: Hold = { model: m, since: this.now() }
+    const hold: Hold = { model: m, since: now }
     const holds = this.holds.get(state) ?? new Set<Hold>()
     holds.add(hold)
     this.holds.set(state, holds)
     let released = false
     return {
       backend: state.backend,
-      waitedMs: hold.since - job.enqueuedAt,
+      waitedMs: hold.since - enqueuedAt,
       release: (outcome, timing) => {
         if (released) return
         released = true

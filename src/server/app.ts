@@ -1,6 +1,7 @@
 /**
  * The HTTP app as a factory: `createApp(deps, routes)` returns a fetch handler, so tests call it without a
- * port. Routing and the error boundary are Hono's (its router decodes parameters without throwing); the
+ * port. Routing and the error boundary are Hono's (its router decodes parameters without throwing; routes
+ * without parameters are looked up in a map first, which picks the route Hono would); the
  * gates are orch's, in this order, before any route code runs:
  *   1. the request target: a missing or malformed Host header is a 400 (a browser always sends a valid one);
  *   2. Host must name this server (DNS rebinding), and a browser's request from another origin is refused
@@ -47,6 +48,8 @@ const LOOPBACK_NAMES = ['localhost', '127.0.0.1', '[::1]']
 /** A Host header: a DNS name or IPv4 address, or a bracketed IPv6 address, with an optional port. */
 const HOST_HEADER = /^(?:[a-z0-9](?:[a-z0-9.-]{0,251}[a-z0-9])?|\[[0-9a-f:.]{2,45}\])(?::\d{1,5})?$/i
 const SAFE_METHODS = new Set(['GET', 'HEAD', 'OPTIONS'])
+/** Distinct Host header values remembered as passed (a name with many ports, say); past it, each is checked. */
+const MAX_PASSED_HOSTS = 64
 
 export function createApp(deps: AppDeps, routes: Route[], options: AppOptions = {}): App {
   const allowedHosts = new Set([...LOOPBACK_NAMES, deps.config.server.host, ...deps.config.server.allowed_hosts].map(normalHost))
@@ -57,16 +60,19 @@ export function createApp(deps: AppDeps, routes: Route[], options: AppOptions = 
   const hono = new Hono<{ Bindings: RequestEnv }>({ router: new RegExpRouter() })
   const patterns = routes.map((route) => ({ method: route.method, segments: split(route.path) }))
 
-  for (const route of routes) {
-    hono.on(route.method, route.path, (c) => {
-      const env = c.env
-      env.pattern = route.path
-      if (token && !route.public) checkToken(c.req.raw, token)
-      const ctx: RouteContext = { request: c.req.raw, url: env.url, params: c.req.param() as Record<string, string>, deps }
-      const { server } = env
-      return route.long && server ? answerLong(route, ctx, server) : route.handler(ctx)
-    })
+  const answer = (route: Route, request: Request, env: RequestEnv, params: Record<string, string>) => {
+    env.pattern = route.path
+    if (token && !route.public) checkToken(request, token)
+    const ctx: RouteContext = { request, url: env.url, params, deps }
+    const { server } = env
+    return route.long && server ? answerLong(route, ctx, server) : route.handler(ctx)
   }
+  for (const route of routes) {
+    hono.on(route.method, route.path, (c) => answer(route, c.req.raw, c.env, c.req.param() as Record<string, string>))
+  }
+  const fixed = fixedRoutes(routes)
+  /** Host headers that passed the checks (well-formed, naming this server), as they came; bounded. */
+  const passedHosts = new Set<string>()
 
   /**
    * Long routes (streams, SSE, long-polls, model calls) may be quiet for minutes: exempt from the idle
@@ -131,16 +137,25 @@ export function createApp(deps: AppDeps, routes: Route[], options: AppOptions = 
       // A Request made in process (tests, app.fetch) has an absolute URL and no Host header; one from the
       // network without a Host header arrives with a bare path as its URL.
       const host = request.headers.get('host') ?? (request.url.startsWith('http') ? hostOfUrl(request.url) : null)
-      if (host === null || !HOST_HEADER.test(host)) {
+      // A client sends the same Host on every request: one that passed is not checked again.
+      const known = host !== null && passedHosts.has(host)
+      if (!known && (host === null || !HOST_HEADER.test(host))) {
         throw httpError(400, host === null ? 'the Host header is required' : 'the Host header is malformed', 'E_BAD_HOST')
       }
       const url = URL.parse(request.url)
       // CONNECT's authority form and other targets that are not a path.
       if (url === null) throw httpError(400, 'the request target is not a path', 'E_BAD_TARGET')
       env.url = url
-      checkHost(normalHost(host), allowedHosts)
-      checkSite(request, host)
-      return { response: await hono.fetch(request, env), pattern: env.pattern }
+      if (!known) {
+        checkHost(normalHost(host as string), allowedHosts)
+        if (passedHosts.size < MAX_PASSED_HOSTS) passedHosts.add(host as string)
+      }
+      checkSite(request, host as string)
+      // Most requests name a route without parameters: found in a map, without Hono's router and context.
+      const path = request.method === 'HEAD' ? undefined : plainPath(request.url)
+      const route = path === undefined ? undefined : fixed.get(request.method)?.get(path)
+      const response = route ? await answer(route, request, env, {}) : await hono.fetch(request, env)
+      return { response, pattern: env.pattern }
     } catch (error) {
       return { response: respond(error, request, env.url?.pathname ?? pathOf(request.url)), pattern: env.pattern }
     }
@@ -174,6 +189,41 @@ function untilSent(response: Response, done: () => void): Response {
   const body = response.body.pipeThrough(new TransformStream<Uint8Array, Uint8Array>({ flush: done }))
   return new Response(body, { status: response.status, statusText: response.statusText, headers: response.headers })
 }
+
+/**
+ * Routes without parameters by method and path. Where two share both, the first answers, as in Hono (whose
+ * router refuses a fixed path that a parameter route of the same method also matches).
+ */
+function fixedRoutes(routes: Route[]): Map<string, Map<string, Route>> {
+  const fixed = new Map<string, Map<string, Route>>()
+  for (const route of routes) {
+    if (/[:*?]/.test(route.path)) continue
+    const byPath = fixed.get(route.method) ?? new Map<string, Route>()
+    if (!byPath.has(route.path)) byPath.set(route.path, route)
+    fixed.set(route.method, byPath)
+  }
+  return fixed
+}
+
+/**
+ * The path of a request URL as Hono's router reads it, when that is the text as it came: undefined for a
+ * path with a percent escape (Hono decodes it) or a URL without one.
+ */
+function plainPath(url: string): string | undefined {
+  const start = url.indexOf('/', url.indexOf(':') + 4)
+  if (start < 0) return undefined
+  let end = start
+  for (; end < url.length; end++) {
+    const c = url.charCodeAt(end)
+    if (c === PERCENT) return undefined
+    if (c === QUESTION || c === HASH) break
+  }
+  return url.slice(start, end)
+}
+
+const PERCENT = 37
+const QUESTION = 63
+const HASH = 35
 
 /** The path of a request URL without parsing it (a malformed one still has a dialect). */
 function pathOf(url: string): string {

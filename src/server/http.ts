@@ -61,8 +61,11 @@ export interface Route {
 
 export type Dialect = 'orch' | 'ollama' | 'openai'
 
-export function json(data: unknown, status = 200, headers: Record<string, string> = {}): Response {
-  return new Response(JSON.stringify(data), { status, headers: { 'content-type': 'application/json; charset=utf-8', ...headers } })
+const JSON_TYPE = 'application/json; charset=utf-8'
+const JSON_HEADERS: Readonly<Record<string, string>> = { 'content-type': JSON_TYPE }
+
+export function json(data: unknown, status = 200, headers?: Record<string, string>): Response {
+  return new Response(JSON.stringify(data), { status, headers: headers ? { 'content-type': JSON_TYPE, ...headers } : JSON_HEADERS })
 }
 
 /** A client error with the HTTP status it maps to (one constructor for every room: src/errors.ts). */
@@ -209,17 +212,23 @@ export async function readBody(request: Request, limit: number, timeoutMs = 0): 
   else if (request.body) reading = readCounted(request.body, limit)
   else return ''
   if (timeoutMs <= 0) return reading
-  let timer: ReturnType<typeof setTimeout> | undefined
-  const late = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(bodyTimeout(timeoutMs)), timeoutMs)
+  return new Promise<string>((resolve, reject) => {
+    const timer = setTimeout(() => {
+      // The read left behind would reject later with nobody listening.
+      reading.catch(() => undefined)
+      reject(bodyTimeout(timeoutMs))
+    }, timeoutMs)
+    reading.then(
+      (text) => {
+        clearTimeout(timer)
+        resolve(text)
+      },
+      (error: unknown) => {
+        clearTimeout(timer)
+        reject(error)
+      },
+    )
   })
-  try {
-    return await Promise.race([reading, late])
-  } finally {
-    clearTimeout(timer)
-    // The losing read would reject later with nobody listening.
-    reading.catch(() => undefined)
-  }
 }
 
 async function readCounted(body: ReadableStream<Uint8Array>, limit: number): Promise<string> {

@@ -1,4 +1,7 @@
 import { afterAll, beforeAll, beforeEach, describe, expect, test } from 'bun:test'
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
 import { Ollama } from 'ollama'
 import { collectChat, collectGenerate, createBackend, createBackends } from '../../src/backends/create.ts'
 import { ollamaBackend } from '../../src/backends/ollama.ts'
@@ -76,12 +79,96 @@ describe('ollamaBackend chat and generate', () => {
     expect(collected).toMatchObject({ response: 'short one', done: true, eval_count: 2 })
   })
 
+  test('images are sent as given, never read as the name of a local file', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'orch-image-'))
+    const path = join(dir, 'secret.txt')
+    writeFileSync(path, 'not for the model')
+    try {
+      await collectChat(backend().chat(ask('look', { messages: [{ role: 'user', content: 'look', images: [path] }] })))
+      await collectGenerate(backend().generate({ model: 'llama3.2', prompt: 'look', images: [path] }))
+      expect(fake.calls.map((c) => (c.body.messages?.[0] ?? c.body).images)).toEqual([[path], [path]])
+    } finally {
+      rmSync(dir, { recursive: true, force: true })
+    }
+  })
+
   test("leaves the caller's request untouched", async () => {
     const request = ask('look', { messages: [{ role: 'user', content: 'look', images: ['aGVsbG8='] }] })
     const before = structuredClone(request)
     await collectChat(backend().chat(request))
     expect(request).toEqual(before)
     expect(fake.calls[0]?.body.messages[0].images).toEqual(['aGVsbG8='])
+  })
+})
+
+describe('ollamaBackend reads NDJSON as it arrives', () => {
+  /** A server whose answer is written in these pieces, `gapMs` apart. */
+  function pieces(parts: (string | Uint8Array)[], gapMs = 5) {
+    return Bun.serve({
+      port: 0,
+      hostname: '127.0.0.1',
+      fetch: () =>
+        new Response(
+          new ReadableStream<Uint8Array>({
+            async start(controller) {
+              for (const part of parts) {
+                controller.enqueue(typeof part === 'string' ? new TextEncoder().encode(part) : part)
+                await Bun.sleep(gapMs)
+              }
+              controller.close()
+            },
+          }),
+          { headers: { 'content-type': 'application/x-ndjson' } },
+        ),
+    })
+  }
+  const line = (content: string, done = false) =>
+    `${JSON.stringify({ model: 'm', created_at: '', message: { role: 'assistant', content }, done })}\n`
+
+  test('lines cut anywhere, a character cut between its bytes, and a last line without its newline', async () => {
+    const bytes = new TextEncoder().encode(line('größer ☃') + line(' fin', true).trimEnd())
+    const snowman = bytes.indexOf(0xe2) // the first byte of ☃, whose other two come in the next read
+    const cuts = [3, snowman + 1, snowman + 2, bytes.length - 5, bytes.length]
+    const parts = cuts.map((end, i) => bytes.slice(i === 0 ? 0 : (cuts[i - 1] as number), end))
+    const server = pieces(parts)
+    try {
+      const split = ollamaBackend({ name: 'split', url: `http://127.0.0.1:${server.port}`, timeouts })
+      const chunks: ChatChunk[] = []
+      for await (const chunk of split.chat(ask('x'))) chunks.push(chunk)
+      expect(chunks.map((c) => c.message.content)).toEqual(['größer ☃', ' fin'])
+      expect(chunks.at(-1)?.done).toBe(true)
+    } finally {
+      await server.stop(true)
+    }
+  })
+
+  test('a line that is not JSON breaks the stream (a retryable protocol error), nothing is skipped', async () => {
+    const server = pieces([line('one'), 'not json\n', line('', true)])
+    try {
+      const broken = ollamaBackend({ name: 'broken', url: `http://127.0.0.1:${server.port}`, timeouts })
+      const error = await failure(() => collectChat(broken.chat(ask('x'))))
+      expect(error).toMatchObject({ kind: 'protocol', retryable: true })
+      expect(error.message).toContain('not JSON')
+    } finally {
+      await server.stop(true)
+    }
+  })
+
+  test('idle_ms counts from the last whole line: bytes of a line that never ends do not reset it', async () => {
+    const half = line('second')
+    const server = pieces([line('first'), half.slice(0, 10), half.slice(10, 20), half.slice(20, 30)], 150)
+    try {
+      const short = { ...timeouts, idle_ms: 250 }
+      const slow = ollamaBackend({ name: 'slow', url: `http://127.0.0.1:${server.port}`, timeouts: short })
+      const started = performance.now()
+      const error = await failure(() => collectChat(slow.chat(ask('x'))))
+      expect(error).toMatchObject({ kind: 'timeout' })
+      expect(error.message).toContain('idle_ms 250 ms')
+      // The first line at ~0 ms, then a piece every 150 ms: 250 ms after the first line, not after a piece.
+      expect(performance.now() - started).toBeLessThan(420)
+    } finally {
+      await server.stop(true)
+    }
   })
 })
 

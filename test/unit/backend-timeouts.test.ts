@@ -194,6 +194,25 @@ describe('startCall without HTTP', () => {
     expectTimeout(await timed(() => run({ first_token_ms: 1000, idle_ms: 100 }, [0, 10, 400])), 'idle_ms', 100)
   })
 
+  test('one timer per call: a stream that ends before its shortest timeout sets it once, however many chunks', async () => {
+    const real = globalThis.setTimeout
+    let set = 0
+    globalThis.setTimeout = ((...args: Parameters<typeof setTimeout>) => {
+      set++
+      return real(...args)
+    }) as typeof setTimeout
+    try {
+      const call = startCall({ backend: 'b', timeouts: limits({}), phase: 'model' })
+      let chunks = 0
+      for await (const _ of call.stream(ticking(new Array(20).fill(1)))) chunks++
+      call.end(true)
+      expect(chunks).toBe(20)
+    } finally {
+      globalThis.setTimeout = real
+    }
+    expect(set).toBe(1)
+  })
+
   test('end() clears every timer: a process with pending 30 s deadlines exits at once', async () => {
     const script = `
       import { ollamaBackend } from './src/backends/ollama.ts'

@@ -23,6 +23,14 @@ const PRIORITY = /^-?\d{1,6}$/
 
 /** The scheduling options of one request, from its headers; a malformed header is a 400 naming it. */
 export function startCall(ctx: RouteContext): Call {
+  return abortable(callOptions(ctx), ctx)
+}
+
+/**
+ * The scheduling options of a request answered whole: tenant and priority from its headers (a malformed
+ * header is a 400 naming it), and the client's own signal (nothing else can end the call).
+ */
+export function callOptions(ctx: RouteContext): RequestOptions {
   const headers = ctx.request.headers
   const tenant = headers.get('x-orch-tenant')?.trim()
   const priority = headers.get('x-orch-priority')?.trim()
@@ -34,13 +42,17 @@ export function startCall(ctx: RouteContext): Call {
       field: 'x-orch-priority',
     })
   }
+  const options: RequestOptions = { signal: ctx.request.signal }
+  if (tenant) options.tenant = tenant
+  if (priority) options.priority = Number(priority)
+  return options
+}
+
+/** `options` for a streamed answer: its signal also fires when the response stream is cancelled (`abort`). */
+export function abortable(options: RequestOptions, ctx: RouteContext): Call {
   const local = new AbortController()
   return {
-    options: {
-      signal: AbortSignal.any([ctx.request.signal, local.signal]),
-      ...(tenant ? { tenant } : {}),
-      ...(priority ? { priority: Number(priority) } : {}),
-    },
+    options: { ...options, signal: AbortSignal.any([ctx.request.signal, local.signal]) },
     abort: () => local.abort(new Error('the client went away')),
   }
 }

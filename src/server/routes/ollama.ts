@@ -71,16 +71,16 @@ const EmbeddingsBody = object({ model, prompt: v.optional(v.string(), ''), optio
 
 const formatOf = (f: v.InferOutput<typeof format>) => (f === '' ? undefined : (f as ChatRequest['format']))
 
+/** The canonical request: only the fields that were sent (as `defined` would leave them, without a copy more). */
 export function chatRequest(body: v.InferOutput<typeof ChatBody>): ChatRequest {
-  return defined({
-    model: body.model,
-    messages: body.messages as ChatMessage[],
-    options: body.options as ModelOptions | undefined,
-    format: formatOf(body.format),
-    tools: body.tools,
-    keep_alive: body.keep_alive,
-    think: body.think,
-  })
+  const request: ChatRequest = { model: body.model, messages: body.messages as ChatMessage[] }
+  if (body.options !== undefined) request.options = body.options as ModelOptions
+  const format = formatOf(body.format)
+  if (format !== undefined) request.format = format
+  if (body.tools !== undefined) request.tools = body.tools
+  if (body.keep_alive !== undefined) request.keep_alive = body.keep_alive
+  if (body.think !== undefined) request.think = body.think
+  return request
 }
 
 export function generateRequest(body: v.InferOutput<typeof GenerateBody>): GenerateRequest {

@@ -8,7 +8,7 @@ import type * as v from 'valibot'
 import type { ChatChunk, ChatRequest, EmbedRequest, EmbedResponse, GenerateChunk, GenerateRequest } from '../../backends/types.ts'
 import type { Engine, RequestOptions } from '../../scheduler/engine.ts'
 import { json, type Route, type RouteContext, readJson } from '../http.ts'
-import { type StreamFormat, startCall, streamResponse } from './compat.ts'
+import { abortable, callOptions, type StreamFormat, streamResponse } from './compat.ts'
 
 /** Per engine call: what it is asked, and what it answers (a stream of these, or one). */
 interface Kinds {
@@ -66,7 +66,7 @@ export function proxyRoute(spec: StreamingProxy<Streamable, v.GenericSchema, unk
     path: spec.path,
     long: true,
     handler: async (ctx) => {
-      const call = startCall(ctx)
+      const options = callOptions(ctx)
       const body = await readJson(ctx, spec.body)
       if (spec.shortcut) {
         const answer = spec.shortcut(body)
@@ -76,9 +76,10 @@ export function proxyRoute(spec: StreamingProxy<Streamable, v.GenericSchema, unk
       const shared = spec.prepare?.(body)
       const { engine } = ctx.deps
       if (stream && streamed && stream.streamed(body)) {
+        const call = abortable(options, ctx)
         return streamResponse(streamed(engine, request, call.options), stream.format(body, shared) as StreamFormat<unknown>, call)
       }
-      return json(spec.once(await once(engine, request, call.options), body, shared))
+      return json(spec.once(await once(engine, request, options), body, shared))
     },
   }
 }
