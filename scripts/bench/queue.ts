@@ -9,13 +9,13 @@
  *    server that starts empty; figure: last run / first run (flatness) and the worst p99.
  *  - idle CPU: a server holding 100 due tasks and no usable backend, vs an idle server with an empty queue;
  *    CPU milliseconds per second from /proc/<pid>/stat over `--idle-seconds`.
- *  - RSS (VmRSS): the server on the empty queue and on the deep one, settled; `--soak-minutes M` keeps the deep
- *    server under light load (a few submits and a /stats poll a second) for M minutes, sampling every 30 s.
+ *  - RSS (VmRSS): the server on the empty queue and on the deep one, settled, and after the latency runs
+ *    (memory over an hour of traffic is soak.ts).
  * `--compare DIR` measures a second checkout of orch (a `git worktree` of an older commit, node_modules
  * linked) in the same run, interleaved with this one; its figures get a `compare_` prefix.
  * Load comes from wrk, or from scripts/bench/load.ts where wrk is missing (said in the output).
  *
- *   bun scripts/bench/queue.ts [--depth 1000000] [--seconds 10] [--idle-seconds 10] [--compare DIR] [--soak-minutes 0]
+ *   bun scripts/bench/queue.ts [--depth 1000000] [--seconds 10] [--idle-seconds 10] [--compare DIR]
  * Last line: one JSON object with every figure.
  */
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
@@ -32,15 +32,13 @@ const { values } = parseArgs({
     seconds: { type: 'string', default: '10' },
     'idle-seconds': { type: 'string', default: '10' },
     compare: { type: 'string' },
-    'soak-minutes': { type: 'string', default: '0' },
   },
 })
 const DEPTH = Number(values.depth)
 const SECONDS = Number(values.seconds)
 const IDLE_SECONDS = Number(values['idle-seconds'])
-const SOAK_MINUTES = Number(values['soak-minutes'])
-for (const [flag, n] of Object.entries({ depth: DEPTH, seconds: SECONDS, 'idle-seconds': IDLE_SECONDS, 'soak-minutes': SOAK_MINUTES })) {
-  if (!Number.isFinite(n) || n < 0 || (flag !== 'soak-minutes' && n === 0)) {
+for (const [flag, n] of Object.entries({ depth: DEPTH, seconds: SECONDS, 'idle-seconds': IDLE_SECONDS })) {
+  if (!Number.isFinite(n) || n <= 0) {
     console.error(`--${flag}: expected a positive number, got "${values[flag as keyof typeof values]}"`)
     process.exit(2)
   }
@@ -192,42 +190,6 @@ async function latency(servers: Map<Side, { empty: Server; deep: Server }>): Pro
   }
 }
 
-/** Light load on the deep servers for SOAK_MINUTES, RSS sampled every 30 s. */
-async function soak(deep: Map<Side, Server>): Promise<void> {
-  const until = performance.now() + SOAK_MINUTES * 60_000
-  const samples = new Map<Side, number[]>([...deep.keys()].map((side) => [side, []]))
-  const sample = () => {
-    for (const [side, server] of deep) samples.get(side)?.push(rssMb(server.pid))
-  }
-  const drive = async (server: Server) => {
-    for (let tick = 0; performance.now() < until; tick++) {
-      const answer = await fetch(`${server.url}/queue/submit`, {
-        method: 'POST',
-        body: SUBMIT_BODY,
-        headers: { 'content-type': 'application/json' },
-      })
-      await answer.arrayBuffer()
-      if (tick % 5 === 0) await (await fetch(`${server.url}/stats`)).arrayBuffer()
-      await Bun.sleep(200)
-    }
-  }
-  sample()
-  const sampler = setInterval(sample, 30_000)
-  await Promise.all([...deep.values()].map(drive))
-  clearInterval(sampler)
-  sample()
-  for (const [side, rss] of samples) {
-    Object.assign(side.figures, {
-      soak_minutes: SOAK_MINUTES,
-      soak_rss_mb: rss,
-      soak_rss_mb_first: rss[0] as number,
-      soak_rss_mb_max: Math.max(...rss),
-      soak_rss_mb_last: rss.at(-1) as number,
-    })
-    note(`${side.name} soak: RSS first ${rss[0]} MiB, max ${Math.max(...rss)} MiB, last ${rss.at(-1)} MiB`)
-  }
-}
-
 /** Four consecutive runs of 64 clients posting /queue/submit to a server that starts empty. */
 async function throughput(): Promise<void> {
   const servers = new Map<Side, Server>()
@@ -319,7 +281,6 @@ async function depthAndMemory(): Promise<void> {
     side.figures.rss_mb_at_depth_after_load = rssMb(deep.pid)
     await stopServer(empty.pid)
   }
-  if (SOAK_MINUTES > 0) await soak(new Map([...servers].map(([side, { deep }]) => [side, deep])))
   for (const { deep } of servers.values()) await stopServer(deep.pid)
 }
 
@@ -337,7 +298,6 @@ const ROWS: Array<[label: string, key: string, baseline?: string, ratioKey?: str
   ['idle CPU, 100 due tasks (ms/s)', 'idle_cpu_ms_per_s', 'idle_cpu_ms_per_s_empty', 'idle_cpu_ratio'],
   ['RSS at depth (MiB)', 'rss_mb_at_depth', 'rss_mb_empty', 'rss_ratio'],
   ['RSS at depth after load (MiB)', 'rss_mb_at_depth_after_load', 'rss_mb_empty'],
-  ['soak RSS max (MiB)', 'soak_rss_mb_max', 'soak_rss_mb_first'],
 ]
 
 function printTable(): void {
