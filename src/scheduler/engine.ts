@@ -135,6 +135,11 @@ export class Engine {
     return [...this.scheduler.states.values()]
   }
 
+  /** Be told when backends are added, removed or suspended, or their health or models change; returns the unsubscribe. */
+  onBackendsChange(listener: () => void): () => void {
+    return this.scheduler.onChange(listener)
+  }
+
   /** Whether any backend answered its last health check. */
   hasHealthyBackend(): boolean {
     return this.backends().some((state) => state.healthy === true)

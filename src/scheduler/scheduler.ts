@@ -145,6 +145,8 @@ export class Scheduler {
   private readonly capacity: Capacity
   /** Set when health or a breaker changed: waiting requests may have become unservable. */
   private recheck = false
+  /** Told when a backend is added, removed, suspended or its health or models change. */
+  private readonly changeListeners = new Set<() => void>()
 
   constructor(private readonly options: SchedulerOptions) {
     this.now = options.now ?? Date.now
@@ -157,7 +159,18 @@ export class Scheduler {
     const state = new BackendState(entry, this.options.breaker, this.now)
     this.states.set(state.name, state)
     this.pump()
+    this.changed()
     return state
+  }
+
+  /** Be told whenever the set of backends or their usability may have changed; returns the unsubscribe. */
+  onChange(listener: () => void): () => void {
+    this.changeListeners.add(listener)
+    return () => this.changeListeners.delete(listener)
+  }
+
+  private changed(): void {
+    for (const listener of this.changeListeners) listener()
   }
 
   /**
@@ -167,6 +180,7 @@ export class Scheduler {
   suspend(name: string): void {
     const state = this.states.get(name)
     if (state) state.suspended = true
+    this.changed()
   }
 
   /** `suspend` this backend if it is still the one of its name (not replaced by a newer one since). */
@@ -181,6 +195,7 @@ export class Scheduler {
     this.states.delete(name)
     this.recheck = true
     this.pump()
+    this.changed()
   }
 
   /** Health, discovered and loaded models change what is routable: re-run dispatch. */
@@ -192,6 +207,7 @@ export class Scheduler {
     if (change.loaded) state.loadedModels = new Set(change.loaded.map(normalizeModel))
     this.recheck = true
     this.pump()
+    this.changed()
   }
 
   acquire(options: AcquireOptions): Promise<Slot> {

@@ -32,6 +32,8 @@ export interface RunnerOptions {
 }
 
 const PRUNE_EVERY_MS = 10 * 60_000
+/** With no room the runner waits for a poke (a task settled, the backends changed); this is only a safety net. */
+const FULL_POLL_MS = 30_000
 /** Finished tasks deleted per step of a prune (one short transaction each). */
 const PRUNE_STEP = 1000
 
@@ -60,10 +62,16 @@ export class TaskRunner {
     const { tasks, leaseMs } = this.options
     const recovered = tasks.recoverAbandoned(isLocalOwnerAlive)
     if (recovered.length > 0) this.log.info(`recovered ${recovered.length} task(s) left running by a process that is gone`)
-    this.unsubscribe = tasks.onEvent((event) => {
+    const fromTasks = tasks.onEvent((event) => {
       if (event.change === 'submitted' || event.change === 'retrying' || event.change === 'requeued') this.poke()
       if (event.change === 'cancelled') this.active.get(event.task.id)?.controller.abort()
     })
+    // A backend back (or added) makes room.
+    const fromBackends = this.options.engine.onBackendsChange(() => this.poke())
+    this.unsubscribe = () => {
+      fromTasks()
+      fromBackends()
+    }
     void this.prune()
     const pruner = setInterval(() => void this.prune(), PRUNE_EVERY_MS)
     pruner.unref?.()
@@ -122,9 +130,9 @@ export class TaskRunner {
       const claimed = room > 0 ? tasks.claim(owner, room) : []
       for (const task of claimed) this.execute(task)
       if (room - claimed.length <= 0) {
-        // No room (every slot taken, or no usable backend): due tasks cannot start before a task settles
-        // (a poke) or a backend comes back (seen at the next poll), so waking at their run_after would spin.
-        await this.idle(undefined)
+        // No room (every slot taken, or no usable backend): nothing can start before a task settles or the
+        // backends change, and both poke; waking at the due tasks' run_after, or polling, would only spin.
+        await this.idle(undefined, FULL_POLL_MS)
       } else if (claimed.length === 0) {
         // Room left and nothing due: sleep until the next retry comes due.
         await this.idle(tasks.nextRunAfter())
@@ -133,8 +141,7 @@ export class TaskRunner {
   }
 
   /** Sleep until poked, the given time (a retry coming due), or the poll interval passes. */
-  private idle(nextRunAfter: number | undefined): Promise<void> {
-    const poll = this.options.pollMs ?? 1000
+  private idle(nextRunAfter: number | undefined, poll = this.options.pollMs ?? 1000): Promise<void> {
     const until = nextRunAfter === undefined ? poll : Math.max(1, Math.min(poll, nextRunAfter - Date.now()))
     return new Promise((resolve) => {
       const timer = setTimeout(done, until)

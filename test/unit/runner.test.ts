@@ -118,17 +118,17 @@ describe('TaskRunner', () => {
     expect(tasks.get(task.id)?.state).toBe('cancelled')
   })
 
-  test('with no healthy backend nothing is claimed; work waits and runs once one answers', async () => {
+  test('with no healthy backend nothing is claimed; work waits and runs as soon as one answers, not at the next poll', async () => {
     const backend = stubBackend('a', { autoMs: 1 })
     const { tasks, engine, runner } = setup(backend)
     engine.scheduler.update('a', { healthy: false })
-    runner()
+    runner('host:1:run', { pollMs: 60_000 })
     await tasks.submitMany([chatTask(1), chatTask(2)])
     await Bun.sleep(100)
     expect(tasks.counts().queued).toBe(2)
     expect(backend.calls).toHaveLength(0)
     engine.scheduler.update('a', { healthy: true })
-    await until(() => tasks.counts().done === 2)
+    await until(() => tasks.counts().done === 2, 1000)
   })
 
   test('tasks due that cannot start (no usable backend, or every slot taken) are not polled for until a poke or the poll interval', async () => {

@@ -445,3 +445,23 @@ describe('overload: refused at once when the queue cannot drain within the timeo
     await queued
   })
 })
+
+describe('change listeners', () => {
+  test('are told of every change of the backends: added, health or models, suspended, removed; until they unsubscribe', () => {
+    const s = scheduler([{ backend: stubBackend('a'), concurrency: 1 }])
+    let told = 0
+    const stop = s.onChange(() => told++)
+    s.addBackend({ backend: stubBackend('b'), concurrency: 1 })
+    expect(told).toBe(1)
+    s.update('b', { healthy: false })
+    s.update('b', { models: ['m'] })
+    expect(told).toBe(3)
+    s.suspend('a')
+    expect(told).toBe(4)
+    s.removeBackend('b')
+    expect(told).toBe(5)
+    stop()
+    s.addBackend({ backend: stubBackend('c'), concurrency: 1 })
+    expect(told).toBe(5)
+  })
+})
