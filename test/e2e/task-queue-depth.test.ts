@@ -151,7 +151,7 @@ describe('a state file made before the counts were kept', () => {
     cleanups.push(dir.cleanup)
     const before = MIGRATIONS.filter((m) => m.version < 6)
     const old = openStore(dir.path, { migrations: before, synchronous: 'NORMAL' })
-    // Rows written the way the queue of that version wrote them (no trigger exists yet to count them).
+    // Rows written the way the queue of that version wrote them: nothing counted them.
     old.write(() => {
       for (let i = 0; i < 30; i++) {
         old.run(

@@ -214,7 +214,7 @@ describe('maintained queued counts (tasks.max_queued, tasks.max_queued_per_tenan
     expect(f.tasks.queuedCounts()).toEqual({ total: 2, byTenant: { b: 1, c: 1 } })
   })
 
-  test('random operations never make the maintained counts (memory and triggers) drift from a real COUNT', async () => {
+  test('random operations never make the maintained counts (in memory and in task_counts, task_queued) drift from a real COUNT', async () => {
     for (const seed of [1, 2, 3, 4, 5]) {
       const random = prng(seed)
       const pick = <T>(items: T[]): T => items[Math.floor(random() * items.length)] as T
@@ -270,7 +270,7 @@ describe('maintained queued counts (tasks.max_queued, tasks.max_queued_per_tenan
   })
 })
 
-/** The queue's counts in memory, the trigger-kept tables and counts() all agree with a real COUNT. */
+/** The queue's counts in memory, the count tables it keeps and counts() all agree with a real COUNT. */
 function expectCountsTrue(f: Fixture): void {
   const real = realQueued(f.store)
   expect(f.tasks.queuedCounts()).toEqual(real)
