@@ -2,9 +2,9 @@
  * The workflows service of `orch serve`: create, list, trigger and cancel workflows and runs, fire cron
  * schedules, and keep runs moving. Progress comes from task events (this process's runner), a reconcile
  * at start (runs in flight when orch stopped continue) and a periodic poll (tasks finished by another
- * process). Schedules fire from the persisted `next_run_at`: one timer wakes at the earliest one (or
- * every `pollMs`); each occurrence becomes one run, whoever fires it; after downtime only the latest
- * missed occurrence runs.
+ * process). Schedules fire from the persisted `next_run_at`: one timer wakes at the earliest one, or after
+ * `pollMs` while runs are in flight, `idlePollMs` while none is (schedules another process wrote); each
+ * occurrence becomes one run, whoever fires it; after downtime only the latest missed occurrence runs.
  */
 import type { LocalBus } from '../bus/local.ts'
 import { httpError, type OrchError } from '../core/errors.ts'
@@ -31,8 +31,10 @@ export interface WorkflowServiceOptions {
   tasks: TaskQueue
   bus?: LocalBus
   now?: () => number
-  /** Longest sleep of the schedule timer, so schedules written by another process are seen (ms). */
+  /** Longest sleep of the schedule timer while runs are in flight, so their tasks finished by another process are seen (ms). */
   pollMs?: number
+  /** Longest sleep with no run in flight, so schedules written by another process are seen (ms). */
+  idlePollMs?: number
   /** How often runs in flight are re-read from the store (ms). */
   reconcileMs?: number
 }
@@ -218,7 +220,8 @@ export class WorkflowService {
   private rearm(): void {
     if (!this.running) return
     clearTimeout(this.timer)
-    const poll = this.options.pollMs ?? 1000
+    // Runs in flight are re-read often; with none, only another process's new schedules need finding.
+    const poll = this.store.hasActiveRuns() ? (this.options.pollMs ?? 1000) : (this.options.idlePollMs ?? 10_000)
     const earliest = this.store.earliestNextRun()
     const wait = earliest === undefined ? poll : Math.min(poll, Math.max(20, earliest - this.now()))
     this.timer = setTimeout(() => void this.tick(), wait)

@@ -236,6 +236,10 @@ export class WorkflowStore {
     )
   }
 
+  hasActiveRuns(): boolean {
+    return this.store.one(`SELECT 1 AS one FROM workflow_runs WHERE ${ACTIVE} LIMIT 1`) !== undefined
+  }
+
   activeRuns(limit = 1000): RunRow[] {
     return this.store.all<RunRow>(`SELECT * FROM workflow_runs WHERE ${ACTIVE} ORDER BY created_at LIMIT ?`, [limit])
   }

@@ -236,7 +236,7 @@ describe('runs over a real task store (no HTTP)', () => {
     for (const cleanup of cleanups.splice(0).reverse()) await cleanup()
   })
 
-  function open(home: string) {
+  function open(home: string, polls: { pollMs?: number; idlePollMs?: number } = {}) {
     const store = openStore(home, { synchronous: 'NORMAL' })
     const tasks = new TaskStore(store, {
       retry: { maxAttempts: 1, baseMs: 10, maxMs: 10 },
@@ -247,7 +247,7 @@ describe('runs over a real task store (no HTTP)', () => {
     const bus = new LocalBus()
     const events: OrchEvent[] = []
     bus.subscribe((e) => events.push(e))
-    const service = new WorkflowService({ store: new WorkflowStore(store), tasks, bus, pollMs: 50, reconcileMs: 50 })
+    const service = new WorkflowService({ store: new WorkflowStore(store), tasks, bus, pollMs: 50, reconcileMs: 50, ...polls })
     service.start()
     const close = async () => {
       await service.stop()
@@ -286,6 +286,26 @@ describe('runs over a real task store (no HTTP)', () => {
       await Bun.sleep(5)
     }
   }
+
+  test('with no run in flight the schedule timer sleeps idlePollMs; with one, pollMs', async () => {
+    const dir = tempDir('orch-wf-')
+    cleanups.push(dir.cleanup)
+    const { service } = open(dir.path, { pollMs: 20, idlePollMs: 400 })
+    const ticks = { n: 0 }
+    const tick = service.tick.bind(service)
+    service.tick = () => {
+      ticks.n++
+      return tick()
+    }
+    service.create(diamond)
+    await Bun.sleep(300)
+    // Nothing in flight: not one wake-up in 300 ms (the pollMs of 20 would have made about 15).
+    expect(ticks.n).toBe(0)
+    await service.trigger('wf') // its tasks stay queued: the run stays in flight
+    ticks.n = 0
+    await Bun.sleep(300)
+    expect(ticks.n).toBeGreaterThanOrEqual(5)
+  })
 
   test('a diamond runs in dependency order and d sees b and c', async () => {
     const dir = tempDir('orch-wf-')
