@@ -19,7 +19,8 @@
  *                      reached the double, completed or cut off by the kill)
  *   over_allowance     tasks with more runs than 1 + the kills they were running at (state `running` in the
  *                      snapshot after that kill): each kill may cost a running task one more run, no more
- *   integrity_failures snapshots whose integrity_check did not answer "ok" (or that could not be read)
+ *   integrity_failures snapshots whose integrity_check did not answer "ok", or whose kept task counts
+ *                      (task_counts) differ from the rows (or that could not be read)
  *
  * The last line on stdout is one JSON object; exit 0 only when lost, rerun_finished, over_allowance,
  * integrity_failures and done_without_run are 0, something was accepted and the queue drained.
@@ -129,6 +130,8 @@ export interface LoopResult {
 export interface DbSnapshot {
   integrity: string
   rows: Array<{ id: string; state: string; prompt: string | null; finished_at: number | null; response: string | null }>
+  /** The tasks per state the queue keeps (task_counts), to hold against the rows. */
+  counts: Record<string, number>
 }
 
 /** A read-only connection to `dbPath`, closed after `use`: it never writes the file. */
@@ -164,7 +167,18 @@ export function readState(dbPath: string): DbSnapshot {
       `SELECT id, state, json_extract(payload, '$.prompt') AS prompt, finished_at,
               json_extract(result, '$.response') AS response FROM tasks`,
     ),
+    counts: Object.fromEntries(all<{ state: string; n: number }>('SELECT state, n FROM task_counts').map((r) => [r.state, r.n])),
   }))
+}
+
+/** Where the kept counts differ from the rows: "state kept N, rows M" for each; empty when they agree. */
+export function countMismatches(snap: DbSnapshot): string[] {
+  const rows: Record<string, number> = {}
+  for (const row of snap.rows) rows[row.state] = (rows[row.state] ?? 0) + 1
+  const states = new Set([...Object.keys(rows), ...Object.keys(snap.counts)])
+  return [...states]
+    .filter((state) => (snap.counts[state] ?? 0) !== (rows[state] ?? 0))
+    .map((state) => `${state} kept ${snap.counts[state] ?? 0}, rows ${rows[state] ?? 0}`)
 }
 
 /** The integrity verdict alone, read-only; an error opening or reading the file is a failure too. */
@@ -446,6 +460,12 @@ export async function runKillLoop(options: LoopOptions, log: (line: string) => v
       if (snap.integrity !== 'ok') {
         integrityFailures++
         integrityExamples.push(`${label}: ${snap.integrity}`)
+      }
+      // The counts the queue keeps commit with the changes they count: a kill leaves them true.
+      const mismatches = countMismatches(snap)
+      if (mismatches.length > 0) {
+        integrityFailures++
+        integrityExamples.push(`${label}: task counts ${mismatches.join('; ')}`)
       }
       const baseline = maxCallId()
       for (const row of snap.rows) {

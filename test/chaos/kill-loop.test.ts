@@ -11,7 +11,7 @@ import { Database } from 'bun:sqlite'
 import { afterAll, describe, expect, test } from 'bun:test'
 import { closeSync, openSync, statSync, writeSync } from 'node:fs'
 import { join } from 'node:path'
-import { checkIntegrity, type LoopResult } from '../../scripts/chaos/kill-loop.ts'
+import { checkIntegrity, countMismatches, type LoopResult } from '../../scripts/chaos/kill-loop.ts'
 import { ROOT, tempDir } from '../helpers/cli.ts'
 
 const SCRIPT = join(ROOT, 'scripts/chaos/kill-loop.ts')
@@ -120,5 +120,22 @@ describe('checkIntegrity', () => {
     closeSync(fd)
     expect(checkIntegrity(path).ok).toBe(false)
     expect(checkIntegrity(join(dir.path, 'missing.db')).ok).toBe(false)
+  })
+})
+
+describe('countMismatches', () => {
+  test('names each state whose kept count differs from the rows, and nothing when they agree', () => {
+    const rows = (states: string[]) => states.map((state, i) => ({ id: `t${i}`, state, prompt: null, finished_at: null, response: null }))
+    const snap = {
+      integrity: 'ok',
+      rows: rows(['done', 'done', 'queued']),
+      counts: { queued: 1, running: 0, done: 2, failed: 0, cancelled: 0 },
+    }
+    expect(countMismatches(snap)).toEqual([])
+    expect(countMismatches({ ...snap, counts: { ...snap.counts, done: 3, running: 1 } })).toEqual([
+      'done kept 3, rows 2',
+      'running kept 1, rows 0',
+    ])
+    expect(countMismatches({ ...snap, rows: rows(['done', 'done', 'queued', 'failed']) })).toEqual(['failed kept 0, rows 1'])
   })
 })
