@@ -8,7 +8,7 @@
 import type { OrchConfig } from '../config/schema.ts'
 import type { CallEvent, Engine } from '../scheduler/engine.ts'
 import { taskRunnerLimit } from '../scheduler/limits.ts'
-import type { TaskQueue } from '../tasks/queue.ts'
+import type { TaskQueue, TaskState } from '../tasks/queue.ts'
 import { CALL_BUCKETS, type CounterChild, type HistogramChild, HTTP_BUCKETS, RATE_BUCKETS, Registry, WAIT_BUCKETS } from './prometheus.ts'
 
 /** Distinct model label values kept; later ones are recorded as `other` (models are named by clients). */
@@ -76,7 +76,11 @@ export interface OrchMetrics {
   readonly http: { requests: number; errors: number }
   onRequest(record: RequestRecord): void
   onCall(event: CallEvent): void
-  render(): string
+  /** Reads the task counts (a round trip on Redis), then renders every series. */
+  render(): Promise<string>
+  /** The task counts as last read (by `render` or `refreshCounts`). */
+  readonly taskCounts: Record<TaskState, number>
+  refreshCounts(): Promise<void>
 }
 
 export interface OrchMetricsOptions {
@@ -87,6 +91,10 @@ export interface OrchMetricsOptions {
 export function createOrchMetrics(sources: MetricsSources, options: OrchMetricsOptions): OrchMetrics {
   const { engine } = sources
   const r = new Registry({ constLabels: { instance: sources.instance } })
+  let taskCounts: Record<TaskState, number> = { queued: 0, running: 0, done: 0, failed: 0, cancelled: 0 }
+  const refreshCounts = async () => {
+    taskCounts = await sources.tasks.counts()
+  }
   const concurrency = r.gauge(
     'orchestrator_concurrency_limit',
     'Calls a backend may run at once: its effective concurrency (own key, else runtime.<type>.concurrency, else 4)',
@@ -157,7 +165,7 @@ export function createOrchMetrics(sources: MetricsSources, options: OrchMetricsO
       breaker.labels(state.name).set(BREAKER_VALUE[state.breaker.state])
       up.labels(state.name).set(state.healthy === true ? 1 : 0)
     }
-    const counts = sources.tasks.counts()
+    const counts = taskCounts
     for (const [state, n] of Object.entries(counts)) tasks.labels(state).set(n)
     queueDepth.labels().set(s.stats().queued + counts.queued)
     const m = modelCounts(engine)
@@ -242,7 +250,14 @@ export function createOrchMetrics(sources: MetricsSources, options: OrchMetricsO
       }
       counter.inc()
     },
-    render: () => r.render(),
+    render: async () => {
+      await refreshCounts()
+      return r.render()
+    },
+    get taskCounts() {
+      return taskCounts
+    },
+    refreshCounts,
   }
 }
 

@@ -4,13 +4,14 @@
  */
 import { logger } from '../core/log.ts'
 import { createOrchMetrics, type MetricsSources, modelCounts, type OrchMetrics, type RequestRecord } from './engine-metrics.ts'
+import type { TaskState } from '../tasks/queue.ts'
 import { type Facts, Monitor, type Reading } from './monitor.ts'
 
 export interface MetricsService {
   metrics: OrchMetrics
   monitor: Monitor
   /** The text exposition of every series, collected now. */
-  render(): string
+  render(): Promise<string>
   /** Counts one HTTP request. */
   onRequest(record: RequestRecord): void
   /** Ends sampling and the engine's reports; resolves once the samples taken are written. */
@@ -22,15 +23,16 @@ export function startMetrics(sources: MetricsSources): MetricsService {
   const config = sources.config.infrastructure_system.performance_monitoring
   // The closure runs at scrape time, after `monitor` exists.
   const metrics = createOrchMetrics(sources, { errorRate: () => monitor.errorRate })
-  const monitor = new Monitor({ config, read: () => readCounts(sources, metrics), facts: () => readFacts(sources) })
+  const monitor = new Monitor({ config, read: () => readCounts(sources, metrics), facts: () => readFacts(sources, metrics.taskCounts) })
   const unsubscribe = sources.engine.onCall(metrics.onCall)
   const log = logger()
   const timer = setInterval(
-    () => {
+    async () => {
       try {
+        await metrics.refreshCounts()
         monitor.tick()
       } catch (error) {
-        // A sample that cannot be taken (store busy) is skipped; the next interval tries again.
+        // A sample that cannot be taken (store busy, Redis down) is skipped; the next interval tries again.
         log.debug(`performance_monitoring: sample skipped: ${(error as Error).message}`)
       }
     },
@@ -63,9 +65,8 @@ function readCounts({ engine }: MetricsSources, metrics: OrchMetrics): Reading {
   }
 }
 
-function readFacts({ engine, tasks, instance }: MetricsSources): Facts {
+function readFacts({ engine, instance }: MetricsSources, counts: Record<TaskState, number>): Facts {
   const stats = engine.scheduler.stats()
-  const counts = tasks.counts()
   return {
     instance,
     schedulerQueued: stats.queued,

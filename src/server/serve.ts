@@ -107,7 +107,7 @@ export async function startServe(options: ServeOptions): Promise<RunningServer> 
   const runnerLimit = taskRunnerLimit(config).concurrency
   const runner = new TaskRunner({ tasks, engine, owner: ownerId(runId), leaseMs: config.tasks.lease_ms, limit: runnerLimit })
   logger('scheduler').info(formatLimits(effectiveLimits(engine.backends(), config)))
-  runner.start()
+  await runner.start()
   const startedAt = Date.now()
   const instance = hostname()
   const { version } = options

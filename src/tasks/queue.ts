@@ -117,6 +117,12 @@ export interface QueuedCounts {
   byTenant: Record<string, number>
 }
 
+/**
+ * A value now or later: the sqlite queue answers most calls synchronously (one statement on a local file),
+ * the Redis queue with a promise (a round trip). Callers always await.
+ */
+export type Awaitable<T> = T | Promise<T>
+
 export interface TaskQueue {
   /**
    * Queue one task; resolves once it is durable. A known idempotency key (per tenant) resolves to its task,
@@ -130,9 +136,9 @@ export interface TaskQueue {
    * Lease up to `limit` due tasks (run_after reached) to `owner`, best effective priority first: priority,
    * plus one level per agingMs waited; ties go to the oldest, then the smallest id. Each claim is an attempt.
    */
-  claim(owner: LeaseOwner, limit?: number, filter?: ClaimFilter): Task[]
+  claim(owner: LeaseOwner, limit?: number, filter?: ClaimFilter): Awaitable<Task[]>
   /** Extend the lease; false when it is lost (not running, another owner, cancelled): the runner must stop. */
-  renew(id: string, owner: LeaseOwner): boolean
+  renew(id: string, owner: LeaseOwner): Awaitable<boolean>
   /** Finish a running task with its result; false, and nothing changes, unless `owner` holds it. Resolves once durable. */
   completeLater(id: string, owner: LeaseOwner, result: unknown): Promise<boolean>
   /**
@@ -141,30 +147,30 @@ export interface TaskQueue {
    */
   failLater(id: string, owner: LeaseOwner, error: AttemptError): Promise<Task | undefined>
   /** Hand a running task back to the queue untouched, its attempt refunded (graceful shutdown); false unless `owner` holds it. */
-  release(id: string, owner: LeaseOwner): boolean
+  release(id: string, owner: LeaseOwner): Awaitable<boolean>
   /** Cancel a queued or running task (its lease is lost); a finished one is returned unchanged; undefined if unknown. */
-  cancel(id: string): Task | undefined
+  cancel(id: string): Awaitable<Task | undefined>
   /** Running tasks whose lease ran out: requeued at once, or failed once they stalled more than maxStalled times. */
-  recoverExpired(): Task[]
+  recoverExpired(): Awaitable<Task[]>
   /** At start-up: running tasks whose owner is gone (`isOwnerAlive` false) are handled as if their lease expired now. */
-  recoverAbandoned(isOwnerAlive: (owner: LeaseOwner) => boolean): Task[]
-  get(id: string): Task | undefined
+  recoverAbandoned(isOwnerAlive: (owner: LeaseOwner) => boolean): Awaitable<Task[]>
+  get(id: string): Awaitable<Task | undefined>
   /**
    * Newest first, `limit` (default 50, at most 1000) at a time, filtered by state and tenant; pass
    * `next_cursor` back for the next page. A cursor not from an earlier page: E_TASK_CURSOR.
    */
-  list(query?: ListQuery): TaskPage
+  list(query?: ListQuery): Awaitable<TaskPage>
   /** Tasks in every state, zeros included. */
-  counts(): Record<TaskState, number>
+  counts(): Awaitable<Record<TaskState, number>>
   /** Queued tasks as the queue bounds see them (no scan of the queue). */
-  queuedCounts(): QueuedCounts
+  queuedCounts(): Awaitable<QueuedCounts>
   /** The earliest run_after among queued tasks, so an idle runner can sleep until then. */
-  nextRunAfter(): number | undefined
+  nextRunAfter(): Awaitable<number | undefined>
   /**
    * Delete tasks that finished more than `olderThanMs` ago (default: retentionMs), oldest first, at most
    * `limit` of them (default: all); returns how many.
    */
-  prune(olderThanMs?: number, limit?: number): number
+  prune(olderThanMs?: number, limit?: number): Awaitable<number>
   /** Every change made through this queue, after it is durable; returns the unsubscribe. A failing listener changes nothing. */
   onEvent(listener: (event: TaskEvent) => void): () => void
   /** Settle the writes under way and stop notifying listeners. */

@@ -10,7 +10,7 @@ import { BackendError } from '../backends/types.ts'
 import { logger } from '../core/log.ts'
 import type { Engine } from '../scheduler/engine.ts'
 import { isLocalOwnerAlive } from './owner.ts'
-import type { Task, TaskQueue } from './queue.ts'
+import type { ClaimFilter, Task, TaskQueue } from './queue.ts'
 import { isRetryableError } from './retry.ts'
 
 export interface RunnerOptions {
@@ -29,11 +29,17 @@ export interface RunnerOptions {
    * taskRunnerLimit); unset or null: no cap of its own. Proxied calls are never counted here.
    */
   limit?: number | null | undefined
+  /** Claim only tasks of these types or models (a worker whose backends serve some models). */
+  filter?: ClaimFilter
+  /** Whether the owner of a task found running at start is alive; default: the local process check. */
+  isOwnerAlive?: (owner: string) => boolean
 }
 
 const PRUNE_EVERY_MS = 10 * 60_000
 /** With no room the runner waits for a poke (a task settled, the backends changed); this is only a safety net. */
 const FULL_POLL_MS = 30_000
+/** Pause before claiming again after the queue could not be reached. */
+const CLAIM_RETRY_MS = 500
 /** Finished tasks deleted per step of a prune (one short transaction each). */
 const PRUNE_STEP = 1000
 
@@ -46,22 +52,33 @@ interface Active {
 export class TaskRunner {
   private readonly active = new Map<string, Active>()
   private running = false
+  private starting: Promise<void> | undefined
   private wake: (() => void) | undefined
   private loop: Promise<void> | undefined
   private timers: Array<ReturnType<typeof setInterval>> = []
   private pruning = false
+  private renewing = false
+  private recovering = false
+  private warned = false
   private unsubscribe: (() => void) | undefined
   private readonly log = logger('scheduler')
   readonly stats = { completed: 0, failed: 0, retried: 0, lost: 0 }
 
   constructor(private readonly options: RunnerOptions) {}
 
-  start(): void {
-    if (this.running) return
+  /** Recovers what a dead process left running, then starts claiming; resolves once recovery is done. */
+  start(): Promise<void> {
+    this.starting ??= this.begin()
+    return this.starting
+  }
+
+  private async begin(): Promise<void> {
     this.running = true
     const { tasks, leaseMs } = this.options
-    const recovered = tasks.recoverAbandoned(isLocalOwnerAlive)
+    const recovered = await tasks.recoverAbandoned(this.options.isOwnerAlive ?? isLocalOwnerAlive)
     if (recovered.length > 0) this.log.info(`recovered ${recovered.length} task(s) left running by a process that is gone`)
+    // Stopped while recovering: nothing to start.
+    if (!this.running) return
     const fromTasks = tasks.onEvent((event) => {
       if (event.change === 'submitted' || event.change === 'retrying' || event.change === 'requeued') this.poke()
       if (event.change === 'cancelled') this.active.get(event.task.id)?.controller.abort()
@@ -77,13 +94,8 @@ export class TaskRunner {
     pruner.unref?.()
     this.timers = [
       pruner,
-      setInterval(() => this.renewAll(), Math.max(50, Math.floor(leaseMs / 3))),
-      setInterval(
-        () => {
-          if (tasks.recoverExpired().length > 0) this.poke()
-        },
-        Math.max(50, Math.floor(leaseMs / 2)),
-      ),
+      setInterval(() => void this.renewAll(), Math.max(50, Math.floor(leaseMs / 3))),
+      setInterval(() => void this.recover(), Math.max(50, Math.floor(leaseMs / 2))),
     ]
     this.loop = this.run()
   }
@@ -91,6 +103,8 @@ export class TaskRunner {
   /** Stop claiming; wait up to `graceMs` for running tasks, then abort them and hand them back to the queue. */
   async stop(graceMs = 0): Promise<void> {
     this.running = false
+    await this.starting?.catch(() => undefined)
+    this.starting = undefined
     this.poke()
     for (const timer of this.timers) clearInterval(timer)
     this.unsubscribe?.()
@@ -127,7 +141,21 @@ export class TaskRunner {
     const { tasks, owner } = this.options
     while (this.running) {
       const room = this.capacity() - this.active.size
-      const claimed = room > 0 ? tasks.claim(owner, room) : []
+      let claimed: Task[]
+      try {
+        claimed = room > 0 ? await tasks.claim(owner, room, this.options.filter) : []
+      } catch (error) {
+        // The queue is out of reach (Redis down): nothing was claimed; try again after a pause.
+        this.warnOnce(`claiming tasks failed: ${(error as Error).message}; retrying`)
+        await this.idle(undefined, CLAIM_RETRY_MS)
+        continue
+      }
+      this.warned = false
+      // Stopped while the claim was under way: hand back what it got, untouched.
+      if (!this.running) {
+        for (const task of claimed) await Promise.resolve(tasks.release(task.id, owner)).catch(() => undefined)
+        break
+      }
       for (const task of claimed) this.execute(task)
       if (room - claimed.length <= 0) {
         // No room (every slot taken, or no usable backend): nothing can start before a task settles or the
@@ -135,7 +163,7 @@ export class TaskRunner {
         await this.idle(undefined, FULL_POLL_MS)
       } else if (claimed.length === 0) {
         // Room left and nothing due: sleep until the next retry comes due.
-        await this.idle(tasks.nextRunAfter())
+        await this.idle(await Promise.resolve(tasks.nextRunAfter()).catch(() => undefined))
       }
     }
   }
@@ -167,7 +195,7 @@ export class TaskRunner {
         async (error: unknown) => {
           // Shutting down: hand the task back untouched, for the next start.
           if (controller.signal.aborted && !this.running) {
-            tasks.release(task.id, owner)
+            await tasks.release(task.id, owner)
             return
           }
           const failed = await tasks.failLater(task.id, owner, toTaskError(error))
@@ -194,7 +222,7 @@ export class TaskRunner {
     let removed = 0
     try {
       for (;;) {
-        const step = this.options.tasks.prune(undefined, PRUNE_STEP)
+        const step = await this.options.tasks.prune(undefined, PRUNE_STEP)
         removed += step
         if (step < PRUNE_STEP) break
         await Bun.sleep(0)
@@ -209,10 +237,47 @@ export class TaskRunner {
     if (removed > 0) this.log.debug(`pruned ${removed} finished task(s) past retention`)
   }
 
-  private renewAll(): void {
-    for (const [id, { controller }] of this.active) {
-      if (!this.options.tasks.renew(id, this.options.owner)) controller.abort()
+  /**
+   * Renew every lease held. A lease found lost (cancelled, taken over) aborts its task at once. A renewal
+   * that fails (the queue out of reach) changes nothing here: the task goes on, and if the queue stays out
+   * of reach past the lease, another runner may take it over and this one's outcome is refused.
+   */
+  private async renewAll(): Promise<void> {
+    if (this.renewing) return
+    this.renewing = true
+    try {
+      await Promise.all(
+        [...this.active].map(async ([id, { controller }]) => {
+          try {
+            if (!(await this.options.tasks.renew(id, this.options.owner))) controller.abort()
+          } catch (error) {
+            this.warnOnce(`renewing the lease of task ${id} failed: ${(error as Error).message}`)
+          }
+        }),
+      )
+    } finally {
+      this.renewing = false
     }
+  }
+
+  /** Requeue tasks whose lease ran out (another runner died); a new task in the queue wakes the loop. */
+  private async recover(): Promise<void> {
+    if (this.recovering) return
+    this.recovering = true
+    try {
+      if ((await this.options.tasks.recoverExpired()).length > 0) this.poke()
+    } catch (error) {
+      this.warnOnce(`recovering expired leases failed: ${(error as Error).message}`)
+    } finally {
+      this.recovering = false
+    }
+  }
+
+  /** One warning per outage, not one per attempt; a success in between arms it again. */
+  private warnOnce(message: string): void {
+    if (this.warned) return
+    this.warned = true
+    this.log.warn(message)
   }
 }
 

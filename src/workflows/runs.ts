@@ -50,7 +50,7 @@ export class RunDriver {
       const run = this.store.run(runId)
       if (!run || !this.store.finishRun(runId, 'cancelled', reason, this.now())) return
       cancelled = true
-      this.closeSteps(run, this.store.steps(runId), 'cancelled')
+      await this.closeSteps(run, this.store.steps(runId), 'cancelled')
       this.publish('run_finished', { workflow_id: run.workflow_id, run_id: runId, state: 'cancelled', error: reason })
     })
     return cancelled
@@ -78,11 +78,11 @@ export class RunDriver {
     const run = this.store.run(runId)
     if (!run || !IN_FLIGHT.has(run.state)) return
     for (const step of this.store.steps(runId)) {
-      if (step.task_id && IN_FLIGHT.has(step.state)) this.observe(run, step)
+      if (step.task_id && IN_FLIGHT.has(step.state)) await this.observe(run, step)
     }
     const steps = this.store.steps(runId)
     const broken = steps.find((s) => s.state === 'failed' || s.state === 'cancelled')
-    if (broken) return this.failRun(run, steps, broken)
+    if (broken) return await this.failRun(run, steps, broken)
     if (steps.every((s) => s.state === 'done')) {
       if (this.store.finishRun(runId, 'done', null, this.now())) {
         this.publish('run_finished', { workflow_id: run.workflow_id, run_id: runId, state: 'done' })
@@ -93,8 +93,8 @@ export class RunDriver {
   }
 
   /** Record the outcome of a step's task, if it has one. */
-  private observe(run: RunRow, step: StepRow): void {
-    const task = this.tasks.get(step.task_id as string)
+  private async observe(run: RunRow, step: StepRow): Promise<void> {
+    const task = await this.tasks.get(step.task_id as string)
     const now = this.now()
     const base = { workflow_id: run.workflow_id, run_id: run.id, step_id: step.step_id, task_id: step.task_id }
     if (!task) {
@@ -114,24 +114,24 @@ export class RunDriver {
     if (this.store.finishStep(run.id, step.step_id, state, { error }, now)) this.publish(`step_${state}`, { ...base, error })
   }
 
-  private failRun(run: RunRow, steps: StepRow[], broken: StepRow): void {
+  private async failRun(run: RunRow, steps: StepRow[], broken: StepRow): Promise<void> {
     const state = broken.state === 'cancelled' ? 'cancelled' : 'failed'
     const error = `step "${broken.step_id}" ${broken.state}${broken.error ? `: ${broken.error}` : ''}`
-    this.closeSteps(run, steps, 'skipped')
+    await this.closeSteps(run, steps, 'skipped')
     if (this.store.finishRun(run.id, state, error, this.now())) {
       this.publish('run_finished', { workflow_id: run.workflow_id, run_id: run.id, state, error })
     }
   }
 
   /** Steps not started are marked `notStarted`; steps in flight are cancelled, with their task. */
-  private closeSteps(run: RunRow, steps: StepRow[], notStarted: 'skipped' | 'cancelled'): void {
+  private async closeSteps(run: RunRow, steps: StepRow[], notStarted: 'skipped' | 'cancelled'): Promise<void> {
     const now = this.now()
     for (const step of steps) {
       const base = { workflow_id: run.workflow_id, run_id: run.id, step_id: step.step_id }
       if (step.state === 'pending') {
         if (this.store.finishStep(run.id, step.step_id, notStarted, {}, now)) this.publish(`step_${notStarted}`, base)
       } else if (IN_FLIGHT.has(step.state)) {
-        if (step.task_id) this.tasks.cancel(step.task_id)
+        if (step.task_id) await this.tasks.cancel(step.task_id)
         const error = 'the run ended before this step finished'
         if (this.store.finishStep(run.id, step.step_id, 'cancelled', { error }, now)) this.publish('step_cancelled', { ...base, error })
       }
@@ -141,7 +141,7 @@ export class RunDriver {
   private async submitReady(run: RunRow, steps: StepRow[]): Promise<void> {
     const def = JSON.parse(run.definition) as Definition
     const unsound = storedDefinitionProblem(def)
-    if (unsound) return this.refuseDefinition(run, steps, unsound)
+    if (unsound) return await this.refuseDefinition(run, steps, unsound)
     const state = new Map(steps.map((s) => [s.step_id, s.state]))
     const outputs = new Map(steps.filter((s) => s.state === 'done').map((s) => [s.step_id, s.output ?? '']))
     const ready = def.steps.filter((s) => state.get(s.id) === 'pending' && (s.depends_on ?? []).every((d) => state.get(d) === 'done'))
@@ -168,24 +168,24 @@ export class RunDriver {
     const now = this.now()
     if (this.store.startRun(run.id, now)) this.publish('run_running', { workflow_id: run.workflow_id, run_id: run.id })
     let again = inputs.length < ready.length
-    results.forEach(({ task }, i) => {
-      again = this.record(run, inputs[i]?.step.id ?? '', task, now) || again
-    })
+    for (const [i, { task }] of results.entries()) {
+      again = (await this.record(run, inputs[i]?.step.id ?? '', task, now)) || again
+    }
     // A task found by its key may be finished already (recovery after a crash): look again at once.
     if (again) void this.advance(run.id)
   }
 
   /** Fail a run whose definition may not become tasks: nothing of it is submitted. */
-  private refuseDefinition(run: RunRow, steps: StepRow[], problem: string): void {
+  private async refuseDefinition(run: RunRow, steps: StepRow[], problem: string): Promise<void> {
     const error = `the run's definition is refused (${problem}); replace the workflow with a sound one`
-    this.closeSteps(run, steps, 'skipped')
+    await this.closeSteps(run, steps, 'skipped')
     if (this.store.finishRun(run.id, 'failed', error, this.now())) {
       this.publish('run_finished', { workflow_id: run.workflow_id, run_id: run.id, state: 'failed', error })
     }
   }
 
   /** Note the step's task; true when another pass is needed now. */
-  private record(run: RunRow, stepId: string, task: Task, now: number): boolean {
+  private async record(run: RunRow, stepId: string, task: Task, now: number): Promise<boolean> {
     if (this.store.submitted(run.id, stepId, task.id, now)) {
       this.publish('step_submitted', { workflow_id: run.workflow_id, run_id: run.id, step_id: stepId, task_id: task.id })
       return FINISHED_TASK.has(task.state)
@@ -193,7 +193,7 @@ export class RunDriver {
     // Not pending any more: another process recorded the same task, or the run ended meanwhile (cancel
     // from elsewhere): then the task must not run for nothing.
     const step = this.store.steps(run.id).find((s) => s.step_id === stepId)
-    if (step?.task_id !== task.id) this.tasks.cancel(task.id)
+    if (step?.task_id !== task.id) await this.tasks.cancel(task.id)
     return false
   }
 }

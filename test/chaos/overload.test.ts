@@ -248,11 +248,11 @@ describe('the durable queue is bounded', () => {
       expect(((await full.json()) as Refusal).error.message).toContain('tasks.max_queued is 50')
 
       // A bulk past the bound is refused whole, even with a task in it that already exists.
-      const before = s.server.deps.tasks.counts().queued
+      const before = (await s.server.deps.tasks.counts()).queued
       const mixed = await submit([task('noisy', { idempotency_key: 'first' }), task('third'), task('third')])
       expect(mixed.status).toBe(429)
       expect(((await mixed.json()) as Refusal).error.message).toContain('none of the 3 tasks of this submission was queued')
-      expect(s.server.deps.tasks.counts().queued).toBe(before)
+      expect((await s.server.deps.tasks.counts()).queued).toBe(before)
       expect(before).toBe(50)
       // A bulk of existing keys only is answered from what is there.
       const known = await submit([task('noisy', { idempotency_key: 'first' })])
@@ -263,7 +263,7 @@ describe('the durable queue is bounded', () => {
       expect((await s.fetch(`/tasks/${id}`, { method: 'DELETE' })).status).toBe(200)
       expect((await submit(task('third'))).status).toBe(202)
       expect((await submit(task('third'))).status).toBe(429)
-      expect(s.server.deps.tasks.queuedCounts().total).toBe(50)
+      expect((await s.server.deps.tasks.queuedCounts()).total).toBe(50)
     },
     T,
   )

@@ -142,7 +142,7 @@ describe('workflows over HTTP', () => {
     const cancelled = await call(t.url, 'DELETE', `/runs/${created.body.run_id}`)
     expect(cancelled.body).toMatchObject({ state: 'cancelled', cancelled: true, error: 'cancelled by request' })
     expect(cancelled.body.steps.map((s: any) => s.state)).toEqual(['cancelled', 'cancelled', 'cancelled', 'cancelled'])
-    expect(t.server.deps.tasks.get(cancelled.body.steps[0].task_id)?.state).toBe('cancelled')
+    expect((await t.server.deps.tasks.get(cancelled.body.steps[0].task_id))?.state).toBe('cancelled')
     expect((await call(t.url, 'DELETE', `/runs/${created.body.run_id}`)).body.cancelled).toBe(false)
 
     const second = await call(t.url, 'POST', '/workflows/slow/runs')
@@ -226,7 +226,7 @@ describe('what a workflow carries into its tasks', () => {
       expect([tenant, refused.status, refused.body.error?.field]).toEqual([tenant, 400, 'tenant'])
     }
     expect((await call(t.url, 'GET', '/workflows')).body.workflows).toEqual([])
-    expect(t.server.deps.tasks.list().tasks).toEqual([])
+    expect((await t.server.deps.tasks.list()).tasks).toEqual([])
 
     // The widest tenant the rule allows reaches every step's task as written.
     const tenant = `team.a:b@c-d_${'e'.repeat(115)}`
@@ -234,7 +234,7 @@ describe('what a workflow carries into its tasks', () => {
     const ok = await call(t.url, 'POST', '/workflows', { ...diamond('tenanted'), tenant, run: true })
     expect(ok.status).toBe(201)
     const run = await finishedRun(t.url, ok.body.run_id)
-    expect(run.steps.map((s: any) => t.server.deps.tasks.get(s.task_id)?.tenant)).toEqual([tenant, tenant, tenant, tenant])
+    expect(await Promise.all(run.steps.map(async (s: any) => (await t.server.deps.tasks.get(s.task_id))?.tenant))).toEqual([tenant, tenant, tenant, tenant])
   }, 30_000)
 
   test('model names: 1 to 256 characters (the task rule) and no control characters; depends_on holds step ids', async () => {
@@ -254,7 +254,7 @@ describe('what a workflow carries into its tasks', () => {
     expect(dep.status).toBe(400)
     expect(dep.body.error.field).toBe('steps.1.depends_on.0')
     expect(dep.body.error.message.length).toBeLessThan(300)
-    expect(t.server.deps.tasks.list().tasks).toEqual([])
+    expect((await t.server.deps.tasks.list()).tasks).toEqual([])
     expect((await call(t.url, 'POST', '/workflows', withModel(`hf.co/org/${'q'.repeat(246)}`))).status).toBe(201)
   }, 30_000)
 })

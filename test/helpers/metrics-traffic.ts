@@ -20,6 +20,6 @@ export async function driveTraffic(t: TestServe): Promise<void> {
     model: 'llama3.2',
     payload: { model: 'llama3.2', prompt: 'durable' },
   })
-  for (let i = 0; i < 200 && t.server.deps.tasks.get(task.id)?.state !== 'done'; i++) await Bun.sleep(25)
+  for (let i = 0; i < 200 && (await t.server.deps.tasks.get(task.id))?.state !== 'done'; i++) await Bun.sleep(25)
   await Bun.sleep(450) // at least one sampling interval after the traffic
 }

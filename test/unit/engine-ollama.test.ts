@@ -103,7 +103,7 @@ describe('engine over the Ollama wire format', () => {
       () => runner.stop(),
     )
     server.failNext(2, 503)
-    runner.start()
+    await runner.start()
     const ok = await tasks.submit({ type: 'chat', model: 'llama3.2', payload: ask('durable') })
     await server.until(() => tasks.counts().done === 1)
     expect(tasks.get(ok.task.id)).toMatchObject({ state: 'done', attempts: 3 })

@@ -112,7 +112,7 @@ describe('orch metrics from calls and requests', () => {
     metrics.onRequest({ method: 'POST', route: '/queue/submit', status: 503, ms: 1 })
     metrics.onRequest({ method: 'MADE-UP', route: 'unmatched', status: 401, ms: 1 })
     expect(metrics.http).toEqual({ requests: 4, errors: 1 })
-    const text = metrics.render()
+    const text = await metrics.render()
     const has = (line: string) => expect(text).toContain(`${line}\n`)
     has('orch_http_request_duration_seconds_count{instance="test-host",method="GET",route="/tasks/:id",status="200"} 2')
     has('orch_http_request_duration_seconds_sum{instance="test-host",method="GET",route="/tasks/:id",status="200"} 0.01')
@@ -134,11 +134,11 @@ describe('orch metrics from calls and requests', () => {
     has('orch_task_runner_limit{instance="test-host"} 5')
   })
 
-  test('the model label is capped: models past the limit are recorded as other', () => {
+  test('the model label is capped: models past the limit are recorded as other', async () => {
     const metrics = metricsFor(makeEngine([stubBackend('b1')]))
     const event = (model: string): CallEvent => ({ backend: 'b1', model, kind: 'embed', waitedMs: 0, durationMs: 1, outcome: 'success' })
     for (let i = 0; i < MAX_MODELS + 5; i++) metrics.onCall(event(`model-${i}`))
-    const text = metrics.render()
+    const text = await metrics.render()
     expect(text).toContain(`model="model-${MAX_MODELS - 1}"`)
     expect(text).not.toContain(`model="model-${MAX_MODELS}"`)
     expect(text).toContain('orch_backend_request_duration_seconds_count{instance="test-host",backend="b1",model="other",kind="embed"} 5')

@@ -32,7 +32,7 @@ function setup(backend: StubBackend | StubBackend[], leaseMs = 2000, retentionMs
   const runner = (owner = 'host:1:run', extra: Partial<RunnerOptions> = {}) => {
     const r = new TaskRunner({ tasks, engine, owner, leaseMs, pollMs: 20, ...extra })
     runners.push(r)
-    r.start()
+    void r.start()
     return r
   }
   cleanups.push(() => dir.cleanup())
@@ -204,7 +204,7 @@ describe('TaskRunner', () => {
     setTimeout(() => {
       seenBetween = tasks.counts().cancelled
     }, 0)
-    runner('host:1:pruner')
+    await runner('host:1:pruner').start()
     // The first step ran at start; a timer due at once ran before the last step.
     expect(tasks.counts().cancelled).toBe(2500)
     await until(() => tasks.counts().cancelled === 0)

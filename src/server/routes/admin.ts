@@ -36,9 +36,9 @@ export function adminRoutes(): Route[] {
     {
       method: 'GET',
       path: '/stats',
-      handler: ({ deps }) => {
+      handler: async ({ deps }) => {
         const s = deps.engine.scheduler.stats()
-        const counts = deps.tasks.counts()
+        const counts = await deps.tasks.counts()
         return json({
           requests: s.requests,
           queued: s.queued + counts.queued,

@@ -11,7 +11,7 @@ export function metricsRoutes(): Route[] {
     {
       method: 'GET',
       path: '/metrics',
-      handler: ({ deps }) => new Response(deps.metrics.render(), { headers: { 'content-type': PROMETHEUS_CONTENT_TYPE } }),
+      handler: async ({ deps }) => new Response(await deps.metrics.render(), { headers: { 'content-type': PROMETHEUS_CONTENT_TYPE } }),
     },
   ]
 }

@@ -19,7 +19,7 @@ export function taskRoutes(deps: AppDeps): Route[] {
   return [
     { method: 'POST', path: '/queue/submit', handler: submit },
     { method: 'GET', path: '/tasks', handler: list },
-    { method: 'GET', path: '/tasks/:id', handler: (ctx) => json(found(ctx)) },
+    { method: 'GET', path: '/tasks/:id', handler: async (ctx) => json(await found(ctx)) },
     { method: 'DELETE', path: '/tasks/:id', handler: cancel },
     { method: 'GET', path: '/tasks/:id/wait', long: true, handler: (ctx) => wait(ctx, waiters) },
   ]
@@ -48,7 +48,7 @@ async function readBodyJson(ctx: RouteContext): Promise<unknown> {
   return body
 }
 
-function list(ctx: RouteContext): Response {
+async function list(ctx: RouteContext): Promise<Response> {
   const q = ctx.url.searchParams
   const state = q.get('state') ?? undefined
   if (state !== undefined && !TASK_STATES.includes(state as TaskState)) {
@@ -58,24 +58,24 @@ function list(ctx: RouteContext): Response {
   const cursor = q.get('cursor') || undefined
   const tenant = q.get('tenant') || undefined
   try {
-    return json(ctx.deps.tasks.list({ state: state as TaskState | undefined, tenant, limit, cursor }))
+    return json(await ctx.deps.tasks.list({ state: state as TaskState | undefined, tenant, limit, cursor }))
   } catch (error) {
     if ((error as { code?: unknown }).code === 'E_TASK_CURSOR') throw badQuery('cursor', 'not a cursor from an earlier page (next_cursor)')
     throw error
   }
 }
 
-function found(ctx: RouteContext): Task {
+async function found(ctx: RouteContext): Promise<Task> {
   const id = ctx.params.id ?? ''
-  const task = ctx.deps.tasks.get(id)
+  const task = await ctx.deps.tasks.get(id)
   if (!task) throw httpError(404, `no task with id "${id}" (finished tasks are pruned after tasks.retention_hours)`, 'E_TASK_NOT_FOUND')
   return task
 }
 
 /** Cancels a queued or running task and returns it; a finished one stays as it is: 409 naming its state. */
-function cancel(ctx: RouteContext): Response {
-  const before = found(ctx)
-  const after = FINISHED.has(before.state) ? before : (ctx.deps.tasks.cancel(before.id) ?? before)
+async function cancel(ctx: RouteContext): Promise<Response> {
+  const before = await found(ctx)
+  const after = FINISHED.has(before.state) ? before : ((await ctx.deps.tasks.cancel(before.id)) ?? before)
   if (!FINISHED.has(before.state) && after.state === 'cancelled') return json(after)
   // Finished before the call, or in the meantime (the runner completed it first).
   const message = `task ${after.id} is already ${after.state}; only queued or running tasks can be cancelled`
@@ -84,11 +84,19 @@ function cancel(ctx: RouteContext): Response {
 
 async function wait(ctx: RouteContext, waiters: TaskWaiters): Promise<Response> {
   const timeoutMs = parseDuration(ctx.url.searchParams.get('timeout'))
-  const task = found(ctx)
-  if (FINISHED.has(task.state)) return json({ finished: true, task })
-  // Nothing is awaited between the read above and the subscription: no finishing event can slip between.
-  await waiters.until(task.id, timeoutMs, ctx.request.signal)
-  const now = found(ctx)
+  // Subscribed before the read, so a task finishing while it is read is not missed.
+  const settled = new AbortController()
+  const waiting = waiters.until(ctx.params.id ?? '', timeoutMs, AbortSignal.any([ctx.request.signal, settled.signal]))
+  const task = await found(ctx).catch((error: unknown) => {
+    settled.abort()
+    throw error
+  })
+  if (FINISHED.has(task.state)) {
+    settled.abort()
+    return json({ finished: true, task })
+  }
+  await waiting
+  const now = await found(ctx)
   const waitingFor = waitingReason(ctx.deps, now, Date.now())
   return json({ finished: FINISHED.has(now.state), task: now, ...(waitingFor ? { waiting_for: waitingFor } : {}) })
 }
