@@ -14,7 +14,20 @@ export interface OrchEvent {
 
 export type Listener = (event: OrchEvent) => void
 
-export class LocalBus {
+/**
+ * What the rest of orch publishes to and reads from: this in-process bus, or the cluster's stream on Redis
+ * (./redis.ts), which delivers every instance's events to every instance, in one order, with one id space.
+ */
+export interface EventBus {
+  /** The id of the newest event delivered here (0 or less: none yet). */
+  readonly lastId: number
+  publish(type: EventType, data: Record<string, unknown>): void
+  subscribe(listener: Listener): () => void
+  /** Events after `id`, oldest first; undefined when `id` is older than what is kept (the client missed some). */
+  since(id: number): OrchEvent[] | undefined
+}
+
+export class LocalBus implements EventBus {
   /** The last `capacity` events, oldest at `head`; their ids are consecutive. */
   private readonly ring: Array<OrchEvent | undefined>
   private head = 0
@@ -37,7 +50,24 @@ export class LocalBus {
   }
 
   publish(type: EventType, data: Record<string, unknown>): OrchEvent {
-    const event: OrchEvent = { id: this.nextId++, type, at: Date.now(), data }
+    const event: OrchEvent = { id: this.nextId, type, at: Date.now(), data }
+    this.deliver(event)
+    return event
+  }
+
+  /**
+   * Keep and hand out an event whose id was given elsewhere (the cluster's stream). Ids must follow on: one
+   * that skips ahead (events trimmed before they were read) empties the buffer, so a client resuming from
+   * before the gap is told it missed events rather than handed a stream with a hole in it.
+   */
+  deliver(event: OrchEvent): void {
+    if (event.id !== this.nextId) {
+      if (this.size > 0 && event.id < this.nextId) return
+      this.head = 0
+      this.size = 0
+      this.ring.fill(undefined)
+    }
+    this.nextId = event.id + 1
     // A full buffer overwrites its oldest event: O(1) per event, where shifting an array moves them all.
     if (this.size < this.capacity) {
       this.ring[(this.head + this.size) % this.capacity] = event
@@ -53,7 +83,6 @@ export class LocalBus {
         // A failing subscriber must not break publishing for the others.
       }
     }
-    return event
   }
 
   subscribe(listener: Listener): () => void {

@@ -168,7 +168,7 @@ export const PRUNE = `
      ORDER BY finished_at LIMIT ?2)
   RETURNING state`
 
-export function encodeCursor(row: TaskRow): string {
+export function encodeCursor(row: Pick<TaskRow, 'created_at' | 'id'>): string {
   return `${row.created_at.toString(36)}.${row.id}`
 }
 
