@@ -92,7 +92,7 @@ function unavailableDocs(): string {
   return [
     '## Not available in this version',
     '',
-    'Some keys belong to features this version does not have (the Redis event bus, autoscaling, per-model',
+    'Some keys belong to features this version does not have (the Kafka event bus, autoscaling, per-model',
     'request defaults). Every key either changes what orch does or is refused: a value below, set in a config',
     'file, by an `ORCH_*` variable or by a flag, makes `orch config validate` and every command that reads the',
     'configuration (`orch serve` among them, before it listens) exit 2, naming the key, its `file:line` or the',

@@ -20,6 +20,8 @@ export const ORCH_CONFIG = 'ORCH_CONFIG'
 export const ORCH_ENV = 'ORCH_ENV'
 export const ORCH_HOME = 'ORCH_HOME'
 export const ORCH_OLLAMA_URL = 'ORCH_OLLAMA_URL'
+/** Read by src/store/redis.ts, not by the config: the default of redis_password_env names it. */
+export const ORCH_REDIS_PASSWORD = 'ORCH_REDIS_PASSWORD'
 
 const INFRA = 'infrastructure_system'
 const CACHE = `${INFRA}.llm_orchestration.caching`
@@ -43,14 +45,33 @@ export const ENV_VARS: readonly EnvVar[] = [
   row('ORCH_MAX_OPEN_REQUESTS', 'server.max_open_requests', 'int', 'Requests orch serve handles at once'),
   row('ORCH_IDLE_TIMEOUT_S', 'server.idle_timeout_s', 'int', 'Seconds a silent connection stays open'),
   row('ORCH_INFRA_ENABLED', `${INFRA}.enabled`, 'boolean', 'Master switch of the infrastructure features'),
-  row('ORCH_DISTRIBUTED_ENABLED', `${DISTRIBUTED}.enabled`, 'boolean', 'Multi-machine coordination; not available in this version'),
-  row('ORCH_EVENT_BUS', `${DISTRIBUTED}.event_bus_type`, 'string', 'local_memory; redis and kafka are not available in this version'),
-  row('ORCH_REDIS_HOST', `${DISTRIBUTED}.redis_host`, 'string', 'Redis host of the Redis event bus (not available in this version)'),
-  row('ORCH_REDIS_PORT', `${DISTRIBUTED}.redis_port`, 'int', 'Redis port of the Redis event bus (not available in this version)'),
+  row(
+    'ORCH_DISTRIBUTED_ENABLED',
+    `${DISTRIBUTED}.enabled`,
+    'boolean',
+    'Coordination over several machines through Redis (needs ORCH_EVENT_BUS=redis)',
+  ),
+  row(
+    'ORCH_EVENT_BUS',
+    `${DISTRIBUTED}.event_bus_type`,
+    'string',
+    'local_memory (one machine) or redis (a cluster sharing one Redis); kafka is not available in this version',
+  ),
+  row(
+    'ORCH_REDIS_URL',
+    `${DISTRIBUTED}.redis_url`,
+    'string',
+    'Redis of the cluster: redis://[user@]host[:port][/db] or rediss://, never a password',
+  ),
+  row('ORCH_REDIS_HOST', `${DISTRIBUTED}.redis_host`, 'string', 'Redis host, used when redis_url is empty'),
+  row('ORCH_REDIS_PORT', `${DISTRIBUTED}.redis_port`, 'int', 'Redis port, used when redis_url is empty'),
+  row('ORCH_REDIS_PASSWORD_ENV', `${DISTRIBUTED}.redis_password_env`, 'string', 'Name of the variable holding the Redis password'),
+  row(ORCH_REDIS_PASSWORD, undefined, 'string', 'Redis password, read when redis_password_env names it (the default does)'),
+  row('ORCH_REDIS_PREFIX', `${DISTRIBUTED}.redis_prefix`, 'string', 'Prefix of every Redis key of the cluster'),
   row('ORCH_AGENT_RUNNER_CONCURRENCY', `${DISTRIBUTED}.agent_runner_concurrency`, 'int', 'Durable tasks one orch process runs at once'),
   row('ORCH_BATCHING_ENABLED', `${INFRA}.llm_orchestration.batching.enabled`, 'boolean', 'Activate LLM request batching'),
   row('ORCH_CACHE_ENABLED', `${CACHE}.enabled`, 'boolean', 'Activate LLM response caching'),
-  row('ORCH_CACHE_BACKEND', `${CACHE}.cache_backend`, 'string', 'Cache storage: sqlite or memory (redis is not available in this version)'),
+  row('ORCH_CACHE_BACKEND', `${CACHE}.cache_backend`, 'string', 'Cache storage: sqlite, memory, or redis (needs ORCH_EVENT_BUS=redis)'),
   row('ORCH_CACHE_PATH', `${CACHE}.cache_path`, 'string', 'SQLite cache file'),
   row('ORCH_CACHE_TTL_SECONDS', `${CACHE}.cache_ttl_seconds`, 'int', 'Time-to-live of a cache entry, in seconds'),
   row('ORCH_CACHE_MODE', `${CACHE}.mode`, 'string', 'Which responses are cached: deterministic or always'),

@@ -6,37 +6,9 @@
 import * as v from 'valibot'
 import { LOG_CATEGORIES, LOG_LEVELS } from '../core/log.ts'
 import { backendsSchema } from './backends.ts'
+import { distributedSimulation } from './distributed.ts'
 import { bool, enumList, httpUrl, int, nonNegativeInt, num, oneOf, port, section, str, stringList } from './fields.ts'
 import { poolsSchema } from './pools.ts'
-
-const distributedSimulation = section('How work is spread over processes and machines', {
-  enabled: v.optional(
-    bool('Coordination over several machines. Not available in this version: true is refused (orch runs on one machine)'),
-    false,
-  ),
-  event_bus_type: v.optional(
-    oneOf(
-      ['local_memory', 'redis', 'kafka'],
-      'Queue and event bus; local_memory runs in the orch process, on one machine, with no server to run. Not available in this version: redis, and kafka (orch has no Kafka bus, as it could not be tested without a Kafka server)',
-    ),
-    'local_memory',
-  ),
-  redis_host: v.optional(str('Redis host of the Redis event bus. Not available in this version: setting it is refused'), 'localhost'),
-  redis_port: v.optional(port('Redis port of the Redis event bus. Not available in this version: setting it is refused'), 6379),
-  agent_runner_concurrency: v.optional(
-    int(
-      'Durable tasks one orch process runs at once (never caps proxied Ollama/OpenAI calls); no cap when infrastructure_system.enabled is false',
-    ),
-    5,
-  ),
-  orchestrator_mode: v.optional(
-    oneOf(
-      ['auto', 'manual'],
-      'auto: a submitted task runs as soon as a backend slot is free. Not available in this version: manual (tasks run only when an API call starts them)',
-    ),
-    'auto',
-  ),
-})
 
 const batching = section('Group LLM requests into batches', {
   enabled: v.optional(bool('Activate LLM request batching'), true),
@@ -50,7 +22,7 @@ const caching = section('Cache LLM responses', {
   cache_backend: v.optional(
     oneOf(
       ['sqlite', 'redis', 'memory'],
-      'Where cached responses are stored: sqlite (a file shared by the processes of one machine) or memory (inside one process). Not available in this version: redis',
+      'Where cached responses are stored: sqlite (a file shared by the processes of one machine), memory (inside one process) or redis (shared by every instance of the cluster; needs distributed_simulation.event_bus_type: redis)',
     ),
     'sqlite',
   ),
@@ -116,19 +88,35 @@ const performanceMonitoring = section('Collection and export of performance samp
   ),
 })
 
-const infrastructureSystem = section('Distributed runs, LLM batching and caching, scaling, monitoring', {
-  enabled: v.optional(bool('Master switch; false runs everything locally in one process'), true),
-  distributed_simulation: v.optional(distributedSimulation, {}),
-  llm_orchestration: v.optional(
-    section('LLM request batching and caching', {
-      batching: v.optional(batching, {}),
-      caching: v.optional(caching, {}),
-    }),
-    {},
+const infrastructureSystem = v.pipe(
+  section('Distributed runs, LLM batching and caching, scaling, monitoring', {
+    enabled: v.optional(bool('Master switch; false runs everything locally in one process'), true),
+    distributed_simulation: v.optional(distributedSimulation, {}),
+    llm_orchestration: v.optional(
+      section('LLM request batching and caching', {
+        batching: v.optional(batching, {}),
+        caching: v.optional(caching, {}),
+      }),
+      {},
+    ),
+    resource_management: v.optional(resourceManagement, {}),
+    performance_monitoring: v.optional(performanceMonitoring, {}),
+  }),
+  // The Redis cache lives in the cluster's Redis, which only the Redis bus configures.
+  v.forward(
+    v.partialCheck(
+      [
+        ['llm_orchestration', 'caching', 'cache_backend'],
+        ['distributed_simulation', 'event_bus_type'],
+      ],
+      (i: { llm_orchestration: { caching: { cache_backend: string } }; distributed_simulation: { event_bus_type: string } }) =>
+        i.llm_orchestration.caching.cache_backend !== 'redis' || i.distributed_simulation.event_bus_type === 'redis',
+      (issue) =>
+        `cache_backend: redis needs infrastructure_system.distributed_simulation.event_bus_type: redis (it is ${JSON.stringify((issue.input as { distributed_simulation: { event_bus_type: string } }).distributed_simulation.event_bus_type)}); use sqlite or memory on one machine`,
+    ),
+    ['llm_orchestration', 'caching', 'cache_backend'] as const,
   ),
-  resource_management: v.optional(resourceManagement, {}),
-  performance_monitoring: v.optional(performanceMonitoring, {}),
-})
+)
 
 const modelSettings = section('Settings of one model', {
   context: v.optional(

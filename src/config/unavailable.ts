@@ -20,8 +20,6 @@ const DISTRIBUTED = 'infrastructure_system.distributed_simulation'
 const RESOURCES = 'infrastructure_system.resource_management'
 const PROMETHEUS = 'infrastructure_system.performance_monitoring.integrations.grafana_prometheus'
 
-const REDIS_ONLY =
-  'not available in this version: only the Redis event bus would read it, and that bus is not available yet; remove it (local_memory needs no server)'
 const AUTOSCALING = 'autoscaling is not available in this version; remove resource_management, or set pool_size per pool'
 const METRICS =
   "not available in this version: orch serve always exposes Prometheus metrics at /metrics; point Prometheus's scrape config at it (docs/operations.md)"
@@ -30,34 +28,16 @@ const DEPENDENT =
 
 export const UNAVAILABLE: readonly UnavailableRule[] = [
   {
-    key: `${DISTRIBUTED}.enabled`,
-    values: [true],
-    message:
-      'distributed coordination over several machines is not available in this version; remove the key or set it to false (orch runs on one machine, and its processes share the state directory)',
-  },
-  {
-    key: `${DISTRIBUTED}.event_bus_type`,
-    values: ['redis'],
-    message: 'the Redis event bus is not available in this version; use local_memory (one machine)',
-  },
-  {
     key: `${DISTRIBUTED}.event_bus_type`,
     values: ['kafka'],
     message:
       '"kafka" is not available in this version: orch has no Kafka bus, as it could not be tested without a Kafka server; use local_memory',
   },
-  { key: `${DISTRIBUTED}.redis_host`, message: REDIS_ONLY },
-  { key: `${DISTRIBUTED}.redis_port`, message: REDIS_ONLY },
   {
     key: `${DISTRIBUTED}.orchestrator_mode`,
     values: ['manual'],
     message:
       '"manual" is not available in this version: orch serve runs every submitted task as soon as a backend slot is free; remove the key or set it to auto',
-  },
-  {
-    key: 'infrastructure_system.llm_orchestration.caching.cache_backend',
-    values: ['redis'],
-    message: 'the Redis cache is not available in this version; use sqlite (shared by the processes of one machine) or memory',
   },
   { key: `${RESOURCES}.auto_scaling_enabled`, values: [true], message: AUTOSCALING },
   { key: `${RESOURCES}.min_agent_runners`, message: AUTOSCALING },

@@ -1,5 +1,5 @@
 /**
- * Planners for the machine itself: runtime, GPUs against the pools' assignments, Redis, free disk, open files.
+ * Planners for the machine itself: runtime, GPUs against the pools' assignments, free disk, open files.
  */
 import { assignGpus, type GpuDetection, type GpuPool } from '../pool/gpu.ts'
 import { type Finding, fail, ok, warn } from './finding.ts'
@@ -70,28 +70,6 @@ export function checkGpus(facts: GpuFacts): Finding[] {
   const placed = [...assignGpus(pools, gpus)].map(([worker, gpu]) => `${worker}→${gpu ?? 'cpu'}`).join(', ')
   findings.unshift(ok('gpus', 'GPUs', `${gpus.length} GPU(s): ${list}${placed ? `; workers: ${placed}` : ''}`))
   return findings
-}
-
-export interface RedisFacts {
-  host: string
-  port: number
-  ok: boolean
-  /** What went wrong: the connection error, or the reply that was not +PONG. */
-  error?: string
-}
-
-export function checkRedis(facts: RedisFacts): Finding {
-  const at = `${facts.host}:${facts.port}`
-  if (facts.ok) return ok('redis', 'redis', `${at} answered PONG`)
-  const auth = /NOAUTH|WRONGPASS/i.test(facts.error ?? '')
-  return fail(
-    'redis',
-    'redis',
-    `${at} ${auth ? 'refused PING' : 'unreachable'}: ${facts.error ?? 'no answer'}`,
-    auth
-      ? 'give Redis the password it expects, or allow unauthenticated access from this host'
-      : 'start Redis (`redis-server`), or correct infrastructure_system.distributed_simulation.redis_host / redis_port, or use event_bus_type: local_memory',
-  )
 }
 
 export const GiB = 1024 ** 3

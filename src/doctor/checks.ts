@@ -4,10 +4,12 @@
  */
 import { formatAge } from '../core/age.ts'
 import { type ConfigIssue, formatIssue } from '../core/errors.ts'
-import { checkDisk, checkGpus, checkOpenFiles, checkRedis, checkRuntime, type GpuFacts, type RedisFacts } from './checks-machine.ts'
+import { checkDisk, checkGpus, checkOpenFiles, checkRuntime, type GpuFacts } from './checks-machine.ts'
+import { checkRedis, type RedisFacts } from './checks-redis.ts'
 import { type Finding, fail, ok, warn } from './finding.ts'
 
 export * from './checks-machine.ts'
+export * from './checks-redis.ts'
 export type { Finding, FindingStatus } from './finding.ts'
 
 export interface ConfigFacts {
@@ -250,7 +252,7 @@ export function planDoctor(facts: DoctorFacts): DoctorReport {
     ...(facts.backends ?? []).flatMap(checkBackend),
     ...(facts.programs ?? []).map(checkExecutable),
     ...checkGpus(facts.gpus),
-    ...(facts.redis ? [checkRedis(facts.redis)] : []),
+    ...(facts.redis ? checkRedis(facts.redis) : []),
     ...(facts.batchLocks ? checkBatchLocks(facts.batchLocks) : []),
   ]
   return { ok: findings.every((f) => f.status !== 'error'), findings }

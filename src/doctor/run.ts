@@ -5,7 +5,7 @@
  */
 import { Database } from 'bun:sqlite'
 import { accessSync, constants, existsSync, readFileSync, rmSync, statfsSync, writeFileSync } from 'node:fs'
-import { connect, createServer } from 'node:net'
+import { createServer } from 'node:net'
 import { dirname, resolve } from 'node:path'
 import { createBackends } from '../backends/create.ts'
 import { BackendError } from '../backends/types.ts'
@@ -18,6 +18,7 @@ import { DEFAULT_HOME, serveRecordPath, stateDbPath, writeProbePath } from '../c
 import { isAlive } from '../core/process.ts'
 import { readPidFile } from '../daemon/pidfile.ts'
 import { detectGpus } from '../pool/gpu.ts'
+import { connectRedis, redactUrl, redisSettings, usesRedis, waitReady } from '../store/redis.ts'
 import type { BackendFacts, BatchLockFacts, ConfigFacts, DoctorFacts, ExecutableFacts, HomeFacts, PortFacts, RedisFacts } from './checks.ts'
 
 export interface GatherInputs {
@@ -197,25 +198,61 @@ async function gatherPrograms(config: OrchConfig, env: Record<string, string | u
   )
 }
 
-/** TCP connect, `PING`, expect `+PONG`. */
-export function pingRedis(host: string, port: number, timeoutMs: number): Promise<RedisFacts> {
-  return new Promise((done) => {
-    let reply = ''
-    const socket = connect({ host, port })
-    const finish = (facts: Omit<RedisFacts, 'host' | 'port'>) => {
-      socket.destroy()
-      done({ host, port, ...facts })
+/** Seconds are plenty for a Redis on the network; a doctor run should not wait for a dead one longer. */
+const REDIS_TIMEOUT_MS = 2000
+const AUTH_REFUSED = /^(NOAUTH|WRONGPASS)/
+
+/**
+ * Connect as orch does (src/store/redis.ts), then read what decides whether queued tasks survive: the
+ * version, the eviction policy, append-only persistence. The connection error kept is the last one ioredis
+ * reported (ECONNREFUSED, NOAUTH, WRONGPASS), as waiting for a connection says only that none came.
+ */
+export async function gatherRedis(
+  config: OrchConfig,
+  env: Record<string, string | undefined>,
+  timeoutMs = REDIS_TIMEOUT_MS,
+): Promise<RedisFacts> {
+  const settings = redisSettings(config, env)
+  const name = config.infrastructure_system.distributed_simulation.redis_password_env
+  const facts: RedisFacts = { url: redactUrl(settings.url), passwordEnv: { name, set: settings.password !== undefined }, reachable: false }
+  const client = connectRedis(settings, { name: 'orch-doctor', commandTimeoutMs: timeoutMs })
+  let lastError: string | undefined
+  // A refused password stays refused: no use waiting out the timeout for it.
+  const refused = new Promise<never>((_, reject) =>
+    client.on('error', (error: Error) => {
+      lastError = error.message
+      if (AUTH_REFUSED.test(error.message)) reject(error)
+    }),
+  )
+  try {
+    await Promise.race([waitReady(client, settings, timeoutMs), refused])
+  } catch (error) {
+    client.disconnect()
+    return { ...facts, error: lastError ?? message(error) }
+  }
+  try {
+    facts.reachable = true
+    facts.version = /^redis_version:(\S+)/m.exec(await client.info('server'))?.[1]
+    const get = async (key: string) => ((await client.config('GET', key)) as string[])[1] ?? ''
+    try {
+      const [maxmemoryPolicy, maxmemory, appendonly, appendfsync] = await Promise.all(
+        ['maxmemory-policy', 'maxmemory', 'appendonly', 'appendfsync'].map(get),
+      )
+      facts.settings = {
+        maxmemoryPolicy: maxmemoryPolicy ?? '',
+        maxmemory: Number(maxmemory) || 0,
+        appendonly: appendonly ?? '',
+        appendfsync: appendfsync ?? '',
+      }
+    } catch (error) {
+      facts.configError = message(error)
     }
-    socket.setTimeout(timeoutMs, () => finish({ ok: false, error: `no answer within ${timeoutMs} ms` }))
-    socket.once('connect', () => socket.write('PING\r\n'))
-    socket.on('data', (chunk) => {
-      reply += chunk.toString('utf8')
-      const line = reply.split('\r\n')[0] ?? ''
-      if (reply.includes('\r\n')) finish(line.startsWith('+PONG') ? { ok: true } : { ok: false, error: `answered ${JSON.stringify(line)}` })
-    })
-    socket.once('error', (error: NodeJS.ErrnoException) => finish({ ok: false, error: error.code ?? error.message }))
-    socket.once('end', () => finish({ ok: false, error: 'connection closed without an answer' }))
-  })
+    return facts
+  } catch (error) {
+    return { ...facts, reachable: false, error: message(error) }
+  } finally {
+    client.disconnect()
+  }
 }
 
 /** The `.lock` files under batch.inputs_root; nothing when that folder does not exist (batch not in use). */
@@ -238,13 +275,12 @@ export async function gatherFacts(inputs: GatherInputs = {}): Promise<DoctorFact
   const { resolved, facts: config, home } = readConfig(inputs, env, cwd)
   const cfg: ResolvedConfig['config'] | undefined = resolved?.config
   const pools = (cfg?.pools ?? []).map((p) => ({ name: p.name, pool_size: p.pool_size, gpus: p.gpus }))
-  const bus = cfg?.infrastructure_system.distributed_simulation
   const [detection, ports, backends, programs, redis] = await Promise.all([
     detectGpus({ env, timeoutMs: Math.max(timeoutMs, 10_000) }),
     cfg ? gatherPorts(cfg, home) : undefined,
     cfg ? gatherBackends(cfg, env, timeoutMs) : undefined,
     cfg ? gatherPrograms(cfg, env, timeoutMs) : undefined,
-    bus?.event_bus_type === 'redis' ? pingRedis(bus.redis_host, bus.redis_port, timeoutMs) : undefined,
+    cfg && usesRedis(cfg) ? gatherRedis(cfg, env, Math.min(timeoutMs, REDIS_TIMEOUT_MS)) : undefined,
   ])
   return {
     bunVersion: typeof Bun === 'undefined' ? undefined : Bun.version,

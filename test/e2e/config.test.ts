@@ -145,6 +145,8 @@ describe('config validate and serve give one verdict', () => {
 describe('values this version would ignore are refused', () => {
   const BUS = 'infrastructure_system.distributed_simulation.event_bus_type'
   const bus = (type: string) => `infrastructure_system:\n  distributed_simulation:\n    event_bus_type: ${type}\n`
+  const REDIS_NEEDS_ENABLED =
+    'set distributed_simulation.enabled: true to run over Redis (enabled is false), or use event_bus_type: local_memory for one machine'
 
   test('event_bus_type kafka: validate exits 2 naming the key, its line and the reason; serve exits 2 before it listens', async () => {
     const { run, serve } = project({ 'orch.yaml': bus('kafka') })
@@ -159,15 +161,15 @@ describe('values this version would ignore are refused', () => {
     expect(served.stderr).not.toContain('listening')
   }, 20_000)
 
-  test('event_bus_type redis: refused with what to use instead, by validate and by serve', async () => {
+  test('event_bus_type redis without distributed_simulation.enabled: refused naming both keys, by validate and by serve', async () => {
     const { run, serve } = project({ 'orch.yaml': bus('redis') })
-    const expected = `orch.yaml:3:5: ${BUS}: the Redis event bus is not available in this version; use local_memory (one machine)`
+    const expected = `orch.yaml:3:5: ${BUS}: ${REDIS_NEEDS_ENABLED}`
     const validate = await run(['config', 'validate', '--json'])
     expect(validate.code).toBe(2)
     expect(validate.json().issues).toEqual([
       {
         path: BUS,
-        message: 'the Redis event bus is not available in this version; use local_memory (one machine)',
+        message: REDIS_NEEDS_ENABLED,
         file: 'orch.yaml',
         line: 3,
         column: 5,
@@ -199,7 +201,7 @@ describe('values this version would ignore are refused', () => {
 
   test('the variable form is refused naming the variable, by serve and config show', async () => {
     const { path, run } = project()
-    const expected = `${BUS}: the Redis event bus is not available in this version; use local_memory (one machine) (from ORCH_EVENT_BUS)`
+    const expected = `${BUS}: ${REDIS_NEEDS_ENABLED} (from ORCH_EVENT_BUS)`
     const show = await run(['config', 'show'], { ORCH_EVENT_BUS: 'redis' })
     expect(show.code).toBe(2)
     expect(show.stderr).toContain(expected)

@@ -383,7 +383,7 @@ describe('config/orch.example.yaml', () => {
   test('sets every leaf that has a default, and shows every other key commented out', () => {
     const data = YAML.parse(text)
     for (const key of keys.filter((k) => k.node === 'leaf' && !k.inItem)) {
-      // A default this version refuses when set (redis_host, min_agent_runners) is shown, commented out.
+      // A default this version refuses when set (min_agent_runners) is shown, commented out.
       if (key.hasDefault && isUnavailable(key.path, key.default)) {
         expect(`${key.path} = ${JSON.stringify(getPath(data, parsePath(key.path) ?? []))}`).toBe(`${key.path} = undefined`)
         expect(text).toMatch(new RegExp(`^\\s*#\\s+${key.path.split('.').at(-1)}: ${JSON.stringify(key.default).replace(/"/g, '')}$`, 'm'))

@@ -59,9 +59,6 @@ describe('values for features this version does not have are refused', () => {
 
   test('the messages say what to use instead', () => {
     const message = (key: string, value: unknown) => UNAVAILABLE.find((r) => r.key === key && r.values?.includes(value))?.message
-    expect(message(`${DISTRIBUTED}.event_bus_type`, 'redis')).toBe(
-      'the Redis event bus is not available in this version; use local_memory (one machine)',
-    )
     expect(message(`${DISTRIBUTED}.event_bus_type`, 'kafka')).toContain(
       'orch has no Kafka bus, as it could not be tested without a Kafka server; use local_memory',
     )
@@ -75,15 +72,10 @@ describe('values for features this version does not have are refused', () => {
 
   test('an ORCH_* variable setting a refused value is refused naming the variable', () => {
     const cases: Record<string, string> = {
-      ORCH_EVENT_BUS: 'redis',
-      ORCH_REDIS_HOST: 'redis.internal',
-      ORCH_REDIS_PORT: '6379',
       ORCH_AUTO_SCALING_ENABLED: 'true',
       ORCH_MIN_AGENT_RUNNERS: '1',
       ORCH_MAX_AGENT_RUNNERS: '4',
       ORCH_PROMETHEUS_ENABLED: 'yes',
-      ORCH_DISTRIBUTED_ENABLED: 'on',
-      ORCH_CACHE_BACKEND: 'redis',
     }
     for (const [variable, value] of Object.entries(cases)) {
       const row = ENV_VARS.find((e) => e.name === variable)
@@ -177,7 +169,7 @@ describe('what is not refused', () => {
     expect(unavailableIssues(YAML.parse(renderExampleConfig()), () => true)).toEqual([])
     expect(unavailableIssues(EXAMPLE_ITEMS, () => true)).toEqual([])
     const text = renderExampleConfig()
-    expect(text).toMatch(/^ {4}# redis_host: localhost$/m)
+    expect(text).toMatch(/^ {4}# min_agent_runners: 1$/m)
     expect(text).not.toContain('the seed says')
   })
 })
@@ -195,17 +187,7 @@ describe('the schema and the env table say which keys are not available', () => 
     const refused = new Set(UNAVAILABLE.map((r) => r.key))
     const rows = ENV_VARS.filter((e) => e.path !== undefined && refused.has(docPath(parsePath(e.path) ?? [])))
     expect(rows.map((e) => e.name).sort()).toEqual(
-      [
-        'ORCH_AUTO_SCALING_ENABLED',
-        'ORCH_CACHE_BACKEND',
-        'ORCH_DISTRIBUTED_ENABLED',
-        'ORCH_EVENT_BUS',
-        'ORCH_MAX_AGENT_RUNNERS',
-        'ORCH_MIN_AGENT_RUNNERS',
-        'ORCH_PROMETHEUS_ENABLED',
-        'ORCH_REDIS_HOST',
-        'ORCH_REDIS_PORT',
-      ].sort(),
+      ['ORCH_AUTO_SCALING_ENABLED', 'ORCH_EVENT_BUS', 'ORCH_MAX_AGENT_RUNNERS', 'ORCH_MIN_AGENT_RUNNERS', 'ORCH_PROMETHEUS_ENABLED'].sort(),
     )
     for (const row of rows) expect(`${row.name}: ${row.description}`).toContain('not available in this version')
   })

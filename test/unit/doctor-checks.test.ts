@@ -16,6 +16,7 @@ import {
   GiB,
   MiB,
   planDoctor,
+  type RedisFacts,
 } from '../../src/doctor/checks.ts'
 import { readOpenFileLimit } from '../../src/doctor/run.ts'
 import type { Gpu } from '../../src/pool/gpu.ts'
@@ -218,12 +219,96 @@ describe('GPUs', () => {
 })
 
 describe('redis', () => {
-  test('PONG: ok; refused or NOAUTH: error with the fix', () => {
-    expect(checkRedis({ host: 'r', port: 6379, ok: true }).status).toBe('ok')
-    const down = checkRedis({ host: 'r', port: 6379, ok: false, error: 'ECONNREFUSED' })
-    expect(down).toMatchObject({ status: 'error', detail: 'r:6379 unreachable: ECONNREFUSED' })
-    expect(down.fix).toContain('redis-server')
-    expect(checkRedis({ host: 'r', port: 6379, ok: false, error: 'answered "-NOAUTH Authentication required."' }).fix).toContain('password')
+  const healthy: RedisFacts = {
+    url: 'redis://r:6379',
+    passwordEnv: { name: 'ORCH_REDIS_PASSWORD', set: false },
+    reachable: true,
+    version: '7.2.4',
+    settings: { maxmemoryPolicy: 'noeviction', maxmemory: 0, appendonly: 'yes', appendfsync: 'everysec' },
+  }
+  const byId = (facts: Partial<RedisFacts>) => new Map(checkRedis({ ...healthy, ...facts }).map((f) => [f.id, f]))
+
+  test('healthy: reachable, version, noeviction, AOF, all ok', () => {
+    const findings = checkRedis(healthy)
+    expect(findings.map((f) => [f.id, f.status])).toEqual([
+      ['redis', 'ok'],
+      ['redis.version', 'ok'],
+      ['redis.eviction', 'ok'],
+      ['redis.aof', 'ok'],
+    ])
+    expect(findings[0]?.detail).toBe('redis://r:6379 reachable')
+    expect(findings[1]?.detail).toBe('Redis 7.2.4')
+    expect(findings[3]?.detail).toBe('appendonly yes, appendfsync everysec: a crash loses at most about a second of writes')
+  })
+
+  test('unreachable: one error naming the URL and the cause, with the fix', () => {
+    const [down, ...rest] = checkRedis({ ...healthy, reachable: false, error: 'connect ECONNREFUSED 127.0.0.1:6379' })
+    expect(rest).toEqual([])
+    expect(down).toMatchObject({ id: 'redis', status: 'error', detail: 'redis://r:6379 unreachable: connect ECONNREFUSED 127.0.0.1:6379' })
+    expect(down?.fix).toBe(
+      'start Redis (`redis-server`), or correct infrastructure_system.distributed_simulation.redis_url (or redis_host / redis_port)',
+    )
+  })
+
+  test('a refused password: the fix names the variable that holds it', () => {
+    const noauth = { reachable: false, error: 'NOAUTH Authentication required.' }
+    expect(byId({ ...noauth }).get('redis')?.fix).toBe(
+      'export ORCH_REDIS_PASSWORD=<password> before starting orch (redis_password_env names ORCH_REDIS_PASSWORD)',
+    )
+    const wrong = { reachable: false, error: 'WRONGPASS invalid username-password pair or user is disabled.' }
+    const refused = byId({ ...wrong, passwordEnv: { name: 'CLUSTER_PW', set: true } }).get('redis')
+    expect(refused?.detail).toBe('redis://r:6379 refused orch: WRONGPASS invalid username-password pair or user is disabled.')
+    expect(refused?.fix).toBe('the password in CLUSTER_PW is refused: export the right one (redis_password_env names CLUSTER_PW)')
+    expect(byId({ ...noauth, passwordEnv: { name: '', set: false } }).get('redis')?.fix).toContain(
+      'set infrastructure_system.distributed_simulation.redis_password_env to the name of a variable holding the password',
+    )
+  })
+
+  test('older than 6.2: error with the upgrade', () => {
+    expect(byId({ version: '6.0.16' }).get('redis.version')).toMatchObject({
+      status: 'error',
+      detail: 'Redis 6.0.16 is older than 6.2.0: orch uses Lua scripts, streams with XAUTOCLAIM, and GETDEL',
+      fix: 'upgrade Redis to 6.2.0 or newer',
+    })
+    expect(byId({ version: '6.2.0' }).get('redis.version')?.status).toBe('ok')
+    expect(byId({ version: undefined }).get('redis.version')?.status).toBe('warning')
+  })
+
+  test('an evicting policy: error under a maxmemory, warning without one; the fix sets noeviction', () => {
+    const limited = byId({
+      settings: { ...(healthy.settings as NonNullable<RedisFacts['settings']>), maxmemoryPolicy: 'allkeys-lru', maxmemory: 1 << 30 },
+    })
+    expect(limited.get('redis.eviction')).toMatchObject({
+      status: 'error',
+      detail: `maxmemory-policy allkeys-lru with maxmemory ${1 << 30}: under memory pressure Redis evicts keys, queued tasks among them`,
+    })
+    expect(limited.get('redis.eviction')?.fix).toContain('redis-cli CONFIG SET maxmemory-policy noeviction')
+    expect(limited.get('redis.eviction')?.fix).toContain('in redis.conf: `maxmemory-policy noeviction`')
+    const unlimited = byId({ settings: { ...(healthy.settings as NonNullable<RedisFacts['settings']>), maxmemoryPolicy: 'volatile-lru' } })
+    expect(unlimited.get('redis.eviction')?.status).toBe('warning')
+  })
+
+  test('AOF off: a warning that a restart loses queued tasks; fsync no: a warning; always: ok', () => {
+    const settings = healthy.settings as NonNullable<RedisFacts['settings']>
+    const off = byId({ settings: { ...settings, appendonly: 'no' } }).get('redis.aof')
+    expect(off).toMatchObject({
+      status: 'warning',
+      detail: 'appendonly no: a Redis restart loses queued tasks accepted since the last snapshot',
+    })
+    expect(off?.fix).toStartWith('set `appendonly yes` (and `appendfsync everysec`, or `always` for no loss)')
+    expect(byId({ settings: { ...settings, appendfsync: 'no' } }).get('redis.aof')?.status).toBe('warning')
+    expect(byId({ settings: { ...settings, appendfsync: 'always' } }).get('redis.aof')).toMatchObject({
+      status: 'ok',
+      detail: 'appendonly yes, appendfsync always: no acknowledged write is lost',
+    })
+  })
+
+  test('CONFIG refused (managed Redis): eviction and persistence could not be checked', () => {
+    const findings = byId({ settings: undefined, configError: "NOPERM this user has no permissions to run the 'config|get' command" })
+    for (const id of ['redis.eviction', 'redis.aof']) {
+      expect(findings.get(id)?.status).toBe('warning')
+      expect(findings.get(id)?.detail).toStartWith('could not be checked: CONFIG GET was refused (NOPERM')
+    }
   })
 })
 
@@ -272,7 +357,9 @@ describe('planDoctor', () => {
     const locked = planDoctor({ ...healthy, batchLocks: { inputsRoot: '/in', staleLockSeconds: 1, locks: [staleLock] } })
     expect(locked.ok).toBe(true)
     expect(locked.findings.at(-1)?.id).toBe('batch.locks')
-    const failing = planDoctor({ ...healthy, redis: { host: 'r', port: 1, ok: false, error: 'ECONNREFUSED' } })
+    const down = { url: 'redis://r:1', passwordEnv: { name: '', set: false }, reachable: false, error: 'ECONNREFUSED' }
+    const failing = planDoctor({ ...healthy, redis: down })
+    expect(failing.findings.filter((f) => f.id.startsWith('redis')).map((f) => f.status)).toEqual(['error'])
     expect(failing.ok).toBe(false)
     expect(failing.findings.filter((f) => f.status === 'error').every((f) => f.fix !== undefined)).toBe(true)
   })
