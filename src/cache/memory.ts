@@ -6,7 +6,7 @@
 
 import type { CacheKind } from './key.ts'
 import { modelAliases } from './key.ts'
-import type { CacheStats, ClearOptions, ResponseCache } from './types.ts'
+import type { CacheStats, ClearOptions, LocalResponseCache } from './types.ts'
 
 export interface MemoryCacheOptions {
   maxEntries: number
@@ -24,7 +24,7 @@ interface Slot {
   expires_at: number
 }
 
-export function memoryCache(options: MemoryCacheOptions): ResponseCache {
+export function memoryCache(options: MemoryCacheOptions): LocalResponseCache {
   const now = options.now ?? Date.now
   const ttlMs = options.ttlSeconds * 1000
   const slots = new Map<string, Slot>()

@@ -12,7 +12,7 @@ import { openDatabase, type Store } from '../store/db.ts'
 import type { Migration } from '../store/migrations.ts'
 import type { CacheKind } from './key.ts'
 import { modelAliases } from './key.ts'
-import type { CacheStats, ClearOptions, ResponseCache } from './types.ts'
+import type { CacheStats, ClearOptions, LocalResponseCache } from './types.ts'
 
 export const CACHE_MIGRATIONS: readonly Migration[] = [
   {
@@ -76,7 +76,7 @@ type Counters = Pick<CacheStats, 'hits' | 'misses' | 'sets' | 'evictions' | 'exp
 const zero = (): Counters => ({ hits: 0, misses: 0, sets: 0, evictions: 0, expired: 0 })
 
 /** Open (creating it and its directory if needed) the cache file at `path`. */
-export function sqliteCache(path: string, ttlSeconds: number, now: () => number = Date.now): ResponseCache {
+export function sqliteCache(path: string, ttlSeconds: number, now: () => number = Date.now): LocalResponseCache {
   const store = openCacheFile(path)
   const ttlMs = ttlSeconds * 1000
   const getStatement = store.prepare(SQL.get)

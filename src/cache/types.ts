@@ -11,7 +11,7 @@ export interface CachedValue {
 }
 
 export interface CacheStats {
-  backend: 'sqlite' | 'memory'
+  backend: 'sqlite' | 'memory' | 'redis'
   entries: number
   /** Bytes of stored responses (UTF-8 JSON), not the size of the file. */
   bytes: number
@@ -23,6 +23,10 @@ export interface CacheStats {
   oldest_at: number | null
   newest_at: number | null
   path?: string
+  /** redis: the server (without a password). */
+  url?: string
+  /** redis: lookups and stores of this process that Redis did not answer (each a miss, or an answer not kept). */
+  errors?: number
 }
 
 export interface ClearOptions {
@@ -32,12 +36,24 @@ export interface ClearOptions {
   model?: string
 }
 
+type MaybePromise<T> = T | Promise<T>
+
+/** A response cache: the local ones answer at once, a shared one (redis) with a promise. */
 export interface ResponseCache {
   /** The entry, or undefined on a miss. An expired entry is a miss, and is dropped. */
+  get(key: string): MaybePromise<CachedValue | undefined>
+  set(key: string, entry: Omit<CachedValue, 'created_at'>): MaybePromise<void>
+  stats(): MaybePromise<CacheStats>
+  /** Remove entries; returns how many. */
+  clear(options?: ClearOptions): MaybePromise<number>
+  close(): MaybePromise<void>
+}
+
+/** A cache inside this machine (sqlite, memory): every call answers synchronously. */
+export interface LocalResponseCache extends ResponseCache {
   get(key: string): CachedValue | undefined
   set(key: string, entry: Omit<CachedValue, 'created_at'>): void
   stats(): CacheStats
-  /** Remove entries; returns how many. */
   clear(options?: ClearOptions): number
   close(): void
 }

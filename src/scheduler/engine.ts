@@ -17,9 +17,18 @@
 import { createBackends, joinChat, joinGenerate } from '../backends/create.ts'
 import type { Backend, ChatChunk, ChatRequest, EmbedRequest, EmbedResponse, GenerateChunk, GenerateRequest } from '../backends/types.ts'
 import { BackendError } from '../backends/types.ts'
-import { type CacheKind, cacheKey, canonicalRequest, createCache, isCacheable, type ResponseCache } from '../cache/index.ts'
+import {
+  type CachedValue,
+  type CacheKind,
+  cacheKey,
+  canonicalRequest,
+  createCache,
+  isCacheable,
+  type ResponseCache,
+} from '../cache/index.ts'
 import type { OrchConfig } from '../config/schema.ts'
 import { type BatchAnswer, EmbedBatcher } from './batcher.ts'
+import type { BreakerSync } from './breaker-sync.ts'
 import { HealthMonitor } from './health.ts'
 import { backendConcurrency } from './limits.ts'
 import { type ModelCallKind, ModelDefaultsTable, type ModelRequest } from './model-defaults.ts'
@@ -43,6 +52,8 @@ export interface EngineOptions {
   now?: () => number
   /** Health checks every this many ms (0: never; default 5000). */
   healthIntervalMs?: number
+  /** Share breaker openings and closings with the other instances of a cluster (started and closed with the engine). */
+  breakerSync?: BreakerSync
 }
 
 /** One backend call, as the metrics see it. Cache hits make no call and are not reported. */
@@ -107,6 +118,9 @@ export class Engine {
   readonly modelDefaults: ModelDefaultsTable
   private readonly cacheMode: 'deterministic' | 'always'
   private readonly observers: CallObserver[] = []
+  private readonly breakerSync: BreakerSync | undefined
+  /** The backends under `backends:`: the ones whose breakers a cluster shares (a pool worker is one machine's). */
+  private readonly configuredBackends: ReadonlySet<string>
 
   constructor(options: EngineOptions) {
     const { config } = options
@@ -128,6 +142,8 @@ export class Engine {
       })
     }
     this.health = new HealthMonitor(this.scheduler, options.healthIntervalMs ?? 5000)
+    this.breakerSync = options.breakerSync
+    this.configuredBackends = new Set(config.backends.map((b) => b.name))
   }
 
   /** The backends routing knows now, in the order they were added (a new array on each call). */
@@ -164,15 +180,17 @@ export class Engine {
     }
   }
 
-  /** Start health checks (and model discovery); resolves after the first round. */
+  /** Start health checks (and model discovery) and the breaker sharing; resolves after the first round. */
   async start(): Promise<void> {
+    await this.breakerSync?.start(this.scheduler, { shares: (name) => this.configuredBackends.has(name) })
     await this.health.start()
   }
 
   async close(): Promise<void> {
     this.health.stop()
     this.scheduler.drain(new Error('orch is shutting down'))
-    this.cache?.close()
+    await this.breakerSync?.close()
+    await this.cache?.close()
   }
 
   chat(request: ChatRequest, options: RequestOptions = {}): AsyncIterable<ChatChunk> {
@@ -197,7 +215,7 @@ export class Engine {
     // callers, so the backend is not known here): where the route decides the options, neither.
     const resolved = this.resolvedBeforeRoute('embed', request)
     const key = resolved ? this.cacheKeyFor('embed', resolved, options) : undefined
-    const hit = key ? this.cacheGet<EmbedResponse>(key) : undefined
+    const hit = key ? await this.cacheGet<EmbedResponse>(key) : undefined
     if (hit) return hit
     const inputs = typeof request.input === 'string' ? [request.input] : request.input
     const { model, input: _input, ...rest } = request
@@ -205,7 +223,7 @@ export class Engine {
       ? await this.batcher.add({ model, variant: JSON.stringify(rest) }, inputs, options)
       : await this.embedCall(request, { signal: options.signal, priority: options.priority ?? 0, tenant: options.tenant ?? 'default' })
     const response: EmbedResponse = { model, ...answer }
-    if (key) this.cache?.set(key, { kind: 'embed', model, value: response })
+    if (key) this.cacheSet(key, { kind: 'embed', model, value: response })
     return response
   }
 
@@ -283,11 +301,17 @@ export class Engine {
     return cacheKey(kind, request)
   }
 
-  private cacheGet<T>(key: string): T | undefined {
-    const hit = this.cache?.get(key)
+  private async cacheGet<T>(key: string): Promise<T | undefined> {
+    const hit = await this.cache?.get(key)
     if (hit) this.counters.cache_hits++
     else this.counters.cache_misses++
     return hit?.value as T | undefined
+  }
+
+  /** Store without waiting: a shared cache answers later, and a store it drops costs only a model call. */
+  private cacheSet(key: string, entry: Omit<CachedValue, 'created_at'>): void {
+    const stored = this.cache?.set(key, entry)
+    if (stored) stored.catch(() => undefined)
   }
 
   private async *streamed<R extends ChatRequest | GenerateRequest, T extends ChatChunk | GenerateChunk>(
@@ -359,7 +383,7 @@ export class Engine {
   ): Promise<{ hit: T } | { flight: Flight<T>; sent: R }> {
     const resolved = this.resolvedBeforeRoute(kind, request)
     const readKey = resolved ? this.cacheKeyFor(kind, resolved, options) : undefined
-    const hit = readKey ? this.cacheGet<T>(readKey) : undefined
+    const hit = readKey ? await this.cacheGet<T>(readKey) : undefined
     if (hit) return { hit }
     const slot: Slot = await this.scheduler.acquire({
       model: request.model,
@@ -387,7 +411,7 @@ export class Engine {
       succeeded: (chunks, join) => {
         outcome = 'success'
         ended = 'success'
-        if (key && chunks?.at(-1)?.done) this.cache?.set(key, { kind, model: request.model, value: join(chunks) })
+        if (key && chunks?.at(-1)?.done) this.cacheSet(key, { kind, model: request.model, value: join(chunks) })
       },
       failed: (error) => {
         outcome = outcomeOf(error)

@@ -147,7 +147,9 @@ describe('orch cache clear', () => {
     // Refused by the config verdict itself, naming the key and what to use instead.
     expect(r.code).toBe(2)
     expect(r.json().error).toMatchObject({ code: 'E_CONFIG' })
-    expect(r.json().error.message).toContain('cache_backend: the Redis cache is not available in this version; use sqlite')
+    expect(r.json().error.message).toContain(
+      'cache_backend: redis needs infrastructure_system.distributed_simulation.event_bus_type: redis',
+    )
   })
 
   test('orch cache --help lists its subcommands', async () => {

@@ -2,7 +2,13 @@ import { Database } from 'bun:sqlite'
 import { afterEach, describe, expect, test } from 'bun:test'
 import { existsSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
-import { type CachingConfig, createCache, memoryCache, type ResponseCache, sqliteCache } from '../../src/cache/index.ts'
+import {
+  type CachingConfig,
+  createCache,
+  memoryCache,
+  type LocalResponseCache as ResponseCache,
+  sqliteCache,
+} from '../../src/cache/index.ts'
 import { defaultConfig } from '../../src/config/schema.ts'
 import { OrchError } from '../../src/core/errors.ts'
 import { tempDir } from '../helpers/cli.ts'
