@@ -25,6 +25,10 @@ const COMMANDS: Record<string, CommandEntry> = {
     description: 'Run the HTTP control plane: task queue, scheduler, Ollama/OpenAI-compatible API',
     load: () => import('./serve.ts'),
   },
+  worker: {
+    description: "Run a cluster's durable tasks on this machine, taking them from Redis (docs/scaling.md)",
+    load: () => import('./worker.ts'),
+  },
   stop: { description: 'Stop the orch serve of this state directory (foreground or --detach)', load: () => import('./stop.ts') },
   status: { description: 'Is orch serve running? Its URL, uptime, queue and backends', load: () => import('./status.ts') },
   logs: { description: 'Show (and follow) the logs of orch serve and its workers', load: () => import('./logs.ts') },

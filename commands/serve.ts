@@ -33,6 +33,12 @@ const serveArgs = {
     type: 'boolean',
     description: 'Start although an orch serve already runs on this state directory (they share its task queue; not with pools)',
   },
+  tasks: {
+    type: 'boolean',
+    default: true,
+    negativeDescription: 'Run no durable task here: with Redis, orch worker runs them (docs/scaling.md); leases still recovered',
+    description: 'Run durable tasks on this machine (default; --no-tasks for a control plane only)',
+  },
   'pid-file': {
     type: 'string',
     valueHint: 'FILE',
@@ -51,6 +57,7 @@ function childArgs(args: Record<string, unknown>): string[] {
   }
   if (typeof args['pid-file'] === 'string') out.push('--pid-file', resolve(args['pid-file']))
   if (args.debug === true) out.push('--debug')
+  if (args.tasks === false) out.push('--no-tasks')
   return out
 }
 
@@ -112,7 +119,8 @@ export default defineOrchCommand({
     }
     const mode: ServeMode = args['detached-child'] ? 'detached' : 'foreground'
     const listenPort = port === 0 ? 0 : config.server.port
-    const server = await startServe({ config, home, version: pkg.version, ...(port === 0 ? { port: 0 } : {}) }).catch(
+    const runTasks = args.tasks !== false
+    const server = await startServe({ config, home, version: pkg.version, runTasks, ...(port === 0 ? { port: 0 } : {}) }).catch(
       async (error: unknown) => {
         throw await explainListen(error, config.server.host, listenPort, home, stopCommand)
       },

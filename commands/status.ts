@@ -86,8 +86,27 @@ function liveRows(l: Live): Array<[string, string | number | undefined]> {
     ['task runner', runnerText(limits)],
     ['tasks', tasks.length > 0 ? tasks.join(', ') : undefined],
     ['cache', s.cache ? `hits ${s.cache.hits}, misses ${s.cache.misses}` : undefined],
+    ...clusterRows(s.cluster as Cluster | undefined),
     ['note', l.error],
   ]
+}
+
+interface Cluster {
+  bus: string
+  runners: Array<{ id: string; role: string; running: number; concurrency: number | null; alive: boolean; last_seen: number }>
+}
+
+/** In a cluster: every task runner (orch worker or orch serve) as its heartbeat says, one row each. */
+function clusterRows(cluster: Cluster | undefined): Array<[string, string]> {
+  if (!cluster) return []
+  const alive = cluster.runners.filter((r) => r.alive).length
+  const rows: Array<[string, string]> = [['cluster', `Redis; ${alive} of ${cluster.runners.length} task runners alive`]]
+  for (const r of cluster.runners) {
+    const cap = r.concurrency === null ? '' : `/${r.concurrency}`
+    const seen = r.alive ? 'alive' : `gone (last seen ${formatAge((Date.now() - r.last_seen) / 1000)} ago)`
+    rows.push(['', `${r.role} ${r.id}  running ${r.running}${cap}  ${seen}`])
+  }
+  return rows
 }
 
 export default defineOrchCommand({

@@ -3,8 +3,8 @@
  * records and the engine's per-call reports) and the performance_monitoring sampler, on one unref'd timer.
  */
 import { logger } from '../core/log.ts'
-import { createOrchMetrics, type MetricsSources, modelCounts, type OrchMetrics, type RequestRecord } from './engine-metrics.ts'
 import type { TaskState } from '../tasks/queue.ts'
+import { createOrchMetrics, type MetricsSources, modelCounts, type OrchMetrics, type RequestRecord } from './engine-metrics.ts'
 import { type Facts, Monitor, type Reading } from './monitor.ts'
 
 export interface MetricsService {

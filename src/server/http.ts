@@ -5,7 +5,7 @@
  */
 import * as v from 'valibot'
 import { BackendError } from '../backends/types.ts'
-import type { LocalBus } from '../bus/local.ts'
+import type { EventBus } from '../bus/local.ts'
 import type { OrchConfig } from '../config/schema.ts'
 import { httpError, OrchError } from '../core/errors.ts'
 import type { MetricsService } from '../metrics/service.ts'
@@ -14,6 +14,7 @@ import type { Engine } from '../scheduler/engine.ts'
 import type { Store } from '../store/db.ts'
 import { DEFAULT_PAGE, MAX_PAGE } from '../store/page.ts'
 import type { TaskQueue } from '../tasks/queue.ts'
+import type { RunnerRegistry } from '../tasks/workers.ts'
 import type { WorkflowService } from '../workflows/service.ts'
 import { openaiErrorBody } from './routes/openai-errors.ts'
 
@@ -23,7 +24,9 @@ export interface AppDeps {
   /** The state.db connection (one per process, shared: no lock contention with itself). */
   store: Store
   tasks: TaskQueue
-  bus: LocalBus
+  bus: EventBus
+  /** In a cluster (event_bus_type: redis): the task runners of every machine, as their heartbeats say. */
+  runners?: RunnerRegistry
   version: string
   /** `instance` label of metrics: host name, or ORCH instance id. */
   instance: string

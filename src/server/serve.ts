@@ -5,7 +5,6 @@
  */
 import { hostname } from 'node:os'
 import type { Backend } from '../backends/types.ts'
-import { LocalBus } from '../bus/local.ts'
 import type { OrchConfig } from '../config/schema.ts'
 import { ConfigError, OrchError } from '../core/errors.ts'
 import { logger } from '../core/log.ts'
@@ -15,10 +14,10 @@ import { startPools } from '../pool/start.ts'
 import { Engine } from '../scheduler/engine.ts'
 import { effectiveLimits, formatLimits, taskRunnerLimit } from '../scheduler/limits.ts'
 import { openStore, type Store } from '../store/db.ts'
+import { clusterEngineParts, openTaskBacking } from '../tasks/open.ts'
 import { ownerId } from '../tasks/owner.ts'
-import { type TaskQueue, taskQueueOptions } from '../tasks/queue.ts'
 import { TaskRunner } from '../tasks/runner.ts'
-import { SqliteTaskQueue } from '../tasks/sqlite.ts'
+import { startHeartbeat } from '../tasks/workers.ts'
 import { WorkflowService } from '../workflows/service.ts'
 import { WorkflowStore } from '../workflows/store.ts'
 import { type App, type AppOptions, createApp } from './app.ts'
@@ -36,6 +35,11 @@ export interface ServeOptions {
   backends?: Backend[]
   healthIntervalMs?: number
   appOptions?: AppOptions
+  /**
+   * false: run no durable task here (orch serve --no-tasks: a cluster's control plane, its tasks run by
+   * orch worker). Expired leases are still recovered. Default true.
+   */
+  runTasks?: boolean
 }
 
 export interface RunningServer {
@@ -83,21 +87,11 @@ export async function startServe(options: ServeOptions): Promise<RunningServer> 
   checkBind(host, config.server.token)
   const log = logger('http')
   const store = openStore(options.home, { synchronous: config.tasks.synchronous })
-  const tasks: TaskQueue = new SqliteTaskQueue(store, taskQueueOptions(config))
-  const bus = new LocalBus(10_000, Date.now())
-  tasks.onEvent(({ task, change }) =>
-    bus.publish('task', {
-      id: task.id,
-      change,
-      state: task.state,
-      type: task.type,
-      model: task.model,
-      tenant: task.tenant,
-      attempts: task.attempts,
-    }),
-  )
+  const backing = await openTaskBacking(config, store)
+  const { tasks, bus, cluster } = backing
   const engine = new Engine({
     config,
+    ...clusterEngineParts(backing, config),
     ...(options.backends ? { backends: options.backends } : {}),
     healthIntervalMs: options.healthIntervalMs ?? 5000,
   })
@@ -105,10 +99,30 @@ export async function startServe(options: ServeOptions): Promise<RunningServer> 
   reportBackends(engine)
   const runId = crypto.randomUUID().slice(0, 8)
   const runnerLimit = taskRunnerLimit(config).concurrency
-  const runner = new TaskRunner({ tasks, engine, owner: ownerId(runId), leaseMs: config.tasks.lease_ms, limit: runnerLimit })
+  const owner = ownerId(runId)
+  const runner = new TaskRunner({
+    tasks,
+    engine,
+    owner,
+    leaseMs: config.tasks.lease_ms,
+    limit: runnerLimit,
+    ...(cluster ? { bus } : {}),
+    ...(options.runTasks === false ? { maxActive: 0 } : {}),
+  })
   logger('scheduler').info(formatLimits(effectiveLimits(engine.backends(), config)))
   await runner.start()
   const startedAt = Date.now()
+  const heartbeat = cluster
+    ? startHeartbeat(cluster.registry, () => ({
+        id: owner,
+        role: 'serve',
+        host: hostname(),
+        pid: process.pid,
+        running: runner.activeCount,
+        concurrency: options.runTasks === false ? 0 : runnerLimit,
+        started_at: startedAt,
+      }))
+    : undefined
   const instance = hostname()
   const { version } = options
   // Metrics, workflows (runs left in flight continue: the runner takes their tasks), pools in the background;
@@ -118,6 +132,7 @@ export async function startServe(options: ServeOptions): Promise<RunningServer> 
   workflows.start()
   const pools = await startPools({ config, home: options.home, store, scheduler: engine.scheduler })
   const stopServices = async () => {
+    await heartbeat?.stop()
     await pools?.stop()
     await workflows.stop()
     await metrics.stop()
@@ -134,6 +149,7 @@ export async function startServe(options: ServeOptions): Promise<RunningServer> 
     metrics,
     workflows,
     ...(pools ? { pools: pools.supervisor } : {}),
+    ...(cluster ? { runners: cluster.registry } : {}),
   }
   const onRequest = (record: RequestRecord) => {
     metrics.onRequest(record)
@@ -163,7 +179,7 @@ export async function startServe(options: ServeOptions): Promise<RunningServer> 
     await stopServices()
     await runner.stop()
     await engine.close()
-    await tasks.close()
+    await backing.close()
     store.close()
     throw new OrchError(`cannot listen on ${host}:${port}: ${(cause as Error).message}`, {
       code: 'E_LISTEN',
@@ -194,7 +210,7 @@ export async function startServe(options: ServeOptions): Promise<RunningServer> 
       await server.stop(true)
       await stopServices()
       await engine.close()
-      await tasks.close()
+      await backing.close()
       store.close()
     },
   }

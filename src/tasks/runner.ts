@@ -7,6 +7,7 @@
  * claimed, so work waits in the queue, durable, until one answers.
  */
 import { BackendError } from '../backends/types.ts'
+import type { EventBus } from '../bus/local.ts'
 import { logger } from '../core/log.ts'
 import type { Engine } from '../scheduler/engine.ts'
 import { isLocalOwnerAlive } from './owner.ts'
@@ -33,6 +34,12 @@ export interface RunnerOptions {
   filter?: ClaimFilter
   /** Whether the owner of a task found running at start is alive; default: the local process check. */
   isOwnerAlive?: (owner: string) => boolean
+  /**
+   * The cluster's event stream, when the queue is shared by several processes: a task cancelled anywhere
+   * is aborted here at once, and a task submitted anywhere wakes this runner (without it, a claim waits
+   * for the poll).
+   */
+  bus?: EventBus
 }
 
 const PRUNE_EVERY_MS = 10 * 60_000
@@ -75,18 +82,29 @@ export class TaskRunner {
   private async begin(): Promise<void> {
     this.running = true
     const { tasks, leaseMs } = this.options
-    const recovered = await tasks.recoverAbandoned(this.options.isOwnerAlive ?? isLocalOwnerAlive)
+    // The queue out of reach (Redis down): their leases expire, and recovery takes them then.
+    const recovered = await Promise.resolve(tasks.recoverAbandoned(this.options.isOwnerAlive ?? isLocalOwnerAlive)).catch(
+      (error: unknown) => {
+        this.warnOnce(`recovering tasks of processes that are gone failed: ${(error as Error).message}`)
+        return []
+      },
+    )
     if (recovered.length > 0) this.log.info(`recovered ${recovered.length} task(s) left running by a process that is gone`)
     // Stopped while recovering: nothing to start.
     if (!this.running) return
-    const fromTasks = tasks.onEvent((event) => {
-      if (event.change === 'submitted' || event.change === 'retrying' || event.change === 'requeued') this.poke()
-      if (event.change === 'cancelled') this.active.get(event.task.id)?.controller.abort()
+    const heard = (id: string, change: string) => {
+      if (change === 'submitted' || change === 'retrying' || change === 'requeued') this.poke()
+      if (change === 'cancelled') this.active.get(id)?.controller.abort()
+    }
+    const fromTasks = tasks.onEvent((event) => heard(event.task.id, event.change))
+    const fromBus = this.options.bus?.subscribe((event) => {
+      if (event.type === 'task') heard(String(event.data.id), String(event.data.change))
     })
     // A backend back (or added) makes room.
     const fromBackends = this.options.engine.onBackendsChange(() => this.poke())
     this.unsubscribe = () => {
       fromTasks()
+      fromBus?.()
       fromBackends()
     }
     void this.prune()

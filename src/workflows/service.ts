@@ -6,7 +6,7 @@
  * `pollMs` while runs are in flight, `idlePollMs` while none is (schedules another process wrote); each
  * occurrence becomes one run, whoever fires it; after downtime only the latest missed occurrence runs.
  */
-import type { LocalBus } from '../bus/local.ts'
+import type { EventBus } from '../bus/local.ts'
 import { httpError, type OrchError } from '../core/errors.ts'
 import { logger } from '../core/log.ts'
 import { pageSize } from '../store/page.ts'
@@ -29,7 +29,7 @@ const badCursor = () =>
 export interface WorkflowServiceOptions {
   store: WorkflowStore
   tasks: TaskQueue
-  bus?: LocalBus
+  bus?: EventBus
   now?: () => number
   /** Longest sleep of the schedule timer while runs are in flight, so their tasks finished by another process are seen (ms). */
   pollMs?: number

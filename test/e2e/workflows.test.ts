@@ -234,7 +234,12 @@ describe('what a workflow carries into its tasks', () => {
     const ok = await call(t.url, 'POST', '/workflows', { ...diamond('tenanted'), tenant, run: true })
     expect(ok.status).toBe(201)
     const run = await finishedRun(t.url, ok.body.run_id)
-    expect(await Promise.all(run.steps.map(async (s: any) => (await t.server.deps.tasks.get(s.task_id))?.tenant))).toEqual([tenant, tenant, tenant, tenant])
+    expect(await Promise.all(run.steps.map(async (s: any) => (await t.server.deps.tasks.get(s.task_id))?.tenant))).toEqual([
+      tenant,
+      tenant,
+      tenant,
+      tenant,
+    ])
   }, 30_000)
 
   test('model names: 1 to 256 characters (the task rule) and no control characters; depends_on holds step ids', async () => {

@@ -55,6 +55,7 @@ export function adminRoutes(): Route[] {
           limits: effectiveLimits(deps.engine.backends(), deps.config),
           tasks: counts,
           cache: { hits: deps.engine.counters.cache_hits, misses: deps.engine.counters.cache_misses },
+          ...(deps.runners ? { cluster: { bus: 'redis', instance: deps.instance, runners: await deps.runners.list() } } : {}),
         })
       },
     },

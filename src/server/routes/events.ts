@@ -5,7 +5,7 @@
  * bus remembers gets `event: reset` and goes on from now. Everything is written from inside synchronous bus
  * callbacks, so events leave in the order they were published.
  */
-import type { EventType, LocalBus, OrchEvent } from '../../bus/local.ts'
+import type { EventBus, EventType, OrchEvent } from '../../bus/local.ts'
 import { httpError, type Route, type RouteContext } from '../http.ts'
 
 export const EVENT_TYPES: EventType[] = ['task', 'workflow', 'worker', 'scaling', 'backend']
@@ -94,7 +94,7 @@ function frame(event: OrchEvent): string {
 }
 
 /** The id is the newest one, so a client that reconnects after a reset resumes from here. */
-function resetFrame(bus: LocalBus, reason: string, message: string): string {
+function resetFrame(bus: EventBus, reason: string, message: string): string {
   return `id: ${bus.lastId}\nevent: reset\ndata: ${JSON.stringify({ reason, message, last_id: bus.lastId })}\n\n`
 }
 

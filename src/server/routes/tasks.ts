@@ -3,7 +3,7 @@
  * keyset pages, cancel, and long-poll until a task finishes. Submission is the hot path: the body is read
  * in one piece when its length is declared, validated once, and handed to the store's group commit.
  */
-import type { LocalBus, OrchEvent } from '../../bus/local.ts'
+import type { EventBus, OrchEvent } from '../../bus/local.ts'
 import { parseDurationMs } from '../../core/duration.ts'
 import { parseSubmit } from '../../tasks/input.ts'
 import { type SubmitInput, TASK_STATES, type Task, type TaskState } from '../../tasks/queue.ts'
@@ -137,7 +137,7 @@ class TaskWaiters {
   private readonly byId = new Map<string, Set<() => void>>()
   private unsubscribe: (() => void) | undefined
 
-  constructor(private readonly bus: LocalBus) {}
+  constructor(private readonly bus: EventBus) {}
 
   /** Resolves when `id` finishes, after `ms`, or when the client goes away. */
   until(id: string, ms: number, signal: AbortSignal): Promise<void> {
