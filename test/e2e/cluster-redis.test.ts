@@ -30,12 +30,13 @@ const chat = (text: string, extra: Record<string, unknown> = {}) => ({
   ...extra,
 })
 
-async function cluster(options: { serves?: number; workers?: number; latencyMs?: number; leaseMs?: number } = {}) {
+async function cluster(options: { serves?: number; workers?: number; latencyMs?: number; holdMs?: number; leaseMs?: number } = {}) {
   const prefix = `cluster${++run}`
   const config = clusterConfig(redis, prefix, (c) => {
     if (options.leaseMs) c.tasks.lease_ms = options.leaseMs
   })
-  const fake = await startFakeOllama({ latencyMs: options.latencyMs ?? 2 })
+  // holdMs: how long each model call takes (health probes answer at once).
+  const fake = await startFakeOllama({ latencyMs: options.latencyMs ?? 2, callCostMs: options.holdMs ?? 0 })
   cleanups.push(() => fake.stop())
   const serves: ClusterServe[] = []
   for (let i = 0; i < (options.serves ?? 2); i++) {
@@ -114,4 +115,262 @@ describe('a cluster on Redis', () => {
     },
     T,
   )
+
+  test(
+    'a worker killed with -9 mid-task: the task completes on the other worker within the lease and a recovery interval',
+    async () => {
+      const leaseMs = 1500
+      const { serves, workers, fake } = await cluster({ serves: 1, workers: 2, holdMs: 20_000, leaseMs })
+      const a = serves[0] as ClusterServe
+      const { id } = (await (await submit(a, chat('held'))).json()) as { id: string }
+      await until(async () => (await task(a, id)).state === 'running' && fake.stats.inFlight === 1, 10_000, 'the task running')
+      const owner = (await task(a, id)).lease_owner as string
+      const victim = workers.find((w) => w.id === owner) as ClusterWorker
+      expect(victim).toBeDefined()
+      fake.set({ callCostMs: 0 })
+      const killedAt = Date.now()
+      await victim.kill()
+      await until(async () => (await task(a, id)).state === 'done', leaseMs + leaseMs / 2 + 2000, 'taken over and done')
+      const tookMs = Date.now() - killedAt
+      const done = await task(a, id)
+      const survivor = workers.find((w) => w !== victim) as ClusterWorker
+      expect(done).toMatchObject({ state: 'done', attempts: 2, stalled_count: 1, lease_owner: survivor.id })
+      expect(tookMs).toBeLessThan(leaseMs + leaseMs / 2 + 1500)
+      // One extra run, for the one task that was in flight at the kill.
+      expect(fake.calls.filter((c) => c.path === '/api/chat')).toHaveLength(2)
+    },
+    T,
+  )
+
+  test(
+    'a worker that stalls past its lease (SIGSTOP) loses the task to another; its late result is refused',
+    async () => {
+      const leaseMs = 1500
+      const { serves, workers, fake } = await cluster({ serves: 1, workers: 1, holdMs: 600, leaseMs })
+      const a = serves[0] as ClusterServe
+      const first = workers[0] as ClusterWorker
+      const { id } = (await (await submit(a, chat('slow'))).json()) as { id: string }
+      await until(async () => fake.stats.inFlight === 1, 10_000, 'the first call in flight')
+      first.proc.kill('SIGSTOP')
+      try {
+        const second = await startClusterWorker(clusterConfig(redis, (await clusterPrefix(a)) as string), fake)
+        cleanups.push(() => (second.proc.exitCode === null ? second.kill() : Promise.resolve()))
+        await until(async () => (await task(a, id)).state === 'done', 15_000, 'done by the second worker')
+        const done = await task(a, id)
+        expect(done.lease_owner).toBe(second.id)
+        // The stopped worker wakes with its answer long arrived: its completion must change nothing.
+        first.proc.kill('SIGCONT')
+        await Bun.sleep(leaseMs)
+        expect(await task(a, id)).toEqual(done)
+        const events = (await (await a.fetch('/tasks?state=done')).json()) as any
+        expect(events.tasks.map((t: any) => t.id)).toEqual([id])
+      } finally {
+        first.proc.kill('SIGCONT')
+      }
+    },
+    T,
+  )
+
+  test(
+    'SIGTERM drains a worker: a task that cannot finish within the grace period goes back to the queue untouched and runs elsewhere',
+    async () => {
+      const { serves, workers, fake, addWorker } = await cluster({ serves: 1, workers: 1, holdMs: 10_000, leaseMs: 30_000 })
+      const a = serves[0] as ClusterServe
+      const { id } = (await (await submit(a, chat('long'))).json()) as { id: string }
+      await until(async () => fake.stats.inFlight === 1, 10_000, 'the call in flight')
+      const stoppedAt = Date.now()
+      expect(await (workers[0] as ClusterWorker).stop()).toBe(0)
+      // graceful_shutdown_timeout_ms is 500: the worker waited for it, then handed the task back at once.
+      expect(Date.now() - stoppedAt).toBeLessThan(5000)
+      expect(await task(a, id)).toMatchObject({ state: 'queued', attempts: 0, stalled_count: 0, lease_owner: null })
+      const runners = (await stats(a)).cluster.runners as Array<{ id: string }>
+      expect(runners.map((r) => r.id)).not.toContain((workers[0] as ClusterWorker).id)
+      fake.set({ callCostMs: 0 })
+      const next = await addWorker()
+      await until(async () => (await task(a, id)).state === 'done', 10_000, 'done by the next worker')
+      expect(await task(a, id)).toMatchObject({ attempts: 1, lease_owner: next.id })
+    },
+    T,
+  )
+
+  test(
+    'a task cancelled on one serve is stopped on the worker running it: its model call is aborted',
+    async () => {
+      // A long lease: renewals (a third of it) are far apart, so only the cluster's event stream can stop it this soon.
+      const { serves, fake } = await cluster({ serves: 2, workers: 1, holdMs: 30_000, leaseMs: 30_000 })
+      const [a, b] = serves as [ClusterServe, ClusterServe]
+      const { id } = (await (await submit(b, chat('forever'))).json()) as { id: string }
+      await until(async () => fake.stats.inFlight === 1, 10_000, 'the call in flight')
+      const cancelledAt = Date.now()
+      const res = await a.fetch(`/tasks/${id}`, { method: 'DELETE' })
+      expect(res.status).toBe(200)
+      expect(((await res.json()) as any).state).toBe('cancelled')
+      await until(() => fake.stats.inFlight === 0, 3000, 'the model call aborted')
+      expect(Date.now() - cancelledAt).toBeLessThan(1500)
+      expect(fake.calls.at(-1)?.aborted).toBe(true)
+      expect((await task(b, id)).state).toBe('cancelled')
+    },
+    T,
+  )
+
+  test(
+    'events: SSE on one serve shows tasks submitted on the other; Last-Event-ID from one resumes on the other',
+    async () => {
+      const { serves } = await cluster({ serves: 2, workers: 0 })
+      const [a, b] = serves as [ClusterServe, ClusterServe]
+      const onA = await openEvents(a, '?types=task')
+      const { id } = (await (await submit(b, chat('seen elsewhere'))).json()) as { id: string }
+      const frame = await onA.next()
+      expect(frame).toMatchObject({ event: 'task', data: { id, change: 'submitted', state: 'queued', tenant: 'default' } })
+      onA.close()
+      // Missed while away: two more, then resume on the other serve from the last id seen on the first.
+      const more = ((await (await submit(a, [chat('m1'), chat('m2')])).json()) as any).tasks.map((t: any) => t.id)
+      const onB = await openEvents(b, '?types=task', { 'last-event-id': String(frame.id) })
+      const replayed = [await onB.next(), await onB.next()]
+      onB.close()
+      expect(replayed.map((f) => f.data.id)).toEqual(more)
+      expect(replayed.map((f) => f.id)).toEqual([frame.id + 1, frame.id + 2])
+    },
+    T,
+  )
+
+  test(
+    'the response cache and the breakers are shared: B answers from what A cached; a circuit A opens is open on B',
+    async () => {
+      const prefix = `cluster${++run}`
+      const config = clusterConfig(redis, prefix, (c) => {
+        c.infrastructure_system.llm_orchestration.caching.cache_backend = 'redis'
+        c.circuit_breaker.failure_threshold = 2
+        c.circuit_breaker.reset_timeout_ms = 60_000
+      })
+      const fake = await startFakeOllama({ latencyMs: 1 })
+      cleanups.push(() => fake.stop())
+      const [a, b] = [await startClusterServe(config, { backends: [fake] }), await startClusterServe(config, { backends: [fake] })]
+      cleanups.push(
+        () => a.stop(),
+        () => b.stop(),
+      )
+      const ask = (s: ClusterServe) =>
+        s.fetch('/api/chat', {
+          method: 'POST',
+          body: JSON.stringify({
+            model: 'llama3.2',
+            messages: [{ role: 'user', content: 'cached?' }],
+            stream: false,
+            options: { temperature: 0 },
+          }),
+        })
+      const first = await ask(a)
+      expect(first.status).toBe(200)
+      const answer = await first.json()
+      const calls = fake.calls.length
+      const second = await ask(b)
+      expect(second.status).toBe(200)
+      expect(await second.json()).toEqual(answer)
+      expect(fake.calls.length).toBe(calls)
+      // Breakers: two failures through A open fake0 there; B learns it without a call of its own.
+      fake.failNext(2, 500)
+      const failing = (s: ClusterServe, text: string) =>
+        s.fetch('/api/chat', {
+          method: 'POST',
+          body: JSON.stringify({ model: 'llama3.2', messages: [{ role: 'user', content: text }], stream: false }),
+        })
+      await failing(a, 'f1')
+      await failing(a, 'f2')
+      const breakerOf = (s: ClusterServe) => s.server.deps.engine.backends().find((x) => x.name === 'fake0')?.breaker.state
+      expect(breakerOf(a)).toBe('open')
+      await until(() => breakerOf(b) === 'open', 2000, "B's breaker open")
+      const before = fake.calls.length
+      const refused = await failing(b, 'f3')
+      expect(refused.status).toBe(503)
+      expect(fake.calls.length).toBe(before)
+    },
+    T,
+  )
+
+  test(
+    'Redis killed and restarted mid-run (AOF, fsync always): /health answers throughout, submits while it is down get 503 + Retry-After, every accepted task finishes, no restart of orch',
+    async () => {
+      const { serves, fake } = await cluster({ serves: 2, workers: 2, latencyMs: 5 })
+      const [a, b] = serves as [ClusterServe, ClusterServe]
+      const accepted: string[] = []
+      const refused: Response[] = []
+      let healthFailures = 0
+      const submitOne = async (i: number) => {
+        const res = await submit(i % 2 ? b : a, chat(`r${i}`))
+        if (res.status === 202) accepted.push(((await res.json()) as any).id)
+        else refused.push(res)
+      }
+      for (let i = 0; i < 100; i++) await submitOne(i)
+      await redis.halt({ kill: true })
+      for (let i = 100; i < 120; i++) {
+        await submitOne(i)
+        if ((await a.fetch('/health')).status !== 200) healthFailures++
+      }
+      await redis.start()
+      // Back on their own: submissions are accepted again within a few seconds.
+      let i = 120
+      await until(
+        async () => {
+          const before = accepted.length
+          await submitOne(i++)
+          return accepted.length > before
+        },
+        10_000,
+        'a submission accepted again after the restart',
+      )
+      for (let k = 0; k < 100; k++) await submitOne(i++)
+      expect(healthFailures).toBe(0)
+      expect(refused.length).toBeGreaterThanOrEqual(20)
+      for (const res of refused) {
+        expect(res.status).toBe(503)
+        expect(Number(res.headers.get('retry-after'))).toBeGreaterThan(0)
+        expect(((await res.json()) as any).error.code).toBe('E_REDIS_UNAVAILABLE')
+      }
+      await until(async () => (await stats(a)).tasks.done === accepted.length, 30_000, `all ${accepted.length} accepted tasks done`)
+      for (const id of accepted) expect((await task(b, id)).state).toBe('done')
+      expect(fake.calls.filter((c) => c.path === '/api/chat').length).toBeGreaterThanOrEqual(accepted.length)
+    },
+    T,
+  )
 })
+
+async function clusterPrefix(s: ClusterServe): Promise<string | undefined> {
+  return s.server.deps.config.infrastructure_system.distributed_simulation.redis_prefix
+}
+
+interface Frame {
+  id: number
+  event: string
+  data: any
+}
+
+async function openEvents(s: ClusterServe, query: string, headers: Record<string, string> = {}) {
+  const controller = new AbortController()
+  const response = await s.fetch(`/events${query}`, { headers, signal: controller.signal })
+  expect(response.status).toBe(200)
+  const reader = (response.body as ReadableStream<Uint8Array>).getReader()
+  const decoder = new TextDecoder()
+  let buffer = ''
+  async function next(): Promise<Frame> {
+    for (;;) {
+      const end = buffer.indexOf('\n\n')
+      if (end >= 0) {
+        const text = buffer.slice(0, end)
+        buffer = buffer.slice(end + 2)
+        const fields = Object.fromEntries(
+          text
+            .split('\n')
+            .filter((l) => !l.startsWith(':') && l.includes(':'))
+            .map((l) => [l.slice(0, l.indexOf(':')), l.slice(l.indexOf(':') + 1).trim()]),
+        )
+        if (fields.data === undefined) continue
+        return { id: Number(fields.id), event: String(fields.event), data: JSON.parse(fields.data) }
+      }
+      const { value, done } = await reader.read()
+      if (done) throw new Error('the event stream ended')
+      buffer += decoder.decode(value, { stream: true })
+    }
+  }
+  return { next, close: () => controller.abort() }
+}
