@@ -57,12 +57,12 @@ export class LocalBus implements EventBus {
 
   /**
    * Keep and hand out an event whose id was given elsewhere (the cluster's stream). Ids must follow on: one
-   * that skips ahead (events trimmed before they were read) empties the buffer, so a client resuming from
-   * before the gap is told it missed events rather than handed a stream with a hole in it.
+   * that skips ahead (events trimmed before they were read) or goes back (the stream lost its data) empties
+   * the buffer, so a client resuming from before it is told it missed events rather than handed a stream
+   * with a hole in it.
    */
   deliver(event: OrchEvent): void {
     if (event.id !== this.nextId) {
-      if (this.size > 0 && event.id < this.nextId) return
       this.head = 0
       this.size = 0
       this.ring.fill(undefined)
@@ -92,6 +92,8 @@ export class LocalBus implements EventBus {
 
   /** Events after `id`, oldest first; undefined when `id` is older than the buffer (the client missed some). */
   since(id: number): OrchEvent[] | undefined {
+    // An id this bus never gave (the cluster's stream started over): the client cannot resume from it.
+    if (id > this.lastId) return undefined
     const oldest = this.size > 0 ? this.ring[this.head] : undefined
     if (oldest === undefined) return id <= this.lastId ? [] : undefined
     if (id < oldest.id - 1) return undefined

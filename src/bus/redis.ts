@@ -51,6 +51,7 @@ export class RedisBus implements EventBus {
   private running = false
   private loop: Promise<void> | undefined
   private warned = false
+  private filled = false
   private readonly log = logger('store')
 
   constructor(options: RedisBusOptions) {
@@ -64,13 +65,30 @@ export class RedisBus implements EventBus {
     return this.local.lastId
   }
 
-  /** Read the events the stream still holds (for replay), then follow it. */
+  /**
+   * Read the events the stream still holds (for replay), then follow it. With Redis out of reach it
+   * resolves at once and does both once Redis answers.
+   */
   async start(): Promise<void> {
     if (this.running) return
     this.running = true
-    const kept = (await this.options.client.xrevrange(this.key, '+', '-', 'COUNT', this.options.capacity ?? STREAM_MAX)) as Entry[]
-    for (const entry of kept.reverse()) this.take(entry)
+    await this.fill().catch((error: unknown) => this.warnOnce(`reading the event stream failed: ${(error as Error).message}; retrying`))
     this.loop = this.follow()
+  }
+
+  /**
+   * At start, and again after every lost connection: take the events kept that were not read yet. A stream
+   * whose newest id is below the last one read lost its data (a Redis restarted without persistence): it
+   * is followed again from its start, and SSE clients are told they missed events.
+   */
+  private async fill(): Promise<void> {
+    const kept = (await this.options.client.xrevrange(this.key, '+', '-', 'COUNT', this.options.capacity ?? STREAM_MAX)) as Entry[]
+    const last = idNumber(this.cursor)
+    const newest = kept[0] ? idNumber(kept[0][0]) : 0
+    const lost = newest < last
+    if (lost) this.cursor = '0-0'
+    for (const entry of kept.reverse()) if (lost || idNumber(entry[0]) > last) this.take(entry)
+    this.filled = true
   }
 
   async stop(): Promise<void> {
@@ -106,6 +124,7 @@ export class RedisBus implements EventBus {
     const { reader, blockMs = 2000 } = this.options
     while (this.running) {
       try {
+        if (!this.filled) await this.fill()
         const reply = (await reader.xread('COUNT', 1000, 'BLOCK', blockMs, 'STREAMS', this.key, this.cursor)) as Array<
           [string, Entry[]]
         > | null
@@ -113,6 +132,7 @@ export class RedisBus implements EventBus {
         for (const [, entries] of reply ?? []) for (const entry of entries) this.take(entry)
       } catch (error) {
         if (!this.running) break
+        this.filled = false
         this.warnOnce(`reading the event stream failed: ${(error as Error).message}; retrying`)
         await Bun.sleep(500)
       }
@@ -129,7 +149,7 @@ export class RedisBus implements EventBus {
     } catch {
       return
     }
-    this.local.deliver({ id: Number.parseInt(id, 10), type: (values.type ?? 'task') as EventType, at: Number(values.at), data })
+    this.local.deliver({ id: idNumber(id), type: (values.type ?? 'task') as EventType, at: Number(values.at), data })
   }
 
   private warnOnce(message: string): void {
@@ -137,4 +157,9 @@ export class RedisBus implements EventBus {
     this.warned = true
     this.log.warn(message)
   }
+}
+
+/** The event id of a stream entry id `<seq>-0`. */
+function idNumber(id: string): number {
+  return Number.parseInt(id, 10)
 }

@@ -333,6 +333,40 @@ describe('a cluster on Redis', () => {
     },
     T,
   )
+
+  test(
+    'started while Redis is down: serve answers /health and refuses submits with 503, a worker waits; once Redis is up both go on by themselves',
+    async () => {
+      const late = await startRedis({ aof: true })
+      cleanups.push(() => late.stop())
+      await late.halt({ kill: true })
+      const config = clusterConfig(late, `late${++run}`)
+      const fake = await startFakeOllama({ latencyMs: 1 })
+      cleanups.push(() => fake.stop())
+      const a = await startClusterServe(config)
+      cleanups.push(() => a.stop())
+      expect((await a.fetch('/health')).status).toBe(200)
+      const refused = await submit(a, chat('too early'))
+      expect(refused.status).toBe(503)
+      expect(refused.headers.get('retry-after')).toBe('2')
+      expect(((await refused.json()) as any).error).toMatchObject({ code: 'E_REDIS_UNAVAILABLE' })
+      const worker = await startClusterWorker(config, fake)
+      cleanups.push(() => (worker.proc.exitCode === null ? worker.kill() : Promise.resolve()))
+      await late.start()
+      let id: string | undefined
+      await until(
+        async () => {
+          const res = await submit(a, chat('now'))
+          if (res.status === 202) id = ((await res.json()) as any).id
+          return id !== undefined
+        },
+        10_000,
+        'a submission accepted once Redis is up',
+      )
+      await until(async () => (await task(a, id as string)).state === 'done', 10_000, 'run by the worker started while Redis was down')
+    },
+    T,
+  )
 })
 
 async function clusterPrefix(s: ClusterServe): Promise<string | undefined> {
