@@ -9,6 +9,7 @@ import type { OrchConfig } from '../config/schema.ts'
 import type { CallEvent, Engine } from '../scheduler/engine.ts'
 import { taskRunnerLimit } from '../scheduler/limits.ts'
 import type { TaskQueue, TaskState } from '../tasks/queue.ts'
+import type { RunnerRegistry } from '../tasks/workers.ts'
 import { CALL_BUCKETS, type CounterChild, type HistogramChild, HTTP_BUCKETS, RATE_BUCKETS, Registry, WAIT_BUCKETS } from './prometheus.ts'
 
 /** Distinct model label values kept; later ones are recorded as `other` (models are named by clients). */
@@ -36,6 +37,8 @@ export interface MetricsSources {
   instance: string
   /** orch_build_info's `version`. */
   version: string
+  /** In a cluster: the task runners of every machine (orch_cluster_task_runners). */
+  runners?: Pick<RunnerRegistry, 'list'>
 }
 
 /** Model requests (slots asked of the scheduler) and how many failed, by reason. */
@@ -92,8 +95,14 @@ export function createOrchMetrics(sources: MetricsSources, options: OrchMetricsO
   const { engine } = sources
   const r = new Registry({ constLabels: { instance: sources.instance } })
   let taskCounts: Record<TaskState, number> = { queued: 0, running: 0, done: 0, failed: 0, cancelled: 0 }
+  let runnerCounts = { alive: 0, gone: 0 }
   const refreshCounts = async () => {
     taskCounts = await sources.tasks.counts()
+    if (sources.runners) {
+      const listed = await sources.runners.list()
+      const alive = listed.filter((x) => x.alive).length
+      runnerCounts = { alive, gone: listed.length - alive }
+    }
   }
   const concurrency = r.gauge(
     'orchestrator_concurrency_limit',
@@ -143,7 +152,10 @@ export function createOrchMetrics(sources: MetricsSources, options: OrchMetricsO
   const breaker = r.gauge('orch_breaker_state', 'Circuit breaker of a backend: 0 closed, 1 half-open, 2 open', ['backend'])
   const up = r.gauge('orch_backend_up', 'Whether the backend passed its last health check (1) or not (0)', ['backend'])
   const requests = r.counter('orch_scheduler_requests_total', 'Model requests asked of the scheduler (slots), cache hits excluded').labels()
-  const tasks = r.gauge('orch_tasks', 'Durable tasks by state', ['state'])
+  const tasks = r.gauge('orch_tasks', 'Durable tasks by state (in a cluster: of the whole cluster, from Redis)', ['state'])
+  const runners = sources.runners
+    ? r.gauge('orch_cluster_task_runners', 'Task runners of the cluster (orch worker, orch serve) by heartbeat: alive, or gone', ['state'])
+    : undefined
   r.gauge('orch_build_info', 'The running orch version', ['version']).labels(sources.version).set(1)
   const runnerLimit = taskRunnerLimit(sources.config).concurrency
   // No series when the runner has no cap of its own (infrastructure_system.enabled: false).
@@ -167,6 +179,7 @@ export function createOrchMetrics(sources: MetricsSources, options: OrchMetricsO
     }
     const counts = taskCounts
     for (const [state, n] of Object.entries(counts)) tasks.labels(state).set(n)
+    if (runners) for (const [state, n] of Object.entries(runnerCounts)) runners.labels(state).set(n)
     queueDepth.labels().set(s.stats().queued + counts.queued)
     const m = modelCounts(engine)
     requests.set(m.requests)

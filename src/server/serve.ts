@@ -127,7 +127,7 @@ export async function startServe(options: ServeOptions): Promise<RunningServer> 
   const { version } = options
   // Metrics, workflows (runs left in flight continue: the runner takes their tasks), pools in the background;
   // stopServices stops them in the reverse order.
-  const metrics = startMetrics({ config, engine, tasks, instance, version })
+  const metrics = startMetrics({ config, engine, tasks, instance, version, ...(cluster ? { runners: cluster.registry } : {}) })
   const workflows = new WorkflowService({ store: new WorkflowStore(store), tasks, bus })
   workflows.start()
   const pools = await startPools({ config, home: options.home, store, scheduler: engine.scheduler })

@@ -108,6 +108,11 @@ describe('a cluster on Redis', () => {
           .sort(),
       ).toEqual(workers.map((w) => w.id).sort())
       expect(runners.filter((r) => r.role === 'serve')).toHaveLength(2)
+      // /metrics of either serve carries the cluster's figures, from Redis, under its own instance label.
+      const text = await (await b.fetch('/metrics')).text()
+      const instance = b.server.deps.instance
+      expect(text).toContain(`orch_tasks{instance="${instance}",state="done"} 1000\n`)
+      expect(text).toContain(`orch_cluster_task_runners{instance="${instance}",state="alive"} 4\n`)
       // A task listed on one serve is the task the other serve gets, field for field.
       const listed = ((await (await a.fetch('/tasks?state=done&limit=20')).json()) as any).tasks
       expect(listed).toHaveLength(20)
