@@ -116,8 +116,12 @@ export class RedisBus implements EventBus {
     return this.local.subscribe(listener)
   }
 
+  /**
+   * An id above the last one read here is another instance's, which read the stream further: this one is
+   * behind, not missing anything; the events after it come live (the SSE route skips ids it already sent).
+   */
   since(id: number): OrchEvent[] | undefined {
-    return this.local.since(id)
+    return id > this.local.lastId ? [] : this.local.since(id)
   }
 
   private async follow(): Promise<void> {

@@ -46,7 +46,12 @@ function eventStream(ctx: RouteContext, options: EventRouteOptions): Response {
           stop()
         }
       }
+      // Ids only go up on one stream: one at or below the last sent (a replay meeting the live events, an
+      // instance of a cluster catching up on a Last-Event-ID it had not read yet) was sent already.
+      let sentId = lastId ?? Number.NEGATIVE_INFINITY
       const write = (event: OrchEvent) => {
+        if (event.id <= sentId) return
+        sentId = event.id
         if (!types || types.has(event.type)) send(frame(event))
       }
       const live = (event: OrchEvent) => {
