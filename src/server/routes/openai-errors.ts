@@ -60,6 +60,9 @@ export const OPENAI_CODES: Readonly<Record<string, string | null>> = {
   E_STATE_NEWER: 'server_error',
   E_CACHE_DB: 'server_error',
   E_CACHE_BACKEND: 'server_error',
+  // The cluster's Redis (event_bus_type: redis): out of reach, or a command it refused.
+  E_REDIS_UNAVAILABLE: 'server_error',
+  E_REDIS_COMMAND: 'server_error',
   // Model management (Ollama's endpoints; here for completeness).
   E_NOT_MANAGED: null,
   E_NOT_CONFIGURED: null,
