@@ -133,6 +133,19 @@ const BENCHES: Bench[] = [
     ],
   },
   {
+    // The figures in docs/performance.md are from `bun scripts/bench/redis.ts --tasks 20000`.
+    name: 'redis',
+    file: 'redis.ts',
+    args: ['--tasks', '5000'],
+    quick: ['--tasks', '2000'],
+    prepare: () => (Bun.which('redis-server') ? undefined : 'redis-server is not installed (apt-get install redis-server)'),
+    rows: [
+      ['cluster submit tasks/s', 'orch_submitted_per_s', 'bullmq_added_per_s', 'orch_submit_vs_bullmq_add'],
+      ['cluster done/s, 1 worker', 'orch_1w_completed_per_s', 'bullmq_completed_per_s', 'orch_1w_vs_bullmq'],
+      ['cluster done/s, 2 workers', 'orch_2w_completed_per_s', 'bullmq_completed_per_s', 'orch_2w_vs_bullmq'],
+    ],
+  },
+  {
     // The hour the memory goal speaks of is `bun scripts/bench/soak.ts` alone (default --minutes 60).
     name: 'soak',
     file: 'soak.ts',
