@@ -43,6 +43,8 @@ export function connectRedis(settings: RedisSettings, options: ConnectOptions = 
     enableOfflineQueue: false,
     maxRetriesPerRequest: 0,
     enableReadyCheck: true,
+    // Commands of one event-loop turn leave in one write (many tasks claimed, renewed and completed at once).
+    enableAutoPipelining: true,
     lazyConnect: false,
     retryStrategy: (times) => Math.min(RETRY_MAX_MS, RETRY_MIN_MS * 2 ** Math.min(times, 5)),
     reconnectOnError: () => false,

@@ -27,11 +27,15 @@ const PRELUDE = `
 local P = KEYS[1]
 local function tkey(id) return P .. 't:' .. id end
 local function field(id, name) local v = redis.call('HGET', tkey(id), name); if v then return v end; return nil end
+-- Fields to set, and those to clear (false): one HSET and at most one HDEL.
 local function set(id, values)
   local k = tkey(id)
+  local put, drop = {}, {}
   for name, value in pairs(values) do
-    if value == false then redis.call('HDEL', k, name) else redis.call('HSET', k, name, value) end
+    if value == false then drop[#drop + 1] = name else put[#put + 1] = name; put[#put + 1] = value end
   end
+  if #put > 0 then redis.call('HSET', k, unpack(put)) end
+  if #drop > 0 then redis.call('HDEL', k, unpack(drop)) end
 end
 local function listed(id, tenant, from, to)
   if from then
@@ -214,7 +218,11 @@ redis.call('ZADD', P .. 'running', expires, id)
 return 1
 `)
 
-/** KEYS[2]: the id. ARGV: now, owner, result JSON ('' = none). Returns the task done, or nothing. */
+/**
+ * KEYS[2]: the id. ARGV: now, owner, result JSON ('' = none), 'full' to get the task back. Returns 1 (or the
+ * task, with 'full') once done, nothing when the lease is lost. The caller that claimed the task knows the
+ * rest of it, so the common answer is short: no payload to send back and parse.
+ */
 export const COMPLETE = script(`${OWNED}
 local id, now = KEYS[2], tonumber(ARGV[1])
 if not owned(id, ARGV[2]) then return false end
@@ -223,7 +231,8 @@ redis.call('ZREM', P .. 'running', id)
 redis.call('ZADD', P .. 'finished', now, id)
 moved(id, field(id, 'tenant'), 'running', 'done')
 event(id, 'done', now)
-return task(id)
+if ARGV[4] == 'full' then return task(id) end
+return 1
 `)
 
 /** KEYS[2]: the id. ARGV: owner. Returns {attempts, max_attempts} while `owner` holds the task, else nothing. */

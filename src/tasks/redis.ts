@@ -80,6 +80,12 @@ export class RedisTaskQueue implements TaskQueue {
   private readonly random: () => number
   private readonly listeners = new Set<(event: TaskEvent) => void>()
   private readonly inFlight = new Set<Promise<unknown>>()
+  /**
+   * Tasks claimed through this handle and not settled yet, as the claim and the renewals left them: what a
+   * completion makes of them without reading them back. Only their owner can change a running task, and
+   * its writes come through here.
+   */
+  private readonly held = new Map<string, Task>()
 
   constructor(target: RedisQueueTarget, options: TaskQueueOptions) {
     if (!(options.agingMs > 0) || !Number.isFinite(options.agingMs)) {
@@ -117,21 +123,41 @@ export class RedisTaskQueue implements TaskQueue {
       filter.models ? JSON.stringify(filter.models) : '',
     ]
     const rows = (await this.run('orchClaim', 1, this.p, ...args)) as Flat[]
-    return rows.map((flat) => this.emit(toTask(flat), 'claimed'))
+    return rows.map((flat) => {
+      const task = toTask(flat)
+      this.held.set(task.id, task)
+      return this.emit(task, 'claimed')
+    })
   }
 
   async renew(id: string, owner: string): Promise<boolean> {
-    return (await this.run('orchRenew', 2, this.p, id, this.now(), owner, this.options.leaseMs)) === 1
+    const now = this.now()
+    const renewed = (await this.run('orchRenew', 2, this.p, id, now, owner, this.options.leaseMs)) === 1
+    const held = this.held.get(id)
+    if (renewed && held) this.held.set(id, { ...held, lease_expires_at: now + this.options.leaseMs, updated_at: now })
+    if (!renewed) this.held.delete(id)
+    return renewed
   }
 
   async completeLater(id: string, owner: string, result: unknown): Promise<boolean> {
-    const flat = (await this.run('orchComplete', 2, this.p, id, this.now(), owner, toJson(result) ?? '')) as Flat | null
-    if (!flat) return false
-    this.emit(toTask(flat), 'done')
+    const now = this.now()
+    const held = this.held.get(id)
+    this.held.delete(id)
+    const json = toJson(result) ?? ''
+    const mine = held?.lease_owner === owner
+    const reply = (await this.run('orchComplete', 2, this.p, id, now, owner, json, mine ? 'short' : 'full')) as Flat | 1 | null
+    if (!reply) return false
+    // Claimed through this handle: the task is what the claim (and its renewals) left, now done.
+    const done: Task =
+      reply === 1 && held
+        ? { ...held, state: 'done', result: json === '' ? null : JSON.parse(json), lease_expires_at: null, updated_at: now, finished_at: now }
+        : toTask(reply as Flat)
+    this.emit(done, 'done')
     return true
   }
 
   async failLater(id: string, owner: string, error: AttemptError): Promise<Task | undefined> {
+    this.held.delete(id)
     const held = (await this.run('orchAttempts', 2, this.p, id, owner)) as [string, string] | null
     if (!held) return undefined
     const [attempts, maxAttempts] = held
@@ -145,6 +171,7 @@ export class RedisTaskQueue implements TaskQueue {
   }
 
   async release(id: string, owner: string): Promise<boolean> {
+    this.held.delete(id)
     const flat = (await this.run('orchRelease', 2, this.p, id, this.now(), owner)) as Flat | null
     if (!flat) return false
     this.emit(toTask(flat), 'requeued')

@@ -269,6 +269,10 @@ describe('a cluster on Redis', () => {
       expect(first.status).toBe(200)
       const answer = await first.json()
       const calls = fake.calls.length
+      // A stores its answer after it replied (a request never waits on the cache): wait for it to land.
+      const cached = () =>
+        Bun.spawnSync(['redis-cli', '-p', String(redis.port), '--scan', '--pattern', `${prefix}:cache:*`]).stdout.toString().trim() !== ''
+      await until(cached, 2000, "A's answer in the shared cache")
       const second = await ask(b)
       expect(second.status).toBe(200)
       expect(await second.json()).toEqual(answer)
