@@ -6,7 +6,8 @@ import { type Finding, fail, ok, warn } from './finding.ts'
 
 export const MIN_BUN = '1.1.0'
 
-function versionAtLeast(version: string, minimum: string): boolean {
+/** Whether `version` (x.y.z, more parts ignored) is `minimum` or later. */
+export function versionAtLeast(version: string, minimum: string): boolean {
   const parts = (s: string) => s.split(/[.-]/).map((p) => Number.parseInt(p, 10) || 0)
   const [a, b] = [parts(version), parts(minimum)]
   for (let i = 0; i < 3; i++) {

@@ -2,6 +2,7 @@
  * The planner for a cluster's Redis (event_bus_type: redis): reachable, new enough, never evicting, and
  * persistent. The queue lives there, so each of these decides whether accepted tasks can be lost.
  */
+import { versionAtLeast } from './checks-machine.ts'
 import { type Finding, fail, ok, warn } from './finding.ts'
 
 /** Lua scripts, streams with XAUTOCLAIM, GETDEL: all in Redis 6.2. */
@@ -23,15 +24,6 @@ export interface RedisFacts {
 }
 
 const KEY = 'infrastructure_system.distributed_simulation'
-
-function versionAtLeast(version: string, minimum: string): boolean {
-  const parts = (s: string) => s.split(/[.-]/).map((p) => Number.parseInt(p, 10) || 0)
-  const [a, b] = [parts(version), parts(minimum)]
-  for (let i = 0; i < 3; i++) {
-    if ((a[i] ?? 0) !== (b[i] ?? 0)) return (a[i] ?? 0) > (b[i] ?? 0)
-  }
-  return true
-}
 
 function unreachable(facts: RedisFacts): Finding {
   const error = facts.error ?? 'no answer'

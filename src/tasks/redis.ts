@@ -18,7 +18,6 @@
  */
 import type { Redis } from 'ioredis'
 import { OrchError } from '../core/errors.ts'
-import { logger } from '../core/log.ts'
 import { pageSize } from '../store/page.ts'
 import { redisCall } from '../store/redis.ts'
 import type {
@@ -39,7 +38,16 @@ import type {
 } from './queue.ts'
 import { TASK_STATES } from './queue.ts'
 import * as lua from './redis-lua.ts'
-import { attemptOutcome, checkSubmit, cursorError, DEFAULT_RETENTION_MS, newTaskId, queueBoundError, STALLED_ERROR } from './rules.ts'
+import {
+  attemptOutcome,
+  checkSubmit,
+  cursorError,
+  DEFAULT_RETENTION_MS,
+  newTaskId,
+  notifyListeners,
+  queueBoundError,
+  STALLED_ERROR,
+} from './rules.ts'
 import { decodeCursor, encodeCursor, toJson } from './sql.ts'
 
 export interface RedisQueueTarget {
@@ -150,7 +158,14 @@ export class RedisTaskQueue implements TaskQueue {
     // Claimed through this handle: the task is what the claim (and its renewals) left, now done.
     const done: Task =
       reply === 1 && held
-        ? { ...held, state: 'done', result: json === '' ? null : JSON.parse(json), lease_expires_at: null, updated_at: now, finished_at: now }
+        ? {
+            ...held,
+            state: 'done',
+            result: json === '' ? null : JSON.parse(json),
+            lease_expires_at: null,
+            updated_at: now,
+            finished_at: now,
+          }
         : toTask(reply as Flat)
     this.emit(done, 'done')
     return true
@@ -394,14 +409,7 @@ export class RedisTaskQueue implements TaskQueue {
   }
 
   private notify(event: TaskEvent): void {
-    for (const listener of this.listeners) {
-      try {
-        listener(event)
-      } catch (error) {
-        // The change is in Redis; a failing listener must not make the caller believe otherwise.
-        logger('store').warn(`task event listener failed: ${(error as Error).message}`)
-      }
-    }
+    notifyListeners(this.listeners, event)
   }
 }
 

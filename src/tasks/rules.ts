@@ -3,7 +3,8 @@
  * refuses the same inputs with the same errors, retries on the same schedule and makes ids of one shape.
  */
 import { ExitCode, OrchError } from '../core/errors.ts'
-import type { AttemptError, SubmitInput, TaskError } from './queue.ts'
+import { logger } from '../core/log.ts'
+import type { AttemptError, SubmitInput, TaskError, TaskEvent } from './queue.ts'
 import { decideRetry, type RetryPolicy } from './retry.ts'
 
 /** `prune`'s default age when tasks.retention_hours is not given. */
@@ -73,6 +74,20 @@ export function cursorError(cursor: string): OrchError {
     exitCode: ExitCode.usage,
     hint: 'pass next_cursor from the previous page',
   })
+}
+
+/**
+ * Hand a change to every listener of a queue. The change is already made: a listener that throws is
+ * logged and changes nothing, for the caller or for the other listeners.
+ */
+export function notifyListeners(listeners: Iterable<(event: TaskEvent) => void>, event: TaskEvent): void {
+  for (const listener of listeners) {
+    try {
+      listener(event)
+    } catch (error) {
+      logger('store').warn(`task event listener failed: ${(error as Error).message}`)
+    }
+  }
 }
 
 let sequence = 0

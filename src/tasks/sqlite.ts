@@ -22,7 +22,6 @@
  * commit) and `stats` of its commits.
  */
 import { OrchError } from '../core/errors.ts'
-import { logger } from '../core/log.ts'
 import type { Store } from '../store/db.ts'
 import { pageSize } from '../store/page.ts'
 import type {
@@ -41,7 +40,7 @@ import type {
   TaskState,
 } from './queue.ts'
 import { TASK_STATES } from './queue.ts'
-import { attemptOutcome, checkSubmit, DEFAULT_RETENTION_MS, newTaskId, queueBoundError, STALLED_ERROR } from './rules.ts'
+import { attemptOutcome, checkSubmit, DEFAULT_RETENTION_MS, newTaskId, notifyListeners, queueBoundError, STALLED_ERROR } from './rules.ts'
 import * as sql from './sql.ts'
 import { decodeCursor, encodeCursor, rowToTask, type TaskRow, toJson } from './sql.ts'
 
@@ -528,14 +527,7 @@ export class SqliteTaskQueue implements TaskQueue {
   }
 
   private notify(event: TaskEvent): void {
-    for (const listener of this.listeners) {
-      try {
-        listener(event)
-      } catch (error) {
-        // The change is committed; a failing listener must not make the caller believe otherwise.
-        logger('store').warn(`task event listener failed: ${(error as Error).message}`)
-      }
-    }
+    notifyListeners(this.listeners, event)
   }
 }
 

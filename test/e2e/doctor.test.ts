@@ -1,7 +1,5 @@
-import { afterAll, afterEach, beforeAll, describe, expect, test } from 'bun:test'
-import { chmodSync, writeFileSync } from 'node:fs'
-import { join } from 'node:path'
-import { runCli, tempDir } from '../helpers/cli.ts'
+import { afterAll, beforeAll, describe, expect, test } from 'bun:test'
+import { backend, closedPort, project, serverPort } from '../helpers/doctor-project.ts'
 import { type FakeServer, startFakeOllama } from '../helpers/fake-ollama.ts'
 
 let ollama: FakeServer
@@ -9,41 +7,6 @@ beforeAll(async () => {
   ollama = await startFakeOllama({ models: ['llama3.2', 'nomic-embed-text'] })
 })
 afterAll(() => ollama.stop())
-
-const dirs: Array<{ cleanup: () => void }> = []
-afterEach(() => {
-  for (const dir of dirs.splice(0)) dir.cleanup()
-})
-
-/** A loopback port nothing listens on (it was free a moment ago). */
-function closedPort(): number {
-  const server = Bun.serve({ port: 0, hostname: '127.0.0.1', fetch: () => new Response() })
-  const port = server.port as number
-  server.stop(true)
-  return port
-}
-
-/** A temp project: orch.yaml, a bin/ directory for fake programs, and `run` that spawns orch doctor there. */
-function project(yaml: string) {
-  const dir = tempDir('orch-e2e-doctor-')
-  dirs.push(dir)
-  writeFileSync(join(dir.path, 'orch.yaml'), yaml)
-  const bin = join(dir.path, 'bin')
-  const fake = (name: string, body: string) => {
-    Bun.spawnSync(['mkdir', '-p', bin])
-    writeFileSync(join(bin, name), `#!/bin/sh\n${body}\n`)
-    chmodSync(join(bin, name), 0o755)
-  }
-  // bin/ first, then only system directories: no real nvidia-smi or ollama leaks in from the machine.
-  const run = (args: string[] = []) =>
-    runCli(['doctor', ...args, '--home', join(dir.path, 'home')], { cwd: dir.path, env: { PATH: `${bin}:/usr/bin:/bin` } })
-  return { path: dir.path, fake, run }
-}
-
-const backend = (name: string, url: string, models?: string[]) =>
-  [`  - name: ${name}`, `    url: ${url}`, ...(models ? [`    models: [${models.join(', ')}]`] : [])].join('\n')
-
-const serverPort = () => ['server:', `  port: ${closedPort()}`].join('\n')
 
 describe('orch doctor', () => {
   test('a healthy setup: a reachable backend serving the configured models → exit 0', async () => {

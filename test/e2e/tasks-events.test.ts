@@ -7,12 +7,7 @@ import { afterAll, beforeAll, describe, expect, test } from 'bun:test'
 import { createApp } from '../../src/server/app.ts'
 import { eventRoutes } from '../../src/server/routes/events.ts'
 import { startTestServe, type TestServe } from '../helpers/serve.ts'
-
-interface Frame {
-  id: number
-  event: string
-  data: any
-}
+import { type Frame, sseFrames } from '../helpers/sse.ts'
 
 let s: TestServe
 beforeAll(async () => {
@@ -28,32 +23,7 @@ async function openEvents(query = '', headers: Record<string, string> = {}) {
   const response = await s.fetch(`/events${query}`, { headers, signal: controller.signal })
   expect(response.status).toBe(200)
   expect(response.headers.get('content-type')).toContain('text/event-stream')
-  const reader = (response.body as ReadableStream<Uint8Array>).getReader()
-  const decoder = new TextDecoder()
-  let buffer = ''
-  const frames: Frame[] = []
-  async function next(): Promise<Frame> {
-    for (;;) {
-      const end = buffer.indexOf('\n\n')
-      if (end >= 0) {
-        const text = buffer.slice(0, end)
-        buffer = buffer.slice(end + 2)
-        const fields = Object.fromEntries(
-          text
-            .split('\n')
-            .filter((l) => !l.startsWith(':') && l.includes(':'))
-            .map((l) => [l.slice(0, l.indexOf(':')), l.slice(l.indexOf(':') + 1).trim()]),
-        )
-        if (fields.data === undefined) continue
-        const frame = { id: Number(fields.id), event: String(fields.event), data: JSON.parse(fields.data) }
-        frames.push(frame)
-        return frame
-      }
-      const { value, done } = await reader.read()
-      if (done) throw new Error('the event stream ended')
-      buffer += decoder.decode(value, { stream: true })
-    }
-  }
+  const { next, frames } = sseFrames(response.body as ReadableStream<Uint8Array>)
   return { next, frames, close: () => controller.abort() }
 }
 

@@ -7,6 +7,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, test } from 'bun:test
 import { type ClusterServe, type ClusterWorker, clusterConfig, startClusterServe, startClusterWorker, until } from '../helpers/cluster.ts'
 import { type FakeServer, startFakeOllama } from '../helpers/fake-ollama.ts'
 import { type RedisServer, startRedis } from '../helpers/redis-server.ts'
+import { sseFrames } from '../helpers/sse.ts'
 
 const T = 60_000
 let redis: RedisServer
@@ -271,7 +272,9 @@ describe('a cluster on Redis', () => {
       const calls = fake.calls.length
       // A stores its answer after it replied (a request never waits on the cache): wait for it to land.
       const cached = () =>
-        Bun.spawnSync(['redis-cli', '-p', String(redis.port), '--scan', '--pattern', `${prefix}:cache:*`]).stdout.toString().trim() !== ''
+        Bun.spawnSync(['redis-cli', '-p', String(redis.port), '--scan', '--pattern', `${prefix}:cache:*`])
+          .stdout.toString()
+          .trim() !== ''
       await until(cached, 2000, "A's answer in the shared cache")
       const second = await ask(b)
       expect(second.status).toBe(200)
@@ -382,38 +385,10 @@ async function clusterPrefix(s: ClusterServe): Promise<string | undefined> {
   return s.server.deps.config.infrastructure_system.distributed_simulation.redis_prefix
 }
 
-interface Frame {
-  id: number
-  event: string
-  data: any
-}
-
 async function openEvents(s: ClusterServe, query: string, headers: Record<string, string> = {}) {
   const controller = new AbortController()
   const response = await s.fetch(`/events${query}`, { headers, signal: controller.signal })
   expect(response.status).toBe(200)
-  const reader = (response.body as ReadableStream<Uint8Array>).getReader()
-  const decoder = new TextDecoder()
-  let buffer = ''
-  async function next(): Promise<Frame> {
-    for (;;) {
-      const end = buffer.indexOf('\n\n')
-      if (end >= 0) {
-        const text = buffer.slice(0, end)
-        buffer = buffer.slice(end + 2)
-        const fields = Object.fromEntries(
-          text
-            .split('\n')
-            .filter((l) => !l.startsWith(':') && l.includes(':'))
-            .map((l) => [l.slice(0, l.indexOf(':')), l.slice(l.indexOf(':') + 1).trim()]),
-        )
-        if (fields.data === undefined) continue
-        return { id: Number(fields.id), event: String(fields.event), data: JSON.parse(fields.data) }
-      }
-      const { value, done } = await reader.read()
-      if (done) throw new Error('the event stream ended')
-      buffer += decoder.decode(value, { stream: true })
-    }
-  }
+  const { next } = sseFrames(response.body as ReadableStream<Uint8Array>)
   return { next, close: () => controller.abort() }
 }
