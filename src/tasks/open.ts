@@ -62,10 +62,11 @@ export async function openTaskBacking(
 
 /** What a task event says on the bus: the task's id, its change and its state, not its payload. */
 export function taskEventData(
-  task: { id: string; state: string; type: string; model: string | null; tenant: string; attempts: number },
+  task: { id: string; state: string; type: string; model: string | null; tenant: string; attempts: number; idempotency_key: string | null },
   change: string,
 ) {
-  return { id: task.id, change, state: task.state, type: task.type, model: task.model, tenant: task.tenant, attempts: task.attempts }
+  const { id, state, type, model, tenant, attempts, idempotency_key } = task
+  return { id, change, state, type, model, tenant, attempts, idempotency_key }
 }
 
 /** Wait a little for the first connection, so a start with Redis up begins connected; never fail on it. */

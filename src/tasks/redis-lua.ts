@@ -75,10 +75,10 @@ local function enqueue(id, runAfter, now)
   end
 end
 local function event(id, change, now)
-  local f = redis.call('HMGET', tkey(id), 'state', 'type', 'model', 'tenant', 'attempts')
+  local f = redis.call('HMGET', tkey(id), 'state', 'type', 'model', 'tenant', 'attempts', 'idempotency_key')
   local seq = redis.call('INCR', P .. 'events:seq')
   local data = cjson.encode({ id = id, change = change, state = f[1], type = f[2], model = f[3] or cjson.null,
-    tenant = f[4], attempts = tonumber(f[5]) })
+    tenant = f[4], attempts = tonumber(f[5]), idempotency_key = f[6] or cjson.null })
   redis.call('XADD', P .. 'events', 'MAXLEN', '~', ${STREAM_MAX}, seq .. '-0', 'type', 'task', 'data', data, 'at', now)
 end
 local function task(id) return redis.call('HGETALL', tkey(id)) end

@@ -65,13 +65,23 @@ export class WorkflowService {
   start(): void {
     if (this.running) return
     this.running = true
-    this.unsubscribe = this.tasks.onEvent(({ task, change }) => {
-      const runId = runOfKey(task.idempotency_key)
+    const heard = (taskId: string, key: string | null, change: string) => {
+      const runId = runOfKey(key)
       if (runId === undefined) return
       // Off the caller's stack: the task store emits right after its own commit.
-      if (change === 'claimed') queueMicrotask(() => this.running && this.store.stepRunning(task.id))
+      if (change === 'claimed') queueMicrotask(() => this.running && this.store.stepRunning(taskId))
       if (change === 'done' || change === 'failed' || change === 'cancelled') void this.driver.advance(runId)
-    })
+    }
+    // The bus carries every task change, also those made by other processes (a cluster's workers); without
+    // one, the queue's own changes.
+    const { bus } = this.options
+    this.unsubscribe = bus
+      ? bus.subscribe((event) => {
+          if (event.type !== 'task') return
+          const { id, idempotency_key: key, change } = event.data
+          heard(String(id), typeof key === 'string' ? key : null, String(change))
+        })
+      : this.tasks.onEvent(({ task, change }) => heard(task.id, task.idempotency_key, change))
     this.tick()
   }
 

@@ -200,6 +200,42 @@ describe('a cluster on Redis', () => {
   )
 
   test(
+    "a workflow on one serve runs its steps on the cluster's workers, each step starting as soon as the one before finished",
+    async () => {
+      const { serves } = await cluster({ serves: 1, workers: 1 })
+      const a = serves[0] as ClusterServe
+      const steps = [
+        { id: 'a', type: 'chat', model: 'llama3.2', prompt: 'alpha' },
+        { id: 'b', type: 'chat', model: 'llama3.2', prompt: 'beta after {{steps.a.output}}', depends_on: ['a'] },
+        { id: 'c', type: 'chat', model: 'llama3.2', prompt: 'gamma after {{steps.b.output}}', depends_on: ['b'] },
+      ]
+      const started = Date.now()
+      const created = await a.fetch('/workflows', {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ name: 'chain', steps, run: true }),
+      })
+      expect(created.status).toBe(201)
+      const { run_id } = (await created.json()) as { run_id: string }
+      let run: any
+      await until(
+        async () => {
+          run = await (await a.fetch(`/runs/${run_id}`)).json()
+          return ['done', 'failed', 'cancelled'].includes(run.state)
+        },
+        10_000,
+        'the run finished',
+      )
+      expect(run.state).toBe('done')
+      expect(run.steps.map((x: any) => x.output)).toEqual(['alpha', 'beta after alpha', 'gamma after beta after alpha'])
+      // Each step's task finished on a worker, another process: the serve hears it on the cluster's stream
+      // at once, not at its next look at the runs in flight (every second).
+      expect(Date.now() - started).toBeLessThan(1500)
+    },
+    T,
+  )
+
+  test(
     'a task cancelled on one serve is stopped on the worker running it: its model call is aborted',
     async () => {
       // A long lease: renewals (a third of it) are far apart, so only the cluster's event stream can stop it this soon.
