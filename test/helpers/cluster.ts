@@ -118,7 +118,7 @@ export async function startClusterWorker(config: Config, backend: FakeServer): P
 }
 
 /** The config as a file would hold it: only what differs from the defaults matters, but all of it is valid. */
-function fileConfig(config: Config): Record<string, unknown> {
+export function fileConfig(config: Config): Record<string, unknown> {
   const d = config.infrastructure_system.distributed_simulation
   return {
     backends: config.backends,

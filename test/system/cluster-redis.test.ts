@@ -4,7 +4,19 @@
  * the CLI, running tasks on fake Ollama servers (the real wire format).
  */
 import { afterAll, afterEach, beforeAll, describe, expect, test } from 'bun:test'
-import { type ClusterServe, type ClusterWorker, clusterConfig, startClusterServe, startClusterWorker, until } from '../helpers/cluster.ts'
+import { writeFileSync } from 'node:fs'
+import { join } from 'node:path'
+import { stringify } from 'yaml'
+import { runCli, spawnCli, tempDir } from '../helpers/cli.ts'
+import {
+  type ClusterServe,
+  type ClusterWorker,
+  clusterConfig,
+  fileConfig,
+  startClusterServe,
+  startClusterWorker,
+  until,
+} from '../helpers/cluster.ts'
 import { type FakeServer, startFakeOllama } from '../helpers/fake-ollama.ts'
 import { type RedisServer, startRedis } from '../helpers/redis-server.ts'
 import { sseFrames } from '../helpers/sse.ts'
@@ -231,6 +243,45 @@ describe('a cluster on Redis', () => {
       // Each step's task finished on a worker, another process: the serve hears it on the cluster's stream
       // at once, not at its next look at the runs in flight (every second).
       expect(Date.now() - started).toBeLessThan(1500)
+    },
+    T,
+  )
+
+  test(
+    'orch status of a serve in a cluster lists the task runners of every machine, in text and --json',
+    async () => {
+      const { config, workers } = await cluster({ serves: 0, workers: 1 })
+      const dir = tempDir('orch-cluster-status-')
+      cleanups.push(async () => dir.cleanup())
+      const file = join(dir.path, 'orch.yaml')
+      writeFileSync(file, stringify(fileConfig(config)))
+      const serve = spawnCli(['serve', '--port', '0', '--no-tasks', '--config', file, '--home', dir.path, '--json', '--log-level', 'error'])
+      cleanups.push(async () => {
+        serve.kill('SIGTERM')
+        await serve.exited
+      })
+      const first = await serve.stdout.getReader().read()
+      expect(new TextDecoder().decode(first.value)).toContain('"url"')
+      const worker = workers[0] as ClusterWorker
+      let json: any
+      await until(
+        async () => {
+          json = (await runCli(['status', '--config', file, '--home', dir.path, '--json'])).json()
+          return (json.stats?.cluster?.runners ?? []).length === 2
+        },
+        10_000,
+        'both runners listed',
+      )
+      const roles = json.stats.cluster.runners.map((r: any) => [r.role, r.alive]).sort()
+      expect(roles).toEqual([
+        ['serve', true],
+        ['worker', true],
+      ])
+      const text = await runCli(['status', '--config', file, '--home', dir.path])
+      expect(text.code).toBe(0)
+      expect(text.stdout).toContain('Redis; 2 of 2 task runners alive')
+      expect(text.stdout).toMatch(new RegExp(`worker ${worker.id.replaceAll('.', '\\.')}\\s+running 0/8\\s+alive`))
+      expect(text.stdout).toMatch(/serve \S+\s+running 0\/0\s+alive/)
     },
     T,
   )
