@@ -106,7 +106,7 @@ export async function startServe(options: ServeOptions): Promise<RunningServer> 
     owner,
     leaseMs: config.tasks.lease_ms,
     limit: runnerLimit,
-    ...(cluster ? { bus } : {}),
+    ...(cluster ? { bus, claimServedModels: true } : {}),
     ...(options.runTasks === false ? { maxActive: 0 } : {}),
   })
   logger('scheduler').info(formatLimits(effectiveLimits(engine.backends(), config)))

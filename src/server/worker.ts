@@ -65,7 +65,15 @@ export async function startWorker(options: WorkerOptions): Promise<RunningWorker
   const pools = await startPools({ config, home: options.home, store, scheduler: engine.scheduler })
   const id = ownerId(crypto.randomUUID().slice(0, 8))
   const limit = taskRunnerLimit(config).concurrency
-  const runner = new TaskRunner({ tasks: backing.tasks, engine, owner: id, leaseMs: config.tasks.lease_ms, limit, bus: backing.bus })
+  const runner = new TaskRunner({
+    tasks: backing.tasks,
+    engine,
+    owner: id,
+    leaseMs: config.tasks.lease_ms,
+    limit,
+    bus: backing.bus,
+    claimServedModels: true,
+  })
   await runner.start()
   const startedAt = Date.now()
   const heartbeat = startHeartbeat(cluster.registry, () => ({

@@ -9,6 +9,7 @@
  *                          rank negated (priority × aging − created_at), fixed at submission
  *   P ready                zset: queued tasks due, by score (best first; ties by id, i.e. oldest first)
  *   P ready_at             zset: the same tasks by run_after (for nextRunAfter)
+ *   P ready:m:<model>      zset: the same, of one model (a claim for some models reads only theirs)
  *   P delayed              zset: queued tasks not due yet, by run_after (a retry's backoff)
  *   P running              zset: running tasks by lease expiry
  *   P finished             zset: finished tasks by finished_at (prune, oldest first)
@@ -22,6 +23,9 @@
  */
 
 import { STREAM_MAX } from '../bus/redis.ts'
+
+/** Most ready tasks a claim filtered by type reads (a filter by model alone reads each model's own set). */
+export const CLAIM_SCAN_MAX = 5000
 
 const PRELUDE = `
 local P = KEYS[1]
@@ -60,15 +64,23 @@ local function moved(id, tenant, from, to)
   if from == 'queued' then queuedBy(tenant, -1) end
   if to == 'queued' then queuedBy(tenant, 1) end
 end
+-- The due tasks of one model, in claim order: what a claim for some models reads.
+local function byModel(model) return P .. 'ready:m:' .. model end
+local function ready(id, score, model)
+  redis.call('ZADD', P .. 'ready', score, id)
+  if model then redis.call('ZADD', byModel(model), score, id) end
+end
 local function unqueue(id)
   redis.call('ZREM', P .. 'ready', id)
   redis.call('ZREM', P .. 'ready_at', id)
   redis.call('ZREM', P .. 'delayed', id)
+  local model = field(id, 'model')
+  if model then redis.call('ZREM', byModel(model), id) end
 end
 -- Queued again (a retry, a release, a recovery): due now, or after its run_after.
 local function enqueue(id, runAfter, now)
   if runAfter <= now then
-    redis.call('ZADD', P .. 'ready', field(id, 'score'), id)
+    ready(id, field(id, 'score'), field(id, 'model'))
     redis.call('ZADD', P .. 'ready_at', runAfter, id)
   else
     redis.call('ZADD', P .. 'delayed', runAfter, id)
@@ -142,7 +154,7 @@ for i, step in ipairs(plan) do
       redis.call('HSET', P .. 'keys', tenant .. '\\0' .. key, id)
     end
     moved(id, tenant, false, 'queued')
-    redis.call('ZADD', P .. 'ready', ARGV[b + 9], id)
+    ready(id, ARGV[b + 9], ARGV[b + 3] ~= '' and ARGV[b + 3] or nil)
     redis.call('ZADD', P .. 'ready_at', now, id)
     event(id, 'submitted', now)
     out[i] = { 1, id }
@@ -173,18 +185,31 @@ local function allowed(list)
 end
 local types, models = allowed(5), allowed(6)
 local picked = {}
-local offset = 0
-local chunk = math.max(limit, 64)
-while #picked < limit do
-  local ids = redis.call('ZRANGE', P .. 'ready', offset, offset + chunk - 1)
-  if #ids == 0 then break end
-  for _, id in ipairs(ids) do
-    if #picked >= limit then break end
-    local f = redis.call('HMGET', tkey(id), 'type', 'model')
-    if (not types or types[f[1]]) and (not models or (f[2] and models[f[2]])) then picked[#picked + 1] = id end
+if models and not types then
+  -- The best 'limit' of each model's own set, merged in claim order (score, then id): exact, and as cheap
+  -- as the models named, however many tasks of other models are queued.
+  local candidates = {}
+  for model in pairs(models) do
+    local found = redis.call('ZRANGE', byModel(model), 0, limit - 1, 'WITHSCORES')
+    for i = 1, #found, 2 do candidates[#candidates + 1] = { tonumber(found[i + 1]), found[i] } end
   end
-  if not types and not models then break end
-  offset = offset + chunk
+  table.sort(candidates, function(x, y) if x[1] ~= y[1] then return x[1] < y[1] end return x[2] < y[2] end)
+  for i = 1, math.min(limit, #candidates) do picked[i] = candidates[i][2] end
+else
+  -- A filter by type reads the ready tasks in claim order, at most CLAIM_SCAN_MAX of them per claim.
+  local offset = 0
+  local chunk = math.max(limit, 64)
+  while #picked < limit and offset < ${CLAIM_SCAN_MAX} do
+    local ids = redis.call('ZRANGE', P .. 'ready', offset, offset + chunk - 1)
+    if #ids == 0 then break end
+    for _, id in ipairs(ids) do
+      if #picked >= limit then break end
+      local f = redis.call('HMGET', tkey(id), 'type', 'model')
+      if (not types or types[f[1]]) and (not models or (f[2] and models[f[2]])) then picked[#picked + 1] = id end
+    end
+    if not types and not models then break end
+    offset = offset + chunk
+  end
 end
 local out = {}
 for i, id in ipairs(picked) do

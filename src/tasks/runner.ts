@@ -30,8 +30,14 @@ export interface RunnerOptions {
    * taskRunnerLimit); unset or null: no cap of its own. Proxied calls are never counted here.
    */
   limit?: number | null | undefined
-  /** Claim only tasks of these types or models (a worker whose backends serve some models). */
+  /** Claim only tasks of these types or models. */
   filter?: ClaimFilter
+  /**
+   * Claim only tasks for models the usable backends serve, when every one of them knows its models (from
+   * config or discovery): in a cluster whose machines serve different models, a task waits for a machine
+   * that has its model instead of failing on one that does not.
+   */
+  claimServedModels?: boolean
   /** Whether the owner of a task found running at start is alive; default: the local process check. */
   isOwnerAlive?: (owner: string) => boolean
   /**
@@ -155,13 +161,29 @@ export class TaskRunner {
     return limit === undefined || limit === null ? wanted : Math.min(limit, wanted)
   }
 
+  private claimFilter(): ClaimFilter | undefined {
+    if (!this.options.claimServedModels) return this.options.filter
+    const usable = this.options.engine.backends().filter((s) => s.usable)
+    // One backend that takes any model (its list not known yet) can run anything.
+    if (usable.length === 0 || usable.some((s) => !s.knowsModels)) return this.options.filter
+    const models = new Set<string>()
+    for (const state of usable) {
+      for (const name of state.modelNames()) {
+        models.add(name)
+        // Tasks name a model as submitted; Ollama's `name:latest` is also just `name`.
+        if (name.endsWith(':latest')) models.add(name.slice(0, -':latest'.length))
+      }
+    }
+    return { ...this.options.filter, models: [...models] }
+  }
+
   private async run(): Promise<void> {
     const { tasks, owner } = this.options
     while (this.running) {
       const room = this.capacity() - this.active.size
       let claimed: Task[]
       try {
-        claimed = room > 0 ? await tasks.claim(owner, room, this.options.filter) : []
+        claimed = room > 0 ? await tasks.claim(owner, room, this.claimFilter()) : []
       } catch (error) {
         // The queue is out of reach (Redis down): nothing was claimed; try again after a pause.
         this.warnOnce(`claiming tasks failed: ${(error as Error).message}; retrying`)
@@ -188,7 +210,9 @@ export class TaskRunner {
 
   /** Sleep until poked, the given time (a retry coming due), or the poll interval passes. */
   private idle(nextRunAfter: number | undefined, poll = this.options.pollMs ?? 1000): Promise<void> {
-    const until = nextRunAfter === undefined ? poll : Math.max(1, Math.min(poll, nextRunAfter - Date.now()))
+    // A due task that the claim left (another model's, under claimServedModels) is not this runner's to wake for.
+    const wait = nextRunAfter === undefined ? poll : nextRunAfter - Date.now()
+    const until = wait <= 0 ? poll : Math.max(1, Math.min(poll, wait))
     return new Promise((resolve) => {
       const timer = setTimeout(done, until)
       function done() {

@@ -287,6 +287,39 @@ describe('a cluster on Redis', () => {
   )
 
   test(
+    'machines serving different models: each task waits for a worker whose backend has its model, and runs once',
+    async () => {
+      const { serves, config } = await cluster({ serves: 1, workers: 0 })
+      const a = serves[0] as ClusterServe
+      const [alpha, beta] = [await startFakeOllama({ models: ['alpha'] }), await startFakeOllama({ models: ['beta'] })]
+      cleanups.push(
+        () => alpha.stop(),
+        () => beta.stop(),
+      )
+      for (const fake of [alpha, beta]) {
+        const w = await startClusterWorker(config, fake)
+        cleanups.push(() => (w.proc.exitCode === null ? w.kill() : Promise.resolve()))
+      }
+      const ask = (model: string, i: number) => ({
+        type: 'chat',
+        model,
+        payload: { model, messages: [{ role: 'user', content: `${model} ${i}` }], stream: false },
+      })
+      const res = await submit(a, [
+        ...Array.from({ length: 20 }, (_, i) => ask('alpha', i)),
+        ...Array.from({ length: 20 }, (_, i) => ask('beta', i)),
+      ])
+      const ids = ((await res.json()) as any).tasks.map((t: any) => t.id)
+      await until(async () => (await stats(a)).tasks.done === 40, 15_000, '40 tasks done')
+      for (const id of ids) expect(await task(a, id)).toMatchObject({ state: 'done', attempts: 1 })
+      const models = (f: FakeServer) => new Set(f.calls.filter((c) => c.path === '/api/chat').map((c) => c.model))
+      expect(models(alpha)).toEqual(new Set(['alpha']))
+      expect(models(beta)).toEqual(new Set(['beta']))
+    },
+    T,
+  )
+
+  test(
     'a task cancelled on one serve is stopped on the worker running it: its model call is aborted',
     async () => {
       // A long lease: renewals (a third of it) are far apart, so only the cluster's event stream can stop it this soon.
