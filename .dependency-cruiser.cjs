@@ -16,6 +16,8 @@ const LAYERS = [
   ['scheduler'],
   ['tasks'],
   ['workflows', 'pool', 'metrics', 'batch', 'capacity'],
+  // Autoscaling (sizes pools from the scheduler's and the queue's figures) and deployment manifests.
+  ['scale'],
   ['daemon'],
   ['doctor'],
   ['server'],

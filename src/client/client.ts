@@ -79,6 +79,18 @@ export class ServeClient extends HttpClient {
     return this.request('POST', '/api/chat', { ...request, stream: false }, { signal })
   }
 
+  // Autoscaling.
+
+  /** GET /scale: every pool's size, bounds and last decisions. */
+  scaleStatus<T = Record<string, unknown>>(): Promise<T> {
+    return this.request('GET', '/scale')
+  }
+
+  /** POST /scale/{pool}: size a pool by hand (orchestrator_mode: manual). */
+  scaleSet<T = Record<string, unknown>>(pool: string, workers: number): Promise<T> {
+    return this.request('POST', `/scale/${encodeURIComponent(pool)}`, { workers })
+  }
+
   // Durable tasks.
 
   submitTask(body: Record<string, unknown>): Promise<Submitted> {

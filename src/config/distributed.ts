@@ -93,7 +93,7 @@ const entries = {
   orchestrator_mode: v.optional(
     oneOf(
       ['auto', 'manual'],
-      'auto: a submitted task runs as soon as a backend slot is free. Not available in this version: manual (tasks run only when an API call starts them)',
+      'auto: the autoscaler sizes the pools (with resource_management.auto_scaling_enabled); manual: no automatic decisions, orch scale set POOL N sizes a pool',
     ),
     'auto',
   ),

@@ -4,7 +4,21 @@
  */
 import * as v from 'valibot'
 import { didYouMean } from '../core/errors.ts'
-import { bool, countOrInfinity, duration, envMap, int, intList, name, nonNegativeInt, oneOf, port, section, stringList } from './fields.ts'
+import {
+  bool,
+  countOrInfinity,
+  duration,
+  envMap,
+  int,
+  intList,
+  name,
+  nonNegativeInt,
+  num,
+  oneOf,
+  port,
+  section,
+  stringList,
+} from './fields.ts'
 import { asRecord, duplicateNames, type ItemProblem, itemCheck } from './items.ts'
 
 const healthPath = v.pipe(
@@ -51,7 +65,15 @@ const poolEntry = v.pipe(
         oneOf(['ollama', 'command'], 'How a worker starts: ollama (ollama serve) or command (any server command)'),
         'ollama',
       ),
-      pool_size: v.optional(int('Workers in this pool'), 1),
+      pool_size: v.optional(int('Workers in this pool (with autoscaling: the start, within min_workers..max_workers)'), 1),
+      min_workers: v.optional(
+        nonNegativeInt('Autoscaling: fewest workers (0: none while idle); default resource_management.min_agent_runners'),
+      ),
+      max_workers: v.optional(int('Autoscaling: most workers; default resource_management.max_agent_runners')),
+      target_per_worker: v.optional(
+        num('Autoscaling: requests waiting or in flight one worker should carry; default its concurrency', { min: 0, exclusiveMin: true }),
+      ),
+      scale_down_idle: v.optional(duration('Autoscaling: with no load for this long the pool goes down to min_workers'), '5m'),
       env: v.optional(envMap('Environment variables for the workers'), {}),
       startup_batch_size: v.optional(int('Workers started per batch when the pool starts'), 8),
       startup_batch_delay_ms: v.optional(nonNegativeInt('Milliseconds between startup batches'), 750),

@@ -40,17 +40,32 @@ const caching = section('Cache LLM responses', {
 })
 
 const resourceManagement = v.pipe(
-  section('Autoscaling of agent runners. Not available in this version: set pool_size per pool instead', {
-    auto_scaling_enabled: v.optional(bool('Scale agent runners automatically. Not available in this version: true is refused'), false),
-    min_agent_runners: v.optional(nonNegativeInt('Fewest agent runners kept. Not available in this version: setting it is refused'), 1),
-    max_agent_runners: v.optional(int('Most agent runner instances allowed. Not available in this version: setting it is refused'), 10),
+  section('Autoscaling of pools: each pool sized between its min_workers and max_workers by its load (docs/scaling.md#autoscaling)', {
+    auto_scaling_enabled: v.optional(
+      bool('Size every pool by its load between its min_workers and max_workers; false: pools keep pool_size workers'),
+      false,
+    ),
+    min_agent_runners: v.optional(nonNegativeInt('Default min_workers of a pool: the fewest workers it keeps (0: none while idle)'), 1),
+    max_agent_runners: v.optional(
+      int('Default max_workers of a pool: the most workers it runs (also the HPA maximum of the generated manifests)'),
+      10,
+    ),
     cpu_threshold_percent: v.optional(
-      int('Average CPU percent that triggers a scale-up. Not available in this version: setting it is refused', { min: 1, max: 100 }),
+      int('Machine CPU percent above which a pool scales up (ceil(workers × used / threshold))', { min: 1, max: 100 }),
       80,
     ),
     memory_threshold_percent: v.optional(
-      int('Average memory percent that triggers a scale-up. Not available in this version: setting it is refused', { min: 1, max: 100 }),
+      int('Machine memory percent above which a pool scales up (ceil(workers × used / threshold))', { min: 1, max: 100 }),
       75,
+    ),
+    scale_interval_seconds: v.optional(num('Seconds between two evaluations of every pool', { min: 0.05 }), 5),
+    scale_down_window_seconds: v.optional(
+      num('A pool scales down only to the highest recommendation of this many seconds (scale-up is at once)', { min: 0 }),
+      300,
+    ),
+    scale_tolerance: v.optional(
+      num('Load within this fraction of the target per worker changes nothing (0.1: ±10%)', { min: 0, max: 1 }),
+      0.1,
     ),
   }),
   v.forward(

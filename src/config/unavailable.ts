@@ -17,10 +17,8 @@ export interface UnavailableRule {
 }
 
 const DISTRIBUTED = 'infrastructure_system.distributed_simulation'
-const RESOURCES = 'infrastructure_system.resource_management'
 const PROMETHEUS = 'infrastructure_system.performance_monitoring.integrations.grafana_prometheus'
 
-const AUTOSCALING = 'autoscaling is not available in this version; remove resource_management, or set pool_size per pool'
 const METRICS =
   "not available in this version: orch serve always exposes Prometheus metrics at /metrics; point Prometheus's scrape config at it (docs/operations.md)"
 const DEPENDENT =
@@ -33,17 +31,6 @@ export const UNAVAILABLE: readonly UnavailableRule[] = [
     message:
       '"kafka" is not available in this version: orch has no Kafka bus, as it could not be tested without a Kafka server; use local_memory',
   },
-  {
-    key: `${DISTRIBUTED}.orchestrator_mode`,
-    values: ['manual'],
-    message:
-      '"manual" is not available in this version: orch serve runs every submitted task as soon as a backend slot is free; remove the key or set it to auto',
-  },
-  { key: `${RESOURCES}.auto_scaling_enabled`, values: [true], message: AUTOSCALING },
-  { key: `${RESOURCES}.min_agent_runners`, message: AUTOSCALING },
-  { key: `${RESOURCES}.max_agent_runners`, message: AUTOSCALING },
-  { key: `${RESOURCES}.cpu_threshold_percent`, message: AUTOSCALING },
-  { key: `${RESOURCES}.memory_threshold_percent`, message: AUTOSCALING },
   { key: `${PROMETHEUS}.enabled`, values: [true], message: METRICS },
   { key: `${PROMETHEUS}.endpoint`, message: METRICS },
   { key: 'heartbeat.dependent', values: [false], message: DEPENDENT },

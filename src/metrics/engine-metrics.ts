@@ -39,6 +39,14 @@ export interface MetricsSources {
   version: string
   /** In a cluster: the task runners of every machine (orch_cluster_task_runners). */
   runners?: Pick<RunnerRegistry, 'list'>
+  /** The pools' sizes and the autoscaler's decisions (orch_pool_workers, orch_scale_decisions_total). */
+  scaling?: () => ScalingFigures | undefined
+}
+
+/** What the autoscaler says for the metrics (src/scale/autoscaler.ts status). */
+export interface ScalingFigures {
+  pools: Array<{ pool: string; current: number; ready: number; desired: number; min: number; max: number }>
+  counts: { up: number; down: number }
 }
 
 /** Model requests (slots asked of the scheduler) and how many failed, by reason. */
@@ -153,6 +161,11 @@ export function createOrchMetrics(sources: MetricsSources, options: OrchMetricsO
   const up = r.gauge('orch_backend_up', 'Whether the backend passed its last health check (1) or not (0)', ['backend'])
   const requests = r.counter('orch_scheduler_requests_total', 'Model requests asked of the scheduler (slots), cache hits excluded').labels()
   const tasks = r.gauge('orch_tasks', 'Durable tasks by state (in a cluster: of the whole cluster, from Redis)', ['state'])
+  const poolWorkers = r.gauge('orch_pool_workers', 'Workers of a pool: current (asked for), ready, desired (the autoscaler), min and max', [
+    'pool',
+    'kind',
+  ])
+  const scaleDecisions = r.counter('orch_scale_decisions_total', 'Autoscaling decisions that changed a pool, since start', ['direction'])
   const runners = sources.runners
     ? r.gauge('orch_cluster_task_runners', 'Task runners of the cluster (orch worker, orch serve) by heartbeat: alive, or gone', ['state'])
     : undefined
@@ -180,6 +193,15 @@ export function createOrchMetrics(sources: MetricsSources, options: OrchMetricsO
     const counts = taskCounts
     for (const [state, n] of Object.entries(counts)) tasks.labels(state).set(n)
     if (runners) for (const [state, n] of Object.entries(runnerCounts)) runners.labels(state).set(n)
+    const scaling = sources.scaling?.()
+    if (scaling) {
+      poolWorkers.reset()
+      for (const p of scaling.pools) {
+        for (const kind of ['current', 'ready', 'desired', 'min', 'max'] as const) poolWorkers.labels(p.pool, kind).set(p[kind])
+      }
+      scaleDecisions.labels('up').set(scaling.counts.up)
+      scaleDecisions.labels('down').set(scaling.counts.down)
+    }
     queueDepth.labels().set(s.stats().queued + counts.queued)
     const m = modelCounts(engine)
     requests.set(m.requests)

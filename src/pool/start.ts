@@ -2,7 +2,7 @@
  * The pools of `orch serve`: the configured pools start in the background (the HTTP API does not wait for
  * model servers to come up), and their workers join the engine's scheduler as they turn healthy.
  */
-import type { OrchConfig } from '../config/schema.ts'
+import type { OrchConfig, PoolConfig } from '../config/schema.ts'
 import { logger } from '../core/log.ts'
 import type { Scheduler } from '../scheduler/scheduler.ts'
 import type { Store } from '../store/db.ts'
@@ -17,6 +17,8 @@ export interface PoolSources {
   store: Store
   /** Healthy workers become backends here. */
   scheduler: Scheduler
+  /** Workers a pool starts with (autoscaling); default pool_size. */
+  initialSize?: (pool: PoolConfig) => number
 }
 
 export interface RunningPools {
@@ -26,11 +28,11 @@ export interface RunningPools {
 }
 
 /** Starts the configured pools; undefined when there are none. */
-export async function startPools({ config, home, store, scheduler }: PoolSources): Promise<RunningPools | undefined> {
+export async function startPools({ config, home, store, scheduler, initialSize }: PoolSources): Promise<RunningPools | undefined> {
   if (config.pools.length === 0) return undefined
   const detection = await detectGpus()
   const gpus = detection.available ? detection.gpus : []
-  const supervisor = new Supervisor({ config, home, store, scheduler, gpus })
+  const supervisor = new Supervisor({ config, home, store, scheduler, gpus, ...(initialSize ? { initialSize } : {}) })
   const starting = supervisor.start().catch((error: unknown) => logger('pool').error(`pools did not start: ${(error as Error).message}`))
   return {
     supervisor,

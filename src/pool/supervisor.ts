@@ -40,6 +40,8 @@ export interface SupervisorOptions {
   timing?: Partial<WorkerTiming>
   /** Take commands on `$ORCH_HOME/run/pool.sock` (default: when there is a store, i.e. a real run). */
   control?: boolean
+  /** Workers a pool starts with (autoscaling: pool_size within its bounds); default pool_size. */
+  initialSize?: (pool: PoolConfig) => number
 }
 
 /** Pools in an order where every pool comes after the pools it depends on; `only` pulls in dependencies. */
@@ -92,6 +94,10 @@ export class Supervisor {
   private readonly log = logger('pool')
   private readonly register: (worker: Worker, launch: WorkerLaunch) => RouteHandle
   private stopped = false
+  /** Workers leaving after a scale-down: not counted, not routed, still finishing. */
+  private readonly retiring = new Set<Worker>()
+  /** Each healthy worker's route: its calls in flight, as the scheduler counts them now. */
+  private readonly handles = new WeakMap<Worker, RouteHandle>()
   private control: ControlServer | undefined
   private readonly gpuOf: Map<string, number | undefined>
 
@@ -132,7 +138,8 @@ export class Supervisor {
   }
 
   private async startPool(pool: PoolConfig): Promise<void> {
-    const workers = Array.from({ length: pool.pool_size }, (_, i) => this.createWorker(pool, i))
+    const size = this.options.initialSize?.(pool) ?? pool.pool_size
+    const workers = Array.from({ length: size }, (_, i) => this.createWorker(pool, i))
     this.pools.set(pool.name, workers)
     this.log.info(`pool ${pool.name}: starting ${workers.length} worker(s)`)
     for (let i = 0; i < workers.length; i += pool.startup_batch_size) {
@@ -147,7 +154,8 @@ export class Supervisor {
   private createWorker(pool: PoolConfig, index: number): Worker {
     const { config, home } = this.options
     const id = workerId(pool.name, index + 1)
-    const gpu = this.gpuOf.get(id)
+    // Workers added by autoscaling past the first assignment take the pool's GPUs in turn.
+    const gpu = this.gpuOf.get(id) ?? (pool.gpus.length > 0 ? pool.gpus[index % pool.gpus.length] : undefined)
     return new Worker(
       {
         pool,
@@ -164,7 +172,11 @@ export class Supervisor {
       },
       {
         allocatePort: (worker) => this.allocatePort(worker, pool, index),
-        onHealthy: (worker, launch) => this.register(worker, launch),
+        onHealthy: (worker, launch) => {
+          const handle = this.register(worker, launch)
+          this.handles.set(worker, handle)
+          return handle
+        },
         canRecycle: (worker) => this.canRecycle(worker),
         onChange: (worker) => {
           this.record(worker)
@@ -251,6 +263,70 @@ export class Supervisor {
     const failed = workers.filter((w) => w.state === 'failed')
     await Promise.all(failed.map((w) => w.reset()))
     return failed
+  }
+
+  /** A pool's workers now: asked for (starting, healthy, restarting), ready (healthy), calls in flight on them. */
+  poolFigures(name: string): { current: number; ready: number; inflight: number } | undefined {
+    const workers = this.pools.get(name)
+    if (!workers) return undefined
+    const live = workers.filter((w) => !this.retiring.has(w) && w.state !== 'failed' && w.state !== 'stopped')
+    return {
+      current: live.length,
+      ready: live.filter((w) => w.state === 'healthy').length,
+      inflight: workers.reduce((n, w) => n + this.inflightOf(w), 0),
+    }
+  }
+
+  /**
+   * Grow or shrink a pool to `n` workers. New workers start at once, in the background (they count as
+   * asked for, not as ready, until healthy). Removed ones (not ready first, then the least busy, then the
+   * newest) leave routing at once, finish their calls in flight within graceful_shutdown_timeout_ms, then
+   * stop. Failed workers are not counted and are left for `orch pool reset`.
+   */
+  async scaleTo(name: string, n: number): Promise<void> {
+    const pool = this.options.config.pools.find((p) => p.name === name)
+    const workers = this.pools.get(name)
+    if (!pool || !workers || this.stopped) return
+    const live = workers.filter((w) => !this.retiring.has(w) && w.state !== 'failed' && w.state !== 'stopped')
+    if (n > live.length) {
+      const used = new Set(workers.map((w) => w.id))
+      const added: Worker[] = []
+      for (let index = 0; added.length < n - live.length; index++) {
+        if (used.has(workerId(pool.name, index + 1))) continue
+        const worker = this.createWorker(pool, index)
+        workers.push(worker)
+        added.push(worker)
+      }
+      this.log.info(`pool ${name}: ${live.length} → ${n} worker(s)`)
+      for (const worker of added) void worker.start().catch((error: unknown) => this.log.warn(`${worker.id}: ${(error as Error).message}`))
+      return
+    }
+    if (n >= live.length) return
+    const order = [...live].sort(
+      (a, b) =>
+        Number(a.state === 'healthy') - Number(b.state === 'healthy') ||
+        this.inflightOf(a) - this.inflightOf(b) ||
+        (a.id < b.id ? 1 : a.id > b.id ? -1 : 0),
+    )
+    const leaving = order.slice(0, live.length - n)
+    this.log.info(`pool ${name}: ${live.length} → ${n} worker(s)`)
+    await Promise.all(leaving.map((worker) => this.retire(worker, workers)))
+  }
+
+  private inflightOf(worker: Worker): number {
+    return this.handles.get(worker)?.inflight() ?? worker.inflight
+  }
+
+  /** Out of routing now, calls in flight finished (or the grace period over), then stopped and forgotten. */
+  private async retire(worker: Worker, workers: Worker[]): Promise<void> {
+    this.retiring.add(worker)
+    this.options.scheduler?.removeBackend(backendName(worker))
+    const deadline = Date.now() + this.options.config.graceful_shutdown_timeout_ms
+    while (this.inflightOf(worker) > 0 && Date.now() < deadline && !this.stopped) await sleep(20)
+    await worker.stop(true)
+    const at = workers.indexOf(worker)
+    if (at >= 0) workers.splice(at, 1)
+    this.retiring.delete(worker)
   }
 
   /** Stop every worker, dependents first. */

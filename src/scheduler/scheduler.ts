@@ -129,6 +129,7 @@ export interface SchedulerStats {
 export class Scheduler {
   readonly states = new Map<string, BackendState>()
   private readonly queues = new Map<string, Job[]>()
+  private readonly standbys = new Set<{ serves: (model: string) => boolean; startupMs: number; onDemand: (model: string) => void }>()
   private tenantOrder: string[] = []
   private nextTenant = 0
   private queuedCount = 0
@@ -210,10 +211,45 @@ export class Scheduler {
     this.changed()
   }
 
+  /**
+   * A pool that can start workers for some models (an autoscaled pool, possibly at 0): a request for one
+   * of them that no backend serves yet waits for a worker (its queue timeout plus `startupMs`) instead of
+   * being refused, and `onDemand` is told at once, so the pool can start one. Returns the withdrawal.
+   */
+  standby(entry: { serves: (model: string) => boolean; startupMs: number; onDemand: (model: string) => void }): () => void {
+    this.standbys.add(entry)
+    return () => this.standbys.delete(entry)
+  }
+
+  /** Requests waiting for a slot for models `serves` says yes to, and how long the oldest has waited. */
+  waitingFor(serves: (model: string) => boolean): { count: number; oldestMs: number } {
+    const now = this.now()
+    let count = 0
+    let oldest = now
+    for (const jobs of this.queues.values()) {
+      for (const job of jobs) {
+        if (!serves(job.model)) continue
+        count++
+        oldest = Math.min(oldest, job.enqueuedAt)
+      }
+    }
+    return { count, oldestMs: now - oldest }
+  }
+
   acquire(options: AcquireOptions): Promise<Slot> {
     this.counters.requests++
     if (options.signal?.aborted) return this.refuse(cancelledError())
-    const refusal = this.refusalFor(options.model)
+    let refusal = this.refusalFor(options.model)
+    let extraMs = 0
+    if (refusal && this.standbys.size > 0) {
+      // Nothing serves the model now, but a pool can start a worker for it: wait for that worker.
+      const standby = [...this.standbys].find((s) => s.serves(options.model))
+      if (standby && !this.servedByAny(options.model)) {
+        standby.onDemand(options.model)
+        extraMs = standby.startupMs
+        refusal = undefined
+      }
+    }
     if (refusal) return this.refuse(refusal)
     if (this.queuedCount >= this.options.maxQueue) {
       this.counters.pool_saturated++
@@ -228,8 +264,8 @@ export class Scheduler {
         return Promise.resolve(this.grant(state, normalizeModel(options.model), now, now))
       }
     }
-    const timeoutMs = options.queueTimeoutMs ?? this.options.queueTimeoutMs
-    if (this.queuedCount > 0) {
+    const timeoutMs = (options.queueTimeoutMs ?? this.options.queueTimeoutMs) + extraMs
+    if (this.queuedCount > 0 && extraMs === 0) {
       const estimate = this.drainEstimate(options.model, options.tenant, options.priority)
       if (estimate && estimate.waitMs * (1 + DRAIN_MARGIN) > timeoutMs) {
         this.counters.pool_saturated++
@@ -352,6 +388,12 @@ export class Scheduler {
   private refuse(error: unknown): Promise<never> {
     this.counters.rejected++
     return Promise.reject(error)
+  }
+
+  /** Whether a usable backend serves the model (whatever its breaker says). */
+  private servedByAny(model: string): boolean {
+    for (const s of this.states.values()) if (s.usable && s.serves(model)) return true
+    return false
   }
 
   /** A request nobody can serve is refused at once instead of waiting out its queue timeout. */

@@ -10,6 +10,7 @@ import type { OrchConfig } from '../config/schema.ts'
 import { httpError, OrchError } from '../core/errors.ts'
 import type { MetricsService } from '../metrics/service.ts'
 import type { Supervisor } from '../pool/supervisor.ts'
+import type { Autoscaler } from '../scale/autoscaler.ts'
 import type { Engine } from '../scheduler/engine.ts'
 import type { Store } from '../store/db.ts'
 import { DEFAULT_PAGE, MAX_PAGE } from '../store/page.ts'
@@ -25,6 +26,8 @@ export interface AppDeps {
   store: Store
   tasks: TaskQueue
   bus: EventBus
+  /** The autoscaler of this process's pools (GET /scale, POST /scale/{pool}); absent without pools. */
+  scale?: Autoscaler
   /** In a cluster (event_bus_type: redis): the task runners of every machine, as their heartbeats say. */
   runners?: RunnerRegistry
   version: string

@@ -10,7 +10,7 @@ import { ConfigError, OrchError } from '../core/errors.ts'
 import { logger } from '../core/log.ts'
 import type { RequestRecord } from '../metrics/engine-metrics.ts'
 import { startMetrics } from '../metrics/service.ts'
-import { startPools } from '../pool/start.ts'
+import { type ScaledPools, startScaledPools } from '../scale/start.ts'
 import { Engine } from '../scheduler/engine.ts'
 import { effectiveLimits, formatLimits, taskRunnerLimit } from '../scheduler/limits.ts'
 import { openStore, type Store } from '../store/db.ts'
@@ -121,19 +121,38 @@ export async function startServe(options: ServeOptions): Promise<RunningServer> 
         running: runner.activeCount,
         concurrency: options.runTasks === false ? 0 : runnerLimit,
         started_at: startedAt,
+        pools: config.pools.map((p) => p.name),
       }))
     : undefined
   const instance = hostname()
   const { version } = options
   // Metrics, workflows (runs left in flight continue: the runner takes their tasks), pools in the background;
   // stopServices stops them in the reverse order.
-  const metrics = startMetrics({ config, engine, tasks, instance, version, ...(cluster ? { runners: cluster.registry } : {}) })
+  let scaled: ScaledPools | undefined
+  const metrics = startMetrics({
+    config,
+    engine,
+    tasks,
+    instance,
+    version,
+    scaling: () => scaled?.autoscaler.status(),
+    ...(cluster ? { runners: cluster.registry } : {}),
+  })
   const workflows = new WorkflowService({ store: new WorkflowStore(store), tasks, bus })
   workflows.start()
-  const pools = await startPools({ config, home: options.home, store, scheduler: engine.scheduler })
+  scaled = await startScaledPools({
+    config,
+    home: options.home,
+    store,
+    scheduler: engine.scheduler,
+    tasks: backing.tasks,
+    bus: backing.bus,
+    ...(backing.cluster ? { runners: backing.cluster.registry } : {}),
+  })
+  const pools = scaled?.pools
   const stopServices = async () => {
     await heartbeat?.stop()
-    await pools?.stop()
+    await scaled?.stop()
     await workflows.stop()
     await metrics.stop()
   }
@@ -149,6 +168,7 @@ export async function startServe(options: ServeOptions): Promise<RunningServer> 
     metrics,
     workflows,
     ...(pools ? { pools: pools.supervisor } : {}),
+    ...(scaled ? { scale: scaled.autoscaler } : {}),
     ...(cluster ? { runners: cluster.registry } : {}),
   }
   const onRequest = (record: RequestRecord) => {

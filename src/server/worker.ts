@@ -11,7 +11,7 @@ import type { Backend } from '../backends/types.ts'
 import type { OrchConfig } from '../config/schema.ts'
 import { ConfigError } from '../core/errors.ts'
 import { logger } from '../core/log.ts'
-import { startPools } from '../pool/start.ts'
+import { startScaledPools } from '../scale/start.ts'
 import { Engine } from '../scheduler/engine.ts'
 import { effectiveLimits, formatLimits, taskRunnerLimit } from '../scheduler/limits.ts'
 import { openStore } from '../store/db.ts'
@@ -62,7 +62,15 @@ export async function startWorker(options: WorkerOptions): Promise<RunningWorker
     healthIntervalMs: options.healthIntervalMs ?? 5000,
   })
   await engine.start()
-  const pools = await startPools({ config, home: options.home, store, scheduler: engine.scheduler })
+  const scaled = await startScaledPools({
+    config,
+    home: options.home,
+    store,
+    scheduler: engine.scheduler,
+    tasks: backing.tasks,
+    bus: backing.bus,
+    ...(backing.cluster ? { runners: backing.cluster.registry } : {}),
+  })
   const id = ownerId(crypto.randomUUID().slice(0, 8))
   const limit = taskRunnerLimit(config).concurrency
   const runner = new TaskRunner({
@@ -84,6 +92,7 @@ export async function startWorker(options: WorkerOptions): Promise<RunningWorker
     running: runner.activeCount,
     concurrency: limit,
     started_at: startedAt,
+    pools: config.pools.map((p) => p.name),
   }))
   log.info(`orch worker ${id} taking tasks from ${redactUrl(cluster.settings.url)} (prefix ${cluster.settings.prefix})`)
   log.info(formatLimits(effectiveLimits(engine.backends(), config)))
@@ -96,7 +105,7 @@ export async function startWorker(options: WorkerOptions): Promise<RunningWorker
       stopped = true
       await runner.stop(graceMs)
       await heartbeat.stop()
-      await pools?.stop()
+      await scaled?.stop()
       await engine.close()
       await backing.close()
       store.close()

@@ -167,6 +167,11 @@ export interface TaskQueue {
   /** The earliest run_after among queued tasks, so an idle runner can sleep until then. */
   nextRunAfter(): Awaitable<number | undefined>
   /**
+   * Queued tasks due now (run_after reached) for these models (undefined: any model), counted up to `cap`
+   * (the count stops there, so asking stays cheap at any depth): the demand an autoscaled pool sees.
+   */
+  dueCount(models: string[] | undefined, cap: number): Awaitable<number>
+  /**
    * Delete tasks that finished more than `olderThanMs` ago (default: retentionMs), oldest first, at most
    * `limit` of them (default: all); returns how many.
    */

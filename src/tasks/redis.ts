@@ -278,6 +278,31 @@ export class RedisTaskQueue implements TaskQueue {
     return times.length === 0 ? undefined : Math.min(...times)
   }
 
+  /**
+   * Due tasks are in the ready sets once a claim moved them there; retries that came due since the last
+   * claim are counted from the delayed set. Each model has its own ready set, so this is a few ZCARDs.
+   */
+  async dueCount(models: string[] | undefined, cap: number): Promise<number> {
+    const limit = Math.max(0, Math.trunc(cap))
+    const keys = models === undefined ? [`${this.p}ready`] : models.map((m) => `${this.p}ready:m:${m}`)
+    const [ready, due] = await this.call(() =>
+      Promise.all([
+        Promise.all(keys.map((k) => this.client.zcard(k))),
+        this.client.zrangebyscore(`${this.p}delayed`, '-inf', this.now(), 'LIMIT', 0, limit),
+      ]),
+    )
+    let count = ready.reduce((a, b) => a + b, 0)
+    if (due.length > 0 && count < limit) {
+      const wanted = models === undefined ? undefined : new Set(models)
+      const read = this.client.pipeline()
+      for (const id of due) read.hget(this.taskKey(id), 'model')
+      for (const [error, model] of (await this.call(() => read.exec())) ?? []) {
+        if (!error && (wanted === undefined || wanted.has(model as string))) count++
+      }
+    }
+    return Math.min(limit, count)
+  }
+
   async prune(olderThanMs = this.options.retentionMs ?? DEFAULT_RETENTION_MS, limit = Number.POSITIVE_INFINITY): Promise<number> {
     const before = this.now() - olderThanMs
     let removed = 0

@@ -158,6 +158,13 @@ export const MOVE_QUEUED_COUNT = `
   ON CONFLICT (tenant) DO UPDATE SET n = n + excluded.n`
 export const DROP_EMPTY_QUEUED = 'DELETE FROM task_queued WHERE tenant = ? AND n <= 0'
 export const SELECT_STATE = 'SELECT state FROM tasks WHERE id = ?'
+// Counting stops at ?3: the autoscaler needs "at least this many", never a scan of a deep queue.
+export const DUE_COUNT = `
+  SELECT COUNT(*) AS n FROM (
+    SELECT 1 FROM tasks INDEXED BY tasks_claim
+     WHERE state = 'queued' AND run_after <= ?1
+       AND (?2 IS NULL OR model IN (SELECT value FROM json_each(?2)))
+     LIMIT ?3)`
 export const NEXT_RUN_AFTER = "SELECT MIN(run_after) AS at FROM tasks INDEXED BY tasks_due WHERE state = 'queued'"
 // The oldest finished tasks past retention, at most ?2 of them (tasks_finished, in order). RETURNING gives
 // their states, to move the counts by.

@@ -298,6 +298,11 @@ export class SqliteTaskQueue implements TaskQueue {
     return this.store.one<{ at: number | null }>(sql.NEXT_RUN_AFTER)?.at ?? undefined
   }
 
+  dueCount(models: string[] | undefined, cap: number): number {
+    const params = [this.now(), models ? JSON.stringify(models) : null, Math.max(0, Math.trunc(cap))]
+    return this.store.one<{ n: number }>(sql.DUE_COUNT, params)?.n ?? 0
+  }
+
   /**
    * Delete finished tasks that finished more than `olderThanMs` ago, oldest first, at most `limit`; returns
    * how many. Each PRUNE_BATCH is its own transaction, so a large prune never holds the write lock for long.

@@ -24,6 +24,8 @@ export interface RunnerRecord {
   concurrency: number | null
   started_at: number
   last_seen: number
+  /** The pools its machine runs (autoscaling shares the cluster's backlog among the machines with a pool). */
+  pools?: string[]
 }
 
 export interface ListedRunner extends RunnerRecord {

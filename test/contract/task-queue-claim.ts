@@ -106,6 +106,28 @@ export function claimCases({ open, running }: Contract): void {
       expect(await f.queue.nextRunAfter()).toBeUndefined()
     })
 
+    test('dueCount counts due queued tasks by model, up to its cap; a retry counts once it is due', async () => {
+      const f = await open()
+      await f.queue.submitMany([
+        { type: 'chat', model: 'a' },
+        { type: 'chat', model: 'a' },
+        { type: 'chat', model: 'b' },
+        { type: 'chat', model: 'a' },
+      ])
+      expect(await f.queue.dueCount(undefined, 100)).toBe(4)
+      expect(await f.queue.dueCount(['a'], 100)).toBe(3)
+      expect(await f.queue.dueCount(['a', 'b'], 100)).toBe(4)
+      expect(await f.queue.dueCount(['nope'], 100)).toBe(0)
+      expect(await f.queue.dueCount(['a'], 2)).toBe(2)
+      const [claimed] = await f.queue.claim('w', 1, { models: ['b'] })
+      expect(await f.queue.dueCount(['b'], 100)).toBe(0)
+      await f.queue.failLater(claimed?.id as string, 'w', retryable)
+      expect(await f.queue.dueCount(['b'], 100)).toBe(0)
+      f.clock.t = T0 + backoffMs(1, RETRY, () => 0.5)
+      expect(await f.queue.dueCount(['b'], 100)).toBe(1)
+      expect(await f.queue.dueCount(['a'], 100)).toBe(3)
+    })
+
     test('filters by type and model; limit caps the batch', async () => {
       const f = await open()
       await f.queue.submitMany([

@@ -180,7 +180,7 @@ describe('values this version would ignore are refused', () => {
     expect(served.stderr).toContain(expected)
   }, 20_000)
 
-  test('resource_management.auto_scaling_enabled: true and grafana_prometheus.enabled: true are refused together', async () => {
+  test('resource_management.auto_scaling_enabled: true is accepted beside a refused grafana_prometheus.enabled: true, which alone is named', async () => {
     const text = [
       'infrastructure_system:',
       '  resource_management:',
@@ -192,8 +192,8 @@ describe('values this version would ignore are refused', () => {
       '',
     ].join('\n')
     const { refusedByBoth } = project({ 'orch.yaml': text })
+    // Autoscaling is available: only the Prometheus key is refused.
     const expected = [
-      'orch.yaml:3:5: infrastructure_system.resource_management.auto_scaling_enabled: autoscaling is not available in this version; remove resource_management, or set pool_size per pool',
       "orch.yaml:7:9: infrastructure_system.performance_monitoring.integrations.grafana_prometheus.enabled: not available in this version: orch serve always exposes Prometheus metrics at /metrics; point Prometheus's scrape config at it (docs/operations.md)",
     ]
     await refusedByBoth(expected)

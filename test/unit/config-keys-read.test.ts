@@ -32,6 +32,7 @@ import { UNAVAILABLE, unavailableIssues } from '../../src/config/unavailable.ts'
 import { configureLogging, LOG_CATEGORIES, logger } from '../../src/core/log.ts'
 import { gatherBatchLocks, gatherPorts } from '../../src/doctor/run.ts'
 import { Supervisor } from '../../src/pool/supervisor.ts'
+import { Autoscaler } from '../../src/scale/autoscaler.ts'
 import { Engine } from '../../src/scheduler/engine.ts'
 import { startServe } from '../../src/server/serve.ts'
 import { openStore } from '../../src/store/db.ts'
@@ -304,6 +305,30 @@ describe('every config key is read', () => {
       store.close()
     }
     record(poolRec)
+
+    // The autoscaler of those pools: bounds, policy, one evaluation under machine load, in manual mode.
+    const scaleRec = recorder()
+    const scaleConfig = scaleRec.wrap(
+      parse({
+        ...base(),
+        pools: poolData(),
+        infrastructure_system: {
+          resource_management: { auto_scaling_enabled: true },
+          distributed_simulation: { orchestrator_mode: 'manual' },
+        },
+      }),
+    )
+    const scaler = new Autoscaler({
+      config: scaleConfig,
+      target: { poolFigures: () => ({ current: 2, ready: 2, inflight: 1 }), scaleTo: async () => undefined },
+      scheduler: { waitingFor: () => ({ count: 9, oldestMs: 10 }), standby: () => () => undefined },
+      machine: () => ({ cpuPercent: 99, memoryPercent: 99 }),
+    })
+    scaler.start()
+    await scaler.evaluate()
+    expect(scaler.intervalMs).toBeGreaterThan(0)
+    scaler.stop()
+    record(scaleRec)
 
     // orch doctor's gatherers: ports (serve and a pool's range), stale batch locks.
     const doctorRec = recorder()

@@ -62,21 +62,13 @@ describe('values for features this version does not have are refused', () => {
     expect(message(`${DISTRIBUTED}.event_bus_type`, 'kafka')).toContain(
       'orch has no Kafka bus, as it could not be tested without a Kafka server; use local_memory',
     )
-    expect(message('infrastructure_system.resource_management.auto_scaling_enabled', true)).toBe(
-      'autoscaling is not available in this version; remove resource_management, or set pool_size per pool',
-    )
     expect(message('infrastructure_system.performance_monitoring.integrations.grafana_prometheus.enabled', true)).toContain(
       "orch serve always exposes Prometheus metrics at /metrics; point Prometheus's scrape config at it (docs/operations.md)",
     )
   })
 
   test('an ORCH_* variable setting a refused value is refused naming the variable', () => {
-    const cases: Record<string, string> = {
-      ORCH_AUTO_SCALING_ENABLED: 'true',
-      ORCH_MIN_AGENT_RUNNERS: '1',
-      ORCH_MAX_AGENT_RUNNERS: '4',
-      ORCH_PROMETHEUS_ENABLED: 'yes',
-    }
+    const cases: Record<string, string> = { ORCH_PROMETHEUS_ENABLED: 'yes' }
     for (const [variable, value] of Object.entries(cases)) {
       const row = ENV_VARS.find((e) => e.name === variable)
       const error = configError({ cwd: workdir(), env: { [variable]: value } })
@@ -90,8 +82,8 @@ describe('values for features this version does not have are refused', () => {
   })
 
   test('a flag setting a refused value is refused naming the flag', () => {
-    const error = configError({ cwd: workdir(), env: {}, overrides: { [`${DISTRIBUTED}.orchestrator_mode`]: 'manual' } })
-    expect(error.message).toContain('orchestrator_mode: "manual" is not available in this version')
+    const error = configError({ cwd: workdir(), env: {}, overrides: { [`${DISTRIBUTED}.event_bus_type`]: 'kafka' } })
+    expect(error.message).toContain('event_bus_type: "kafka" is not available in this version')
     expect(error.message).toEndWith('(from a command-line flag)')
   })
 
@@ -104,7 +96,6 @@ describe('values for features this version does not have are refused', () => {
       `orch.yaml:5:5: ${DISTRIBUTED}.event_bus_type: "kafka" is not available in this version: orch has no Kafka bus, as it could not be tested without a Kafka server; use local_memory`,
       `orch.yaml:6:5: ${DISTRIBUTED}.redis_port: expected an integer 1-65535, got 70000`,
       'orch.yaml:8:5: infrastructure_system.resource_management.min_agent_runners: must be <= max_agent_runners (2)',
-      'orch.yaml:9:5: infrastructure_system.resource_management.max_agent_runners: autoscaling is not available in this version; remove resource_management, or set pool_size per pool',
     ])
   })
 })
@@ -169,7 +160,7 @@ describe('what is not refused', () => {
     expect(unavailableIssues(YAML.parse(renderExampleConfig()), () => true)).toEqual([])
     expect(unavailableIssues(EXAMPLE_ITEMS, () => true)).toEqual([])
     const text = renderExampleConfig()
-    expect(text).toMatch(/^ {4}# min_agent_runners: 1$/m)
+    expect(text).toMatch(/^ {4}min_agent_runners: 1$/m)
     expect(text).not.toContain('the seed says')
   })
 })
@@ -186,9 +177,7 @@ describe('the schema and the env table say which keys are not available', () => 
   test('every variable that sets a refused key says so', () => {
     const refused = new Set(UNAVAILABLE.map((r) => r.key))
     const rows = ENV_VARS.filter((e) => e.path !== undefined && refused.has(docPath(parsePath(e.path) ?? [])))
-    expect(rows.map((e) => e.name).sort()).toEqual(
-      ['ORCH_AUTO_SCALING_ENABLED', 'ORCH_EVENT_BUS', 'ORCH_MAX_AGENT_RUNNERS', 'ORCH_MIN_AGENT_RUNNERS', 'ORCH_PROMETHEUS_ENABLED'].sort(),
-    )
+    expect(rows.map((e) => e.name).sort()).toEqual(['ORCH_EVENT_BUS', 'ORCH_PROMETHEUS_ENABLED'].sort())
     for (const row of rows) expect(`${row.name}: ${row.description}`).toContain('not available in this version')
   })
 })

@@ -5,6 +5,7 @@ import { eventRoutes } from './events.ts'
 import { metricsRoutes } from './metrics.ts'
 import { ollamaRoutes } from './ollama.ts'
 import { openaiRoutes } from './openai.ts'
+import { scaleRoutes } from './scale.ts'
 import { taskRoutes } from './tasks.ts'
 import { workflowRoutes } from './workflows.ts'
 
@@ -15,6 +16,7 @@ export function defaultRoutes(deps: AppDeps): Route[] {
     ...taskRoutes(deps),
     ...eventRoutes(),
     ...workflowRoutes(),
+    ...scaleRoutes(),
     ...ollamaRoutes(deps),
     ...openaiRoutes(deps),
   ]

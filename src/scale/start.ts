@@ -1,0 +1,66 @@
+/**
+ * Pools with their autoscaler, as orch serve and orch worker start them: the bounds checked first (a
+ * min_workers above max_workers stops the start with the key named), each pool started at pool_size within
+ * its bounds, then the autoscaler (docs/scaling.md#autoscaling).
+ */
+import type { EventBus } from '../bus/local.ts'
+import type { OrchConfig } from '../config/schema.ts'
+import { type RunningPools, startPools } from '../pool/start.ts'
+import type { Scheduler } from '../scheduler/scheduler.ts'
+import type { Store } from '../store/db.ts'
+import type { TaskQueue } from '../tasks/queue.ts'
+import type { RunnerRegistry } from '../tasks/workers.ts'
+import { Autoscaler, poolScale, scaleMode } from './autoscaler.ts'
+
+export interface ScaledPools {
+  pools: RunningPools
+  autoscaler: Autoscaler
+  stop(): Promise<void>
+}
+
+export async function startScaledPools(sources: {
+  config: OrchConfig
+  home: string
+  store: Store
+  scheduler: Scheduler
+  tasks: Pick<TaskQueue, 'dueCount'>
+  bus: EventBus
+  /** In a cluster: the runners' heartbeats, to share the cluster's backlog between machines. */
+  runners?: Pick<RunnerRegistry, 'list'>
+}): Promise<ScaledPools | undefined> {
+  const { config } = sources
+  const scaled = scaleMode(config) !== 'off'
+  for (const pool of config.pools) poolScale(config, pool)
+  const pools = await startPools({
+    config,
+    home: sources.home,
+    store: sources.store,
+    scheduler: sources.scheduler,
+    ...(scaled ? { initialSize: (pool) => poolScale(config, pool).initial } : {}),
+  })
+  if (!pools) return undefined
+  const { runners } = sources
+  const autoscaler = new Autoscaler({
+    config,
+    target: pools.supervisor,
+    scheduler: sources.scheduler,
+    tasks: sources.tasks,
+    bus: sources.bus,
+    ...(runners ? { share: (pool: string) => machinesWithPool(runners, pool) } : {}),
+  })
+  autoscaler.start()
+  return {
+    pools,
+    autoscaler,
+    async stop() {
+      autoscaler.stop()
+      await pools.stop()
+    },
+  }
+}
+
+/** Live task runners whose machine runs a pool of this name (at least 1: this one). */
+async function machinesWithPool(runners: Pick<RunnerRegistry, 'list'>, pool: string): Promise<number> {
+  const listed = await runners.list()
+  return Math.max(1, listed.filter((r) => r.alive && (r.pools ?? []).includes(pool)).length)
+}
