@@ -38,14 +38,20 @@ function positive(flag: string, text: string, what = 'a number > 0'): number {
   return value
 }
 
-function optionalNumber(flag: string, text: string | undefined, fallback: number, expected: string, ok: (n: number) => boolean): number {
+export function optionalNumber(
+  flag: string,
+  text: string | undefined,
+  fallback: number,
+  expected: string,
+  ok: (n: number) => boolean,
+): number {
   if (text === undefined) return fallback
   const value = parseNumber(text)
   if (value === undefined || !Number.isFinite(value) || !ok(value)) fail(flag, expected, text)
   return value
 }
 
-function span(flag: string, text: string, plainUnitSeconds: number, expected: string): number {
+export function span(flag: string, text: string, plainUnitSeconds: number, expected: string): number {
   const seconds = parseDurationSeconds(text, plainUnitSeconds)
   if (seconds === undefined || !Number.isFinite(seconds) || seconds <= 0) fail(flag, expected, text)
   return seconds
