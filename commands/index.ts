@@ -38,6 +38,10 @@ const COMMANDS: Record<string, CommandEntry> = {
     description: 'How many instances a workload needs (formula, headroom, Erlang C queueing)',
     load: () => import('./capacity.ts'),
   },
+  scale: {
+    description: 'Deployment manifests (docker-compose, Kubernetes) for a cluster; the autoscaler of a running serve',
+    load: () => import('./scale.ts'),
+  },
   config: { description: 'Show, validate and create the configuration', load: () => import('./config.ts') },
   pool: { description: 'Supervise local model-server processes (Ollama, llama.cpp, any command)', load: () => import('./pool.ts') },
   batch: { description: 'Score folders of cloud metric JSON: run, tick, schedule, status, reset', load: () => import('./batch.ts') },

@@ -9,7 +9,7 @@ import { defaultConfig } from '../../src/config/schema.ts'
 import { validateData } from '../../src/config/validate.ts'
 import { configureLogging } from '../../src/core/log.ts'
 import { type RunningServer, startServe } from '../../src/server/serve.ts'
-import { tempDir } from '../helpers/cli.ts'
+import { runCli, tempDir } from '../helpers/cli.ts'
 
 const SERVER = join(import.meta.dir, '..', 'helpers', 'model-server.ts')
 const T = 60_000
@@ -135,7 +135,25 @@ describe('autoscaling a pool', () => {
       const unknown = await fetch(`${s.url}/scale/nope`, { method: 'POST', body: JSON.stringify({ workers: 1 }) })
       expect(unknown.status).toBe(404)
 
+      // The same through the CLI.
+      const status = await runCli(['scale', 'status', '--url', s.url, '--json'])
+      expect(status.code).toBe(0)
+      expect(status.json().pools[0]).toMatchObject({ pool: 'gen', current: 2, min: 1, max: 3 })
+      const text = await runCli(['scale', 'status', '--url', s.url])
+      expect(text.stdout).toContain('mode: manual: no automatic decisions')
+      expect(text.stdout).toMatch(/gen\s+2\s+2\s+2\s+1\s+3\s+1/)
+      expect(text.stdout).toContain('1 → 2  orch scale set gen 2')
+      const down = await runCli(['scale', 'set', 'gen', '1', '--url', s.url])
+      expect(down.code).toBe(0)
+      expect(down.stdout).toContain('pool gen: 1 worker(s), asked for 1')
+      const bad = await runCli(['scale', 'set', 'gen', 'two', '--url', s.url])
+      expect(bad.code).toBe(2)
+      expect(bad.stderr).toContain('N: expected a whole number of workers, got "two"')
+
       const auto = await serveWithPool('auto', { pool_size: 1, min_workers: 1 })
+      const cliRefused = await runCli(['scale', 'set', 'gen', '2', '--url', auto.url])
+      expect(cliRefused.code).not.toBe(0)
+      expect(cliRefused.stderr).toContain('orchestrator_mode: manual')
       const refused = await fetch(`${auto.url}/scale/gen`, { method: 'POST', body: JSON.stringify({ workers: 2 }) })
       expect(refused.status).toBe(409)
       expect(((await refused.json()) as any).error.message).toContain('orchestrator_mode: manual')
