@@ -4,35 +4,10 @@
  */
 import { formatAge } from '../src/core/age.ts'
 import { UsageError } from '../src/core/errors.ts'
+import type { PoolScaleStatus, ScaleStatus } from '../src/scale/autoscaler.ts'
 import { defineOrchCommand, globalArgs, printJson, printText } from './_args.ts'
 import { serveClient, urlArg } from './_client.ts'
 import { formatTable } from './_table.ts'
-
-interface Decision {
-  at: number
-  from: number
-  to: number
-  applied: boolean
-  reason: string
-}
-
-interface PoolStatus {
-  pool: string
-  current: number
-  ready: number
-  min: number
-  max: number
-  desired: number
-  target_per_worker: number
-  decisions: Decision[]
-}
-
-interface Status {
-  mode: 'auto' | 'manual' | 'off'
-  interval_s: number | null
-  pools: PoolStatus[]
-  counts: { up: number; down: number }
-}
 
 const MODE_TEXT = {
   auto: 'auto: the autoscaler sizes the pools',
@@ -50,7 +25,7 @@ const status = defineOrchCommand({
   async run({ args }) {
     const shown = args.decisions === undefined ? 5 : Number(args.decisions)
     if (!Number.isInteger(shown) || shown < 0) throw new UsageError(`--decisions: expected a whole number, got "${args.decisions}"`)
-    const answer = await serveClient(args).scaleStatus<Status>()
+    const answer = await serveClient(args).scaleStatus<ScaleStatus>()
     if (args.json) {
       printJson(answer)
       return 0
@@ -103,7 +78,7 @@ const set = defineOrchCommand({
         hint: 'orch scale set POOL N, e.g. orch scale set gen 2',
       })
     }
-    const pool = await serveClient(args).scaleSet<PoolStatus>(String(args.pool), n)
+    const pool = await serveClient(args).scaleSet<PoolScaleStatus>(String(args.pool), n)
     if (args.json) printJson(pool)
     else printText(`pool ${pool.pool}: ${pool.current} worker(s), asked for ${n} (${pool.ready} ready; min ${pool.min}, max ${pool.max})`)
     return 0
