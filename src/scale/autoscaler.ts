@@ -9,9 +9,9 @@
  * `orch scale set POOL N` sizes a pool; `off` (auto_scaling_enabled false, orchestrator_mode auto) keeps
  * pool_size and refuses `set`.
  *
- * From zero: a pool whose min_workers is 0 stands by in the scheduler, so a request for its models waits
- * for a worker (the queue timeout plus pool_startup_timeout) instead of being refused, and wakes the
- * autoscaler at once.
+ * From zero: in auto mode every pool below its max stands by in the scheduler, so a request for its models
+ * waits for a worker (the queue timeout plus pool_startup_timeout) instead of being refused, at 0 workers
+ * or behind a queue the workers there are now would not drain in time, and wakes the autoscaler at once.
  *
  * In a cluster the durable tasks are the whole cluster's. Each machine's autoscaler takes its share of
  * them: the due tasks for the pool's models divided by the number of live task runners that run a pool of
@@ -184,18 +184,21 @@ export class Autoscaler {
 
   start(): void {
     if (this.mode === 'off' || this.timer) return
+    if (this.mode !== 'auto') return
+    // Requests for a pool that can still grow wait for it, and wake the autoscaler (scale from zero).
     const startupMs = this.options.config.pool_startup_timeout
     for (const run of this.pools.values()) {
-      if (run.policy.min > 0) continue
       run.withdraw = this.options.scheduler.standby({
         serves: run.serves,
-        startupMs,
-        onDemand: () => {
-          if (this.mode === 'auto') void this.evaluate()
+        // Below its max, or with workers still starting: more capacity is on its way.
+        canGrow: () => {
+          const figures = this.options.target.poolFigures(run.pool.name)
+          return figures === undefined || figures.current < run.policy.max || figures.ready < figures.current
         },
+        startupMs,
+        onDemand: () => void this.evaluate(),
       })
     }
-    if (this.mode !== 'auto') return
     this.timer = setInterval(() => void this.evaluate(), this.intervalMs)
     this.timer.unref?.()
   }

@@ -91,6 +91,15 @@ interface Hold {
   since: number
 }
 
+/** A pool that can start workers (see Scheduler.standby). */
+export interface Standby {
+  serves: (model: string) => boolean
+  /** More workers may come: below its max, or some still starting. */
+  canGrow: () => boolean
+  startupMs: number
+  onDemand: (model: string) => void
+}
+
 interface Job {
   model: string
   /** `model` normalised (name:tag), as limits and estimates key it. */
@@ -129,7 +138,7 @@ export interface SchedulerStats {
 export class Scheduler {
   readonly states = new Map<string, BackendState>()
   private readonly queues = new Map<string, Job[]>()
-  private readonly standbys = new Set<{ serves: (model: string) => boolean; startupMs: number; onDemand: (model: string) => void }>()
+  private readonly standbys = new Set<Standby>()
   private tenantOrder: string[] = []
   private nextTenant = 0
   private queuedCount = 0
@@ -212,11 +221,13 @@ export class Scheduler {
   }
 
   /**
-   * A pool that can start workers for some models (an autoscaled pool, possibly at 0): a request for one
-   * of them that no backend serves yet waits for a worker (its queue timeout plus `startupMs`) instead of
-   * being refused, and `onDemand` is told at once, so the pool can start one. Returns the withdrawal.
+   * A pool that can start workers for some models (an autoscaled pool below its max, possibly at 0): a
+   * request for one of them waits for a worker (its queue timeout plus `startupMs`) instead of being
+   * refused, when no backend serves the model yet or when the queue ahead of it would not drain in time on
+   * the workers there are now; `onDemand` is told whenever such a request has to wait, so the pool grows
+   * at once rather than at its next evaluation. Returns the withdrawal.
    */
-  standby(entry: { serves: (model: string) => boolean; startupMs: number; onDemand: (model: string) => void }): () => void {
+  standby(entry: Standby): () => void {
     this.standbys.add(entry)
     return () => this.standbys.delete(entry)
   }
@@ -239,18 +250,9 @@ export class Scheduler {
   acquire(options: AcquireOptions): Promise<Slot> {
     this.counters.requests++
     if (options.signal?.aborted) return this.refuse(cancelledError())
-    let refusal = this.refusalFor(options.model)
-    let extraMs = 0
-    if (refusal && this.standbys.size > 0) {
-      // Nothing serves the model now, but a pool can start a worker for it: wait for that worker.
-      const standby = [...this.standbys].find((s) => s.serves(options.model))
-      if (standby && !this.servedByAny(options.model)) {
-        standby.onDemand(options.model)
-        extraMs = standby.startupMs
-        refusal = undefined
-      }
-    }
+    const refusal = this.refusalFor(options.model)
     if (refusal) return this.refuse(refusal)
+    const standby = this.standbys.size > 0 ? this.growing(options.model) : undefined
     if (this.queuedCount >= this.options.maxQueue) {
       this.counters.pool_saturated++
       const retryAfter = Math.max(1, Math.ceil(this.options.queueTimeoutMs / 1000))
@@ -264,8 +266,10 @@ export class Scheduler {
         return Promise.resolve(this.grant(state, normalizeModel(options.model), now, now))
       }
     }
-    const timeoutMs = (options.queueTimeoutMs ?? this.options.queueTimeoutMs) + extraMs
-    if (this.queuedCount > 0 && extraMs === 0) {
+    const timeoutMs = (options.queueTimeoutMs ?? this.options.queueTimeoutMs) + (standby?.startupMs ?? 0)
+    standby?.onDemand(options.model)
+    // A pool that is growing serves sooner than the workers there are now say: no refusal by estimate.
+    if (this.queuedCount > 0 && !standby) {
       const estimate = this.drainEstimate(options.model, options.tenant, options.priority)
       if (estimate && estimate.waitMs * (1 + DRAIN_MARGIN) > timeoutMs) {
         this.counters.pool_saturated++
@@ -390,14 +394,29 @@ export class Scheduler {
     return Promise.reject(error)
   }
 
+  /** A standby that serves the model and can still grow. */
+  private growing(model: string): Standby | undefined {
+    for (const s of this.standbys) if (s.serves(model) && s.canGrow()) return s
+    return undefined
+  }
+
   /** Whether a usable backend serves the model (whatever its breaker says). */
   private servedByAny(model: string): boolean {
     for (const s of this.states.values()) if (s.usable && s.serves(model)) return true
     return false
   }
 
-  /** A request nobody can serve is refused at once instead of waiting out its queue timeout. */
+  /**
+   * A request nobody can serve is refused at once instead of waiting out its queue timeout; unless a pool
+   * that serves its model can still grow (Scheduler.standby): then it waits for that pool's worker.
+   */
   private refusalFor(model: string): unknown {
+    const refusal = this.plainRefusalFor(model)
+    if (refusal === undefined || this.standbys.size === 0) return refusal
+    return !this.servedByAny(model) && this.growing(model) ? undefined : refusal
+  }
+
+  private plainRefusalFor(model: string): unknown {
     // The usual case first, without building lists: a usable backend serves the model and lets calls through.
     for (const s of this.states.values()) if (s.usable && s.serves(model) && s.breaker.canPass()) return undefined
     const states = [...this.states.values()]

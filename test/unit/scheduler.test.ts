@@ -465,3 +465,45 @@ describe('change listeners', () => {
     expect(told).toBe(5)
   })
 })
+
+describe('standby: a pool that can still grow', () => {
+  const standby = (canGrow: () => boolean, demands: string[]) => ({
+    serves: (model: string) => model === 'm',
+    canGrow,
+    startupMs: 10_000,
+    onDemand: (model: string) => demands.push(model),
+  })
+
+  test('with no backend for the model a request waits for the pool instead of a 503, and is served once a worker joins', async () => {
+    const s = scheduler([])
+    const demands: string[] = []
+    s.standby(standby(() => true, demands))
+    let slot: Slot | undefined
+    const waiting = s.acquire({ model: 'm' }).then((x) => (slot = x))
+    await Bun.sleep(5)
+    expect(slot).toBeUndefined()
+    expect(demands).toEqual(['m'])
+    expect(s.waitingFor((m) => m === 'm').count).toBe(1)
+    // A backend change re-checks the waiting requests: still waiting, not refused.
+    const other = stubBackend('other')
+    s.addBackend({ backend: other, concurrency: 1, configuredModels: ['x'] })
+    s.removeBackend('other')
+    await Bun.sleep(5)
+    expect(slot).toBeUndefined()
+    const worker = stubBackend('pool/w1')
+    s.addBackend({ backend: worker, concurrency: 1, configuredModels: ['m'] })
+    await waiting
+    expect(slot?.backend.name).toBe('pool/w1')
+    slot?.release('success')
+    // Another model is none of the pool's business: refused at once, as before.
+    expect(codeOf(await s.acquire({ model: 'z' }).catch((e) => e))).toBe('E_MODEL_NOT_FOUND')
+  })
+
+  test('a pool that cannot grow (at max, none starting) does not hold requests: they are refused at once', async () => {
+    const s = scheduler([])
+    const demands: string[] = []
+    s.standby(standby(() => false, demands))
+    expect(codeOf(await s.acquire({ model: 'm' }).catch((e) => e))).toBe('E_NO_BACKEND')
+    expect(demands).toEqual([])
+  })
+})

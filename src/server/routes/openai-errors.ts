@@ -60,6 +60,11 @@ export const OPENAI_CODES: Readonly<Record<string, string | null>> = {
   E_STATE_NEWER: 'server_error',
   E_CACHE_DB: 'server_error',
   E_CACHE_BACKEND: 'server_error',
+  // Autoscaling (orch's /scale endpoints; here for completeness): an unknown pool, a set refused by the mode.
+  E_SCALE_POOL: null,
+  E_SCALE_MODE: null,
+  // A file the CLI would overwrite (orch scale manifests --out without --force).
+  E_EXISTS: null,
   // The cluster's Redis (event_bus_type: redis): out of reach, or a command it refused.
   E_REDIS_UNAVAILABLE: 'server_error',
   E_REDIS_COMMAND: 'server_error',
