@@ -64,5 +64,30 @@ export function validateData(data: unknown): { config?: OrchConfig; issues: Path
     if (!seen.has(key)) issues.push(entry)
     seen.add(key)
   }
+  if (result.success) issues.push(...scaleBoundIssues(result.output))
   return result.success && issues.length === 0 ? { config: result.output, issues: [] } : { issues }
+}
+
+/**
+ * A pool's autoscaling bounds, with their defaults from resource_management: min_workers above
+ * max_workers can never be met. Checked across sections, so only once the config parsed.
+ */
+function scaleBoundIssues(config: OrchConfig): PathIssue[] {
+  const rm = config.infrastructure_system.resource_management
+  const issues: PathIssue[] = []
+  config.pools.forEach((pool, index) => {
+    const min = pool.min_workers ?? rm.min_agent_runners
+    const max = pool.max_workers ?? rm.max_agent_runners
+    if (min <= max) return
+    const [key, other] = pool.min_workers !== undefined ? ['min_workers', 'max_workers'] : ['max_workers', 'min_workers']
+    const from = (k: string, v: number) =>
+      pool[k as 'min_workers' | 'max_workers'] !== undefined
+        ? `${v}`
+        : `${v} from resource_management.${k === 'min_workers' ? 'min' : 'max'}_agent_runners`
+    issues.push({
+      segments: ['pools', index, key],
+      message: `must allow min_workers <= max_workers; ${key} is ${from(key, key === 'min_workers' ? min : max)}, ${other} is ${from(other, other === 'min_workers' ? min : max)}`,
+    })
+  })
+  return issues
 }

@@ -18,6 +18,11 @@ export interface ScaledPools {
   stop(): Promise<void>
 }
 
+/** Refuses (ConfigError, naming the key) pools whose autoscaling bounds cannot be met; call before starting anything. */
+export function checkScaleBounds(config: OrchConfig): void {
+  for (const pool of config.pools) poolScale(config, pool)
+}
+
 export async function startScaledPools(sources: {
   config: OrchConfig
   home: string
@@ -30,7 +35,7 @@ export async function startScaledPools(sources: {
 }): Promise<ScaledPools | undefined> {
   const { config } = sources
   const scaled = scaleMode(config) !== 'off'
-  for (const pool of config.pools) poolScale(config, pool)
+  checkScaleBounds(config)
   const pools = await startPools({
     config,
     home: sources.home,

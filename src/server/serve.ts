@@ -10,7 +10,7 @@ import { ConfigError, OrchError } from '../core/errors.ts'
 import { logger } from '../core/log.ts'
 import type { RequestRecord } from '../metrics/engine-metrics.ts'
 import { startMetrics } from '../metrics/service.ts'
-import { type ScaledPools, startScaledPools } from '../scale/start.ts'
+import { checkScaleBounds, type ScaledPools, startScaledPools } from '../scale/start.ts'
 import { Engine } from '../scheduler/engine.ts'
 import { effectiveLimits, formatLimits, taskRunnerLimit } from '../scheduler/limits.ts'
 import { openStore, type Store } from '../store/db.ts'
@@ -85,6 +85,7 @@ export async function startServe(options: ServeOptions): Promise<RunningServer> 
   const host = options.host ?? config.server.host
   const port = options.port ?? config.server.port
   checkBind(host, config.server.token)
+  checkScaleBounds(config)
   const log = logger('http')
   const store = openStore(options.home, { synchronous: config.tasks.synchronous })
   const backing = await openTaskBacking(config, store)

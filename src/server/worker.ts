@@ -11,7 +11,7 @@ import type { Backend } from '../backends/types.ts'
 import type { OrchConfig } from '../config/schema.ts'
 import { ConfigError } from '../core/errors.ts'
 import { logger } from '../core/log.ts'
-import { startScaledPools } from '../scale/start.ts'
+import { checkScaleBounds, startScaledPools } from '../scale/start.ts'
 import { Engine } from '../scheduler/engine.ts'
 import { effectiveLimits, formatLimits, taskRunnerLimit } from '../scheduler/limits.ts'
 import { openStore } from '../store/db.ts'
@@ -50,6 +50,7 @@ export async function startWorker(options: WorkerOptions): Promise<RunningWorker
       { hint: 'on one machine, orch serve runs the tasks itself; see docs/scaling.md' },
     )
   }
+  checkScaleBounds(config)
   const log = logger('scheduler')
   // This machine's own state (pool workers, their records) stays in its state directory.
   const store = openStore(options.home, { synchronous: config.tasks.synchronous })
