@@ -3,12 +3,11 @@
  * min_workers above max_workers stops the start with the key named), each pool started at pool_size within
  * its bounds, then the autoscaler (docs/scaling.md#autoscaling).
  */
-import type { EventBus } from '../bus/local.ts'
 import type { OrchConfig } from '../config/schema.ts'
 import { type RunningPools, startPools } from '../pool/start.ts'
 import type { Scheduler } from '../scheduler/scheduler.ts'
 import type { Store } from '../store/db.ts'
-import type { TaskQueue } from '../tasks/queue.ts'
+import type { TaskBacking } from '../tasks/open.ts'
 import type { RunnerRegistry } from '../tasks/workers.ts'
 import { Autoscaler, poolScale, scaleMode } from './autoscaler.ts'
 
@@ -28,12 +27,10 @@ export async function startScaledPools(sources: {
   home: string
   store: Store
   scheduler: Scheduler
-  tasks: Pick<TaskQueue, 'dueCount'>
-  bus: EventBus
-  /** In a cluster: the runners' heartbeats, to share the cluster's backlog between machines. */
-  runners?: Pick<RunnerRegistry, 'list'>
+  /** The queue (durable tasks are part of a pool's load), the bus, and in a cluster the runners' heartbeats. */
+  backing: Pick<TaskBacking, 'tasks' | 'bus' | 'cluster'>
 }): Promise<ScaledPools | undefined> {
-  const { config } = sources
+  const { config, backing } = sources
   const scaled = scaleMode(config) !== 'off'
   checkScaleBounds(config)
   const pools = await startPools({
@@ -44,13 +41,13 @@ export async function startScaledPools(sources: {
     ...(scaled ? { initialSize: (pool) => poolScale(config, pool).initial } : {}),
   })
   if (!pools) return undefined
-  const { runners } = sources
+  const runners = backing.cluster?.registry
   const autoscaler = new Autoscaler({
     config,
     target: pools.supervisor,
     scheduler: sources.scheduler,
-    tasks: sources.tasks,
-    bus: sources.bus,
+    tasks: backing.tasks,
+    bus: backing.bus,
     ...(runners ? { share: (pool: string) => machinesWithPool(runners, pool) } : {}),
   })
   autoscaler.start()

@@ -146,9 +146,7 @@ export async function startServe(options: ServeOptions): Promise<RunningServer> 
     home: options.home,
     store,
     scheduler: engine.scheduler,
-    tasks: backing.tasks,
-    bus: backing.bus,
-    ...(backing.cluster ? { runners: backing.cluster.registry } : {}),
+    backing,
   })
   const pools = scaled?.pools
   const stopServices = async () => {

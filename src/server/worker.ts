@@ -68,9 +68,7 @@ export async function startWorker(options: WorkerOptions): Promise<RunningWorker
     home: options.home,
     store,
     scheduler: engine.scheduler,
-    tasks: backing.tasks,
-    bus: backing.bus,
-    ...(backing.cluster ? { runners: backing.cluster.registry } : {}),
+    backing,
   })
   const id = ownerId(crypto.randomUUID().slice(0, 8))
   const limit = taskRunnerLimit(config).concurrency
