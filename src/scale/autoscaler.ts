@@ -86,6 +86,8 @@ export interface ScaleStatus {
 }
 
 const DECISIONS_KEPT = 20
+/** Evaluations woken by waiting requests are at least this far apart. */
+const DEMAND_GAP_MS = 100
 
 interface PoolRun {
   pool: PoolConfig
@@ -144,6 +146,8 @@ export class Autoscaler {
   private timer: ReturnType<typeof setInterval> | undefined
   private evaluating: Promise<void> | undefined
   private again = false
+  private demandTimer: ReturnType<typeof setTimeout> | undefined
+  private lastDemandAt = Number.NEGATIVE_INFINITY
 
   constructor(private readonly options: AutoscalerOptions) {
     const { config } = options
@@ -196,15 +200,37 @@ export class Autoscaler {
           return figures === undefined || figures.current < run.policy.max || figures.ready < figures.current
         },
         startupMs,
-        onDemand: () => void this.evaluate(),
+        onDemand: () => this.demand(),
       })
     }
     this.timer = setInterval(() => void this.evaluate(), this.intervalMs)
     this.timer.unref?.()
   }
 
+  /**
+   * A request waits for a pool that can grow: evaluate now, or, when one ran less than DEMAND_GAP_MS ago,
+   * once that gap is over. Steady traffic that queues briefly costs an evaluation per gap, not per request.
+   */
+  private demand(): void {
+    if (this.demandTimer) return
+    const wait = this.lastDemandAt + DEMAND_GAP_MS - this.now()
+    if (wait <= 0) {
+      this.lastDemandAt = this.now()
+      void this.evaluate()
+      return
+    }
+    this.demandTimer = setTimeout(() => {
+      this.demandTimer = undefined
+      this.lastDemandAt = this.now()
+      void this.evaluate()
+    }, wait)
+    this.demandTimer.unref?.()
+  }
+
   stop(): void {
     if (this.timer) clearInterval(this.timer)
+    if (this.demandTimer) clearTimeout(this.demandTimer)
+    this.demandTimer = undefined
     this.timer = undefined
     for (const run of this.pools.values()) run.withdraw?.()
   }
