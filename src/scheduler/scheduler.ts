@@ -252,7 +252,6 @@ export class Scheduler {
     if (options.signal?.aborted) return this.refuse(cancelledError())
     const refusal = this.refusalFor(options.model)
     if (refusal) return this.refuse(refusal)
-    const standby = this.standbys.size > 0 ? this.growing(options.model) : undefined
     if (this.queuedCount >= this.options.maxQueue) {
       this.counters.pool_saturated++
       const retryAfter = Math.max(1, Math.ceil(this.options.queueTimeoutMs / 1000))
@@ -266,6 +265,8 @@ export class Scheduler {
         return Promise.resolve(this.grant(state, normalizeModel(options.model), now, now))
       }
     }
+    // Only a request that has to wait asks whether a pool is growing for it (the fast path never does).
+    const standby = this.standbys.size > 0 ? this.growing(options.model) : undefined
     const timeoutMs = (options.queueTimeoutMs ?? this.options.queueTimeoutMs) + (standby?.startupMs ?? 0)
     standby?.onDemand(options.model)
     // A pool that is growing serves sooner than the workers there are now say: no refusal by estimate.
