@@ -40,10 +40,10 @@ import { TASK_STATES } from './queue.ts'
 import * as lua from './redis-lua.ts'
 import {
   attemptOutcome,
-  checkSubmit,
+  claimRank,
   cursorError,
   DEFAULT_RETENTION_MS,
-  newTaskId,
+  newTask,
   notifyListeners,
   queueBoundError,
   STALLED_ERROR,
@@ -336,9 +336,9 @@ export class RedisTaskQueue implements TaskQueue {
     ]
     const made: Task[] = []
     for (const input of inputs) {
-      const task = this.newTask(input, now)
+      const task = newTask(input, this.options.retry.maxAttempts, now)
       made.push(task)
-      const score = -(task.priority * this.options.agingMs - now)
+      const score = -claimRank(task.priority, this.options.agingMs, now)
       const payload = input.payload === undefined ? '' : (toJson(input.payload) ?? '')
       args.push(task.id, task.type, task.model ?? '', payload, String(task.priority), task.tenant, task.idempotency_key ?? '')
       args.push(task.max_attempts, String(score))
@@ -355,34 +355,6 @@ export class RedisTaskQueue implements TaskQueue {
       this.notify({ type: 'task', task, change: 'submitted' })
       return { task, created: true }
     })
-  }
-
-  /** A task as submitted: the same defaults and checks as every queue (./rules.ts). */
-  private newTask(input: SubmitInput, now: number): Task {
-    const { priority, maxAttempts } = checkSubmit(input, this.options.retry.maxAttempts)
-    return {
-      id: newTaskId(now),
-      type: input.type,
-      model: input.model ?? null,
-      payload: input.payload ?? null,
-      priority,
-      tenant: input.tenant ?? 'default',
-      idempotency_key: input.idempotency_key ?? null,
-      state: 'queued',
-      attempts: 0,
-      max_attempts: maxAttempts,
-      stalled_count: 0,
-      lease_owner: null,
-      lease_expires_at: null,
-      run_after: now,
-      result: null,
-      error: null,
-      fail_reason: null,
-      created_at: now,
-      updated_at: now,
-      started_at: null,
-      finished_at: null,
-    }
   }
 
   /** The script's refusal of a submission past a bound, as the queue's 429. */

@@ -4,7 +4,7 @@
  */
 import { ExitCode, OrchError } from '../core/errors.ts'
 import { logger } from '../core/log.ts'
-import type { AttemptError, SubmitInput, TaskError, TaskEvent } from './queue.ts'
+import type { AttemptError, SubmitInput, Task, TaskError, TaskEvent } from './queue.ts'
 import { decideRetry, type RetryPolicy } from './retry.ts'
 
 /** `prune`'s default age when tasks.retention_hours is not given. */
@@ -74,6 +74,42 @@ export function cursorError(cursor: string): OrchError {
     exitCode: ExitCode.usage,
     hint: 'pass next_cursor from the previous page',
   })
+}
+
+/** A task as submitted now: its defaults and checks (E_TASK_INVALID), the same in every queue. */
+export function newTask(input: SubmitInput, defaultMaxAttempts: number, now: number): Task {
+  const { priority, maxAttempts } = checkSubmit(input, defaultMaxAttempts)
+  return {
+    id: newTaskId(now),
+    type: input.type,
+    model: input.model ?? null,
+    payload: input.payload ?? null,
+    priority,
+    tenant: input.tenant ?? 'default',
+    idempotency_key: input.idempotency_key ?? null,
+    state: 'queued',
+    attempts: 0,
+    max_attempts: maxAttempts,
+    stalled_count: 0,
+    lease_owner: null,
+    lease_expires_at: null,
+    run_after: now,
+    result: null,
+    error: null,
+    fail_reason: null,
+    created_at: now,
+    updated_at: now,
+    started_at: null,
+    finished_at: null,
+  }
+}
+
+/**
+ * The claim rank, fixed at submission: higher is claimed first. A waiting task gains one priority level per
+ * `agingMs`, so ordering by `priority × agingMs − created_at` is ordering by effective priority now.
+ */
+export function claimRank(priority: number, agingMs: number, createdAt: number): number {
+  return priority * agingMs - createdAt
 }
 
 /**

@@ -40,7 +40,7 @@ import type {
   TaskState,
 } from './queue.ts'
 import { TASK_STATES } from './queue.ts'
-import { attemptOutcome, checkSubmit, DEFAULT_RETENTION_MS, newTaskId, notifyListeners, queueBoundError, STALLED_ERROR } from './rules.ts'
+import { attemptOutcome, claimRank, DEFAULT_RETENTION_MS, newTask, notifyListeners, queueBoundError, STALLED_ERROR } from './rules.ts'
 import * as sql from './sql.ts'
 import { decodeCursor, encodeCursor, rowToTask, type TaskRow, toJson } from './sql.ts'
 
@@ -360,30 +360,13 @@ export class SqliteTaskQueue implements TaskQueue {
 
   private newRow(input: SubmitInput): TaskRow {
     const now = this.now()
-    const { priority, maxAttempts } = checkSubmit(input, this.options.retry.maxAttempts)
+    const task = newTask(input, this.options.retry.maxAttempts, now)
     return {
-      id: newTaskId(now),
-      type: input.type,
-      model: input.model ?? null,
+      ...task,
       payload: toJson(input.payload),
-      priority,
-      tenant: input.tenant ?? 'default',
-      idempotency_key: input.idempotency_key ?? null,
-      state: 'queued',
-      attempts: 0,
-      max_attempts: maxAttempts,
-      stalled_count: 0,
-      lease_owner: null,
-      lease_expires_at: null,
-      run_after: now,
-      claim_rank: priority * this.options.agingMs - now,
       result: null,
       error: null,
-      fail_reason: null,
-      created_at: now,
-      updated_at: now,
-      started_at: null,
-      finished_at: null,
+      claim_rank: claimRank(task.priority, this.options.agingMs, now),
     }
   }
 
