@@ -87,14 +87,18 @@ async function withRedisCache<T>(t: Target, redis: RedisSettings, use: (cache: R
 }
 
 function redisStatsJson(t: Target, redis: RedisSettings, stats: CacheStats) {
+  return { backend: 'redis', ...settingsJson(t), url: redactUrl(redis.url), prefix: redis.prefix, ...figuresJson(stats) }
+}
+
+/** What every backend's stats say of the config. */
+function settingsJson(t: Target) {
+  return { enabled: t.caching.enabled, mode: t.caching.mode, ttl_seconds: t.caching.cache_ttl_seconds }
+}
+
+/** The figures every backend counts. */
+function figuresJson(stats: CacheStats) {
   const lookups = stats.hits + stats.misses
   return {
-    backend: 'redis',
-    enabled: t.caching.enabled,
-    mode: t.caching.mode,
-    ttl_seconds: t.caching.cache_ttl_seconds,
-    url: redactUrl(redis.url),
-    prefix: redis.prefix,
     entries: stats.entries,
     bytes: stats.bytes,
     hits: stats.hits,
@@ -139,26 +143,8 @@ export function formatBytes(n: number): string {
 }
 
 function statsJson(t: Target & { path: string }, stats: CacheStats) {
-  const lookups = stats.hits + stats.misses
-  return {
-    backend: 'sqlite',
-    enabled: t.caching.enabled,
-    mode: t.caching.mode,
-    ttl_seconds: t.caching.cache_ttl_seconds,
-    path: t.path,
-    exists: t.path === ':memory:' || existsSync(t.path),
-    entries: stats.entries,
-    bytes: stats.bytes,
-    file_bytes: fileBytes(t.path),
-    hits: stats.hits,
-    misses: stats.misses,
-    hit_rate: lookups === 0 ? null : stats.hits / lookups,
-    sets: stats.sets,
-    evictions: stats.evictions,
-    expired: stats.expired,
-    oldest_at: iso(stats.oldest_at),
-    newest_at: iso(stats.newest_at),
-  }
+  const exists = t.path === ':memory:' || existsSync(t.path)
+  return { backend: 'sqlite', ...settingsJson(t), path: t.path, exists, file_bytes: fileBytes(t.path), ...figuresJson(stats) }
 }
 
 function statsText(shown: string, s: ReturnType<typeof statsJson>): string {
