@@ -11,10 +11,10 @@ import { logger } from '../core/log.ts'
 import type { RequestRecord } from '../metrics/engine-metrics.ts'
 import { startMetrics } from '../metrics/service.ts'
 import { checkScaleBounds, type ScaledPools, startScaledPools } from '../scale/start.ts'
-import { Engine } from '../scheduler/engine.ts'
+import type { Engine } from '../scheduler/engine.ts'
 import { effectiveLimits, formatLimits, taskRunnerLimit } from '../scheduler/limits.ts'
 import { openStore, type Store } from '../store/db.ts'
-import { clusterEngineParts, openTaskBacking } from '../tasks/open.ts'
+import { openTaskBacking, startEngine } from '../tasks/open.ts'
 import { ownerId } from '../tasks/owner.ts'
 import { TaskRunner } from '../tasks/runner.ts'
 import { startHeartbeat } from '../tasks/workers.ts'
@@ -90,13 +90,7 @@ export async function startServe(options: ServeOptions): Promise<RunningServer> 
   const store = openStore(options.home, { synchronous: config.tasks.synchronous })
   const backing = await openTaskBacking(config, store)
   const { tasks, bus, cluster } = backing
-  const engine = new Engine({
-    config,
-    ...clusterEngineParts(backing, config),
-    ...(options.backends ? { backends: options.backends } : {}),
-    healthIntervalMs: options.healthIntervalMs ?? 5000,
-  })
-  await engine.start()
+  const engine = await startEngine(backing, config, options)
   reportBackends(engine)
   const runId = crypto.randomUUID().slice(0, 8)
   const runnerLimit = taskRunnerLimit(config).concurrency

@@ -12,11 +12,10 @@ import type { OrchConfig } from '../config/schema.ts'
 import { ConfigError } from '../core/errors.ts'
 import { logger } from '../core/log.ts'
 import { checkScaleBounds, startScaledPools } from '../scale/start.ts'
-import { Engine } from '../scheduler/engine.ts'
 import { effectiveLimits, formatLimits, taskRunnerLimit } from '../scheduler/limits.ts'
 import { openStore } from '../store/db.ts'
 import { redactUrl, usesRedis } from '../store/redis.ts'
-import { clusterEngineParts, openTaskBacking } from '../tasks/open.ts'
+import { openTaskBacking, startEngine } from '../tasks/open.ts'
 import { ownerId } from '../tasks/owner.ts'
 import { TaskRunner } from '../tasks/runner.ts'
 import { startHeartbeat } from '../tasks/workers.ts'
@@ -56,13 +55,7 @@ export async function startWorker(options: WorkerOptions): Promise<RunningWorker
   const store = openStore(options.home, { synchronous: config.tasks.synchronous })
   const backing = await openTaskBacking(config, store)
   const cluster = backing.cluster as NonNullable<typeof backing.cluster>
-  const engine = new Engine({
-    config,
-    ...clusterEngineParts(backing, config),
-    ...(options.backends ? { backends: options.backends } : {}),
-    healthIntervalMs: options.healthIntervalMs ?? 5000,
-  })
-  await engine.start()
+  const engine = await startEngine(backing, config, options)
   const scaled = await startScaledPools({
     config,
     home: options.home,

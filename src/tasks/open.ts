@@ -5,12 +5,14 @@
  * orch serve and orch worker open it here, so they always agree on where the work is.
  */
 import type { Redis } from 'ioredis'
+import type { Backend } from '../backends/types.ts'
 import { type EventBus, LocalBus } from '../bus/local.ts'
 import { RedisBus } from '../bus/redis.ts'
 import { createCache, type ResponseCache } from '../cache/index.ts'
 import type { OrchConfig } from '../config/schema.ts'
 import { logger } from '../core/log.ts'
 import { BreakerSync } from '../scheduler/breaker-sync.ts'
+import { Engine } from '../scheduler/engine.ts'
 import type { Store } from '../store/db.ts'
 import { connectRedis, type RedisSettings, redactUrl, redisSettings, usesRedis } from '../store/redis.ts'
 import { type TaskQueue, taskQueueOptions } from './queue.ts'
@@ -83,10 +85,29 @@ async function whenReachable(client: Redis, settings: RedisSettings): Promise<vo
 }
 
 /**
+ * The engine of a process (serve or worker), started: its configured backends (or `backends`, in tests),
+ * health checks every `healthIntervalMs` (5 s), and in a cluster the cache and breakers it shares.
+ */
+export async function startEngine(
+  backing: TaskBacking,
+  config: OrchConfig,
+  options: { backends?: Backend[] | undefined; healthIntervalMs?: number | undefined } = {},
+): Promise<Engine> {
+  const engine = new Engine({
+    config,
+    ...clusterEngineParts(backing, config),
+    ...(options.backends ? { backends: options.backends } : {}),
+    healthIntervalMs: options.healthIntervalMs ?? 5000,
+  })
+  await engine.start()
+  return engine
+}
+
+/**
  * In a cluster, what the engine shares with the other instances: the response cache on Redis (with
  * cache_backend: redis) and the breakers of the configured backends. On one machine: nothing.
  */
-export function clusterEngineParts(backing: TaskBacking, config: OrchConfig): { cache?: ResponseCache | null; breakerSync?: BreakerSync } {
+function clusterEngineParts(backing: TaskBacking, config: OrchConfig): { cache?: ResponseCache | null; breakerSync?: BreakerSync } {
   const { cluster } = backing
   if (!cluster) return {}
   const caching = config.infrastructure_system.llm_orchestration.caching
