@@ -15,7 +15,7 @@
  * are reported to SSE clients as a reset.
  */
 import type { Redis } from 'ioredis'
-import { logger } from '../core/log.ts'
+import { logger, outageWarning } from '../core/log.ts'
 import { type EventBus, type EventType, type Listener, LocalBus, type OrchEvent } from './local.ts'
 
 /** Events the stream keeps (approximately: trimmed with MAXLEN ~). */
@@ -50,9 +50,9 @@ export class RedisBus implements EventBus {
   private cursor = '0-0'
   private running = false
   private loop: Promise<void> | undefined
-  private warned = false
   private filled = false
   private readonly log = logger('store')
+  private readonly outage = outageWarning(this.log)
 
   constructor(options: RedisBusOptions) {
     this.options = options
@@ -72,7 +72,7 @@ export class RedisBus implements EventBus {
   async start(): Promise<void> {
     if (this.running) return
     this.running = true
-    await this.fill().catch((error: unknown) => this.warnOnce(`reading the event stream failed: ${(error as Error).message}; retrying`))
+    await this.fill().catch((error: unknown) => this.outage.warn(`reading the event stream failed: ${(error as Error).message}; retrying`))
     this.loop = this.follow()
   }
 
@@ -106,9 +106,9 @@ export class RedisBus implements EventBus {
     )
     call.then(
       () => {
-        this.warned = false
+        this.outage.ok()
       },
-      (error: unknown) => this.warnOnce(`an event (${type}) was not published: ${(error as Error).message}`),
+      (error: unknown) => this.outage.warn(`an event (${type}) was not published: ${(error as Error).message}`),
     )
   }
 
@@ -132,12 +132,12 @@ export class RedisBus implements EventBus {
         const reply = (await reader.xread('COUNT', 1000, 'BLOCK', blockMs, 'STREAMS', this.key, this.cursor)) as Array<
           [string, Entry[]]
         > | null
-        this.warned = false
+        this.outage.ok()
         for (const [, entries] of reply ?? []) for (const entry of entries) this.take(entry)
       } catch (error) {
         if (!this.running) break
         this.filled = false
-        this.warnOnce(`reading the event stream failed: ${(error as Error).message}; retrying`)
+        this.outage.warn(`reading the event stream failed: ${(error as Error).message}; retrying`)
         await Bun.sleep(500)
       }
     }
@@ -154,12 +154,6 @@ export class RedisBus implements EventBus {
       return
     }
     this.local.deliver({ id: idNumber(id), type: (values.type ?? 'task') as EventType, at: Number(values.at), data })
-  }
-
-  private warnOnce(message: string): void {
-    if (this.warned) return
-    this.warned = true
-    this.log.warn(message)
   }
 }
 

@@ -57,3 +57,21 @@ export function logger(category?: LogCategory): ConsolaInstance {
   }
   return instance
 }
+
+/**
+ * One warning per outage, not one per attempt: `warn` logs only the first message until `ok` says the
+ * thing works again (a Redis connection, a queue out of reach).
+ */
+export function outageWarning(log: Pick<ConsolaInstance, 'warn'>): { warn(message: string): void; ok(): void } {
+  let warned = false
+  return {
+    warn(message) {
+      if (warned) return
+      warned = true
+      log.warn(message)
+    },
+    ok() {
+      warned = false
+    },
+  }
+}

@@ -8,7 +8,7 @@
  */
 import { BackendError } from '../backends/types.ts'
 import type { EventBus } from '../bus/local.ts'
-import { logger } from '../core/log.ts'
+import { logger, outageWarning } from '../core/log.ts'
 import type { Engine } from '../scheduler/engine.ts'
 import { isLocalOwnerAlive } from './owner.ts'
 import type { ClaimFilter, Task, TaskQueue } from './queue.ts'
@@ -30,8 +30,6 @@ export interface RunnerOptions {
    * taskRunnerLimit); unset or null: no cap of its own. Proxied calls are never counted here.
    */
   limit?: number | null | undefined
-  /** Claim only tasks of these types or models. */
-  filter?: ClaimFilter
   /**
    * Claim only tasks for models the usable backends serve, when every one of them knows its models (from
    * config or discovery): in a cluster whose machines serve different models, a task waits for a machine
@@ -72,9 +70,9 @@ export class TaskRunner {
   private pruning = false
   private renewing = false
   private recovering = false
-  private warned = false
   private unsubscribe: (() => void) | undefined
   private readonly log = logger('scheduler')
+  private readonly outage = outageWarning(this.log)
   readonly stats = { completed: 0, failed: 0, retried: 0, lost: 0 }
 
   constructor(private readonly options: RunnerOptions) {}
@@ -91,7 +89,7 @@ export class TaskRunner {
     // The queue out of reach (Redis down): their leases expire, and recovery takes them then.
     const recovered = await Promise.resolve(tasks.recoverAbandoned(this.options.isOwnerAlive ?? isLocalOwnerAlive)).catch(
       (error: unknown) => {
-        this.warnOnce(`recovering tasks of processes that are gone failed: ${(error as Error).message}`)
+        this.outage.warn(`recovering tasks of processes that are gone failed: ${(error as Error).message}`)
         return []
       },
     )
@@ -162,10 +160,10 @@ export class TaskRunner {
   }
 
   private claimFilter(): ClaimFilter | undefined {
-    if (!this.options.claimServedModels) return this.options.filter
+    if (!this.options.claimServedModels) return undefined
     const usable = this.options.engine.backends().filter((s) => s.usable)
     // One backend that takes any model (its list not known yet) can run anything.
-    if (usable.length === 0 || usable.some((s) => !s.knowsModels)) return this.options.filter
+    if (usable.length === 0 || usable.some((s) => !s.knowsModels)) return undefined
     const models = new Set<string>()
     for (const state of usable) {
       for (const name of state.modelNames()) {
@@ -174,7 +172,7 @@ export class TaskRunner {
         if (name.endsWith(':latest')) models.add(name.slice(0, -':latest'.length))
       }
     }
-    return { ...this.options.filter, models: [...models] }
+    return { models: [...models] }
   }
 
   private async run(): Promise<void> {
@@ -186,11 +184,11 @@ export class TaskRunner {
         claimed = room > 0 ? await tasks.claim(owner, room, this.claimFilter()) : []
       } catch (error) {
         // The queue is out of reach (Redis down): nothing was claimed; try again after a pause.
-        this.warnOnce(`claiming tasks failed: ${(error as Error).message}; retrying`)
+        this.outage.warn(`claiming tasks failed: ${(error as Error).message}; retrying`)
         await this.idle(undefined, CLAIM_RETRY_MS)
         continue
       }
-      this.warned = false
+      this.outage.ok()
       // Stopped while the claim was under way: hand back what it got, untouched.
       if (!this.running) {
         for (const task of claimed) await Promise.resolve(tasks.release(task.id, owner)).catch(() => undefined)
@@ -293,7 +291,7 @@ export class TaskRunner {
           try {
             if (!(await this.options.tasks.renew(id, this.options.owner))) controller.abort()
           } catch (error) {
-            this.warnOnce(`renewing the lease of task ${id} failed: ${(error as Error).message}`)
+            this.outage.warn(`renewing the lease of task ${id} failed: ${(error as Error).message}`)
           }
         }),
       )
@@ -309,17 +307,10 @@ export class TaskRunner {
     try {
       if ((await this.options.tasks.recoverExpired()).length > 0) this.poke()
     } catch (error) {
-      this.warnOnce(`recovering expired leases failed: ${(error as Error).message}`)
+      this.outage.warn(`recovering expired leases failed: ${(error as Error).message}`)
     } finally {
       this.recovering = false
     }
-  }
-
-  /** One warning per outage, not one per attempt; a success in between arms it again. */
-  private warnOnce(message: string): void {
-    if (this.warned) return
-    this.warned = true
-    this.log.warn(message)
   }
 }
 
