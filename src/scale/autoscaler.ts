@@ -28,6 +28,7 @@ import { backendConcurrency } from '../scheduler/limits.ts'
 import { normalizeModel } from '../scheduler/router.ts'
 import type { Scheduler } from '../scheduler/scheduler.ts'
 import type { TaskQueue } from '../tasks/queue.ts'
+import type { RunnerRegistry } from '../tasks/workers.ts'
 import { decide, emptyMemory, type PolicyMemory, type PoolSample, type ScalePolicy } from './policy.ts'
 
 export type ScaleMode = 'auto' | 'manual' | 'off'
@@ -51,8 +52,8 @@ export interface AutoscalerOptions {
   bus?: EventBus
   /** The machine's CPU and memory in use; default: measured from the OS between two evaluations. */
   machine?: () => MachineUse
-  /** In a cluster: how many machines share the durable tasks of this pool (at least 1). */
-  share?: (pool: string) => Promise<number>
+  /** In a cluster: the task runners' heartbeats, which say the machines that run each pool. */
+  runners?: Pick<RunnerRegistry, 'list'>
   now?: () => number
 }
 
@@ -245,7 +246,8 @@ export class Autoscaler {
       do {
         this.again = false
         const machine = this.machine()
-        for (const run of this.pools.values()) await this.evaluatePool(run, machine)
+        const sharers = await this.machinesByPool()
+        for (const run of this.pools.values()) await this.evaluatePool(run, machine, sharers.get(run.pool.name) ?? 1)
       } while (this.again)
     })().finally(() => {
       this.evaluating = undefined
@@ -306,7 +308,24 @@ export class Autoscaler {
     }
   }
 
-  private async evaluatePool(run: PoolRun, machine: MachineUse): Promise<void> {
+  /** Live task runners per pool name (their heartbeats list their machine's pools); read once per evaluation. */
+  private async machinesByPool(): Promise<Map<string, number>> {
+    const counts = new Map<string, number>()
+    if (!this.options.runners) return counts
+    try {
+      for (const runner of await this.options.runners.list()) {
+        if (!runner.alive) continue
+        for (const pool of runner.pools ?? []) counts.set(pool, (counts.get(pool) ?? 0) + 1)
+      }
+    } catch (error) {
+      // Redis out of reach: each machine counts as alone (it over-provisions rather than starves).
+      this.log.debug(`scale: runners not read: ${(error as Error).message}`)
+    }
+    return counts
+  }
+
+  /** `sharers`: the machines (this one included) that run a pool of this name and share its durable tasks. */
+  private async evaluatePool(run: PoolRun, machine: MachineUse, sharers: number): Promise<void> {
     const figures = this.options.target.poolFigures(run.pool.name)
     if (!figures) return
     const waiting = this.options.scheduler.waitingFor(run.serves).count
@@ -315,8 +334,7 @@ export class Autoscaler {
       const cap = run.policy.max * run.policy.targetPerWorker * 2 + 1
       try {
         const cluster = await this.options.tasks.dueCount(run.models, cap)
-        const share = Math.max(1, (await this.options.share?.(run.pool.name)) ?? 1)
-        due = Math.ceil(cluster / share)
+        due = Math.ceil(cluster / Math.max(1, sharers))
       } catch (error) {
         // The queue out of reach (Redis down): decide on what this machine sees.
         this.log.debug(`scale ${run.pool.name}: durable tasks not counted: ${(error as Error).message}`)

@@ -8,7 +8,6 @@ import { type RunningPools, startPools } from '../pool/start.ts'
 import type { Scheduler } from '../scheduler/scheduler.ts'
 import type { Store } from '../store/db.ts'
 import type { TaskBacking } from '../tasks/open.ts'
-import type { RunnerRegistry } from '../tasks/workers.ts'
 import { Autoscaler, poolScale, scaleMode } from './autoscaler.ts'
 
 export interface ScaledPools {
@@ -48,7 +47,7 @@ export async function startScaledPools(sources: {
     scheduler: sources.scheduler,
     tasks: backing.tasks,
     bus: backing.bus,
-    ...(runners ? { share: (pool: string) => machinesWithPool(runners, pool) } : {}),
+    ...(runners ? { runners } : {}),
   })
   autoscaler.start()
   return {
@@ -59,10 +58,4 @@ export async function startScaledPools(sources: {
       await pools.stop()
     },
   }
-}
-
-/** Live task runners whose machine runs a pool of this name (at least 1: this one). */
-async function machinesWithPool(runners: Pick<RunnerRegistry, 'list'>, pool: string): Promise<number> {
-  const listed = await runners.list()
-  return Math.max(1, listed.filter((r) => r.alive && (r.pools ?? []).includes(pool)).length)
 }

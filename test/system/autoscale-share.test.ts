@@ -69,10 +69,9 @@ describe('autoscaling across machines', () => {
     const base = { role: 'worker' as const, host: 'h', running: 0, concurrency: 8, started_at: Date.now(), pools: ['gen'] }
     await registry.beat({ ...base, id: 'h:1:a', pid: 1 })
     await registry.beat({ ...base, id: 'h:2:b', pid: 2 })
-    const share = async (pool: string) => (await registry.list()).filter((r) => r.alive && (r.pools ?? []).includes(pool)).length
     const scheduler = { waitingFor: () => ({ count: 0, oldestMs: 0 }), standby: () => () => undefined }
     const machines = [recordedPool(1), recordedPool(1)]
-    const scalers = machines.map((m) => new Autoscaler({ config, target: m.target, scheduler, tasks: queue, share }))
+    const scalers = machines.map((m) => new Autoscaler({ config, target: m.target, scheduler, tasks: queue, runners: registry }))
     for (const scaler of scalers) await scaler.evaluate()
     expect(machines.map((m) => m.asked)).toEqual([[6], [6]])
     // Alone, one machine would take the whole backlog.
