@@ -11,7 +11,8 @@ const LAYERS = [
   ['store', 'bus'],
   // The HTTP client of a running orch serve: low, so that batch (rationale over --url) and daemon may use it.
   ['client'],
-  ['backends'],
+  // The model engine (orch model-worker: node-llama-cpp behind Ollama's API) sits beside the backends.
+  ['backends', 'engine'],
   ['cache'],
   ['scheduler'],
   ['tasks'],

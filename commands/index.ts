@@ -43,6 +43,10 @@ const COMMANDS: Record<string, CommandEntry> = {
     load: () => import('./scale.ts'),
   },
   config: { description: 'Show, validate and create the configuration', load: () => import('./config.ts') },
+  'model-worker': {
+    description: "Load a GGUF model (node-llama-cpp) and serve Ollama's API for it; what llamacpp pools run",
+    load: () => import('./model-worker.ts'),
+  },
   pool: { description: 'Supervise local model-server processes (Ollama, llama.cpp, any command)', load: () => import('./pool.ts') },
   batch: { description: 'Score folders of cloud metric JSON: run, tick, schedule, status, reset', load: () => import('./batch.ts') },
   doctor: { description: 'Check the machine and the configuration, with the fix for each problem', load: () => import('./doctor.ts') },

@@ -18,6 +18,9 @@ export const BUNDLE = {
   format: 'esm',
   minify: true,
   splitting: true,
+  // A native addon cannot live inside the binary: dist/orch loads node-llama-cpp from beside it at run time
+  // (src/engine/llama.ts).
+  external: ['node-llama-cpp'],
 } as const satisfies Bun.BuildConfig
 
 if (import.meta.main) {
@@ -28,9 +31,18 @@ if (import.meta.main) {
   const outfile = values.outfile as string
 
   const started = performance.now()
+  // The CLI as one script, embedded in the binary: llamacpp workers run it with the binary in bun mode, where
+  // node-llama-cpp (outside the binary) can load its own dependencies (src/pool/self-launch.ts).
+  const script = await Bun.build({ ...BUNDLE, entrypoints: [...BUNDLE.entrypoints], splitting: false })
+  if (!script.success || !script.outputs[0]) {
+    for (const log of script.logs) console.error(log)
+    process.exit(1)
+  }
+  const cliScript = await script.outputs[0].text()
   const result = await Bun.build({
     ...BUNDLE,
     entrypoints: [...BUNDLE.entrypoints],
+    define: { ORCH_CLI_BUNDLE: JSON.stringify(cliScript) },
     // The source map is embedded in the binary: stack traces (--debug) name the .ts files and lines.
     sourcemap: 'linked',
     bytecode: true,

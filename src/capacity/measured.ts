@@ -12,7 +12,7 @@
  * - efficiency = slot time in use ÷ slot time, counted while a task waited for a slot (EFFICIENCY_RULE).
  */
 import type { OrchConfig } from '../config/schema.ts'
-import { backendConcurrency, taskRunnerLimit } from '../scheduler/limits.ts'
+import { backendConcurrency, poolWorkerConcurrency, taskRunnerLimit } from '../scheduler/limits.ts'
 import { normalizeModel } from '../scheduler/router.ts'
 import type { Store } from '../store/db.ts'
 import type { TaskState } from '../tasks/queue.ts'
@@ -176,7 +176,7 @@ export function configuredSlots(
     })
   }
   for (const p of config.pools) {
-    const limit = backendConcurrency(config, p.api)
+    const limit = poolWorkerConcurrency(config, p)
     const models = p.models.length > 0 ? p.models : null
     entries.push({ kind: 'pool', name: p.name, instances: p.pool_size, concurrency: limit.concurrency, source: limit.source, models })
   }

@@ -51,6 +51,14 @@ export const EXAMPLE_ITEMS: Record<string, unknown> = {
       api: 'openai',
       depends_on: ['gpu'],
     },
+    {
+      name: 'engine',
+      profile: 'llamacpp',
+      model: 'models/llama-3.2-1b-instruct-q4_k_m.gguf',
+      models: ['llama3.2-1b'],
+      pool_size: 1,
+      llamacpp: { gpu_layers: 'auto', threads: 0, context_size: 8192, parallel: 4, node_llama_cpp_path: '/opt/orch' },
+    },
   ],
   backends: [
     { name: 'ollama', type: 'ollama', url: 'http://127.0.0.1:11434', models: ['llama3.2'], concurrency: 4 },

@@ -17,6 +17,7 @@ import {
   oneOf,
   port,
   section,
+  str,
   stringList,
 } from './fields.ts'
 import { asRecord, duplicateNames, type ItemProblem, itemCheck } from './items.ts'
@@ -36,6 +37,38 @@ const heartbeatOverride = section('Per-pool override of the global heartbeat; un
   initial_delay_ms: v.optional(nonNegativeInt('Override of heartbeat.initial_delay_ms')),
   dependent: v.optional(bool('Override of heartbeat.dependent. Not available in this version: false')),
 })
+
+/** `auto`, or a non-negative integer: node-llama-cpp's own choice, or exactly this many. */
+function autoOrInt(description: string, min: number) {
+  const msg = `expected "auto" or an integer >= ${min}`
+  return v.pipe(
+    v.union([v.literal('auto', msg), v.pipe(v.number(msg), v.integer(msg), v.minValue(min, msg))], msg),
+    v.description(description),
+    v.metadata({ kind: 'int' as const, type: `"auto" or an integer >= ${min}` }),
+  )
+}
+
+const llamacppSettings = section('How each llamacpp worker (orch model-worker) runs its model; only for profile llamacpp', {
+  gpu_layers: v.optional(autoOrInt('Model layers offloaded to the GPU: auto (as many as fit), 0 (CPU only) or a count', 0), 'auto'),
+  threads: v.optional(nonNegativeInt("CPU threads for generation; 0: the machine's math cores. On a 2-core machine use 1"), 0),
+  context_size: v.optional(
+    autoOrInt(
+      "Tokens of context of each request (each of the parallel sequences has its own): auto (the model's own, as memory allows) or a count",
+      16,
+    ),
+    'auto',
+  ),
+  parallel: v.optional(int('Requests one worker generates for at once (sequences of one context, batched together)'), 1),
+  node_llama_cpp_path: v.optional(
+    str("Directory node-llama-cpp is installed in (DIR/node_modules/node-llama-cpp); unset: beside the orch binary, then orch's own", {
+      example: '/opt/orch',
+    }),
+  ),
+})
+
+export type LlamacppSettings = v.InferOutput<typeof llamacppSettings>
+
+const LLAMACPP_DEFAULTS: LlamacppSettings = { gpu_layers: 'auto', threads: 0, context_size: 'auto', parallel: 1 }
 
 /** The heartbeat keys a worker runs by (`dependent` is always true: see its description). */
 export interface HeartbeatSettings {
@@ -62,7 +95,10 @@ const poolEntry = v.pipe(
     {
       name: name('Unique pool name (used in log paths and metric labels)'),
       profile: v.optional(
-        oneOf(['ollama', 'command'], 'How a worker starts: ollama (ollama serve) or command (any server command)'),
+        oneOf(
+          ['ollama', 'command', 'llamacpp'],
+          'How a worker starts: ollama (ollama serve), command (any server command) or llamacpp (orch model-worker on the GGUF file in model)',
+        ),
         'ollama',
       ),
       pool_size: v.optional(int('Workers in this pool (with autoscaling: the start, within min_workers..max_workers)'), 1),
@@ -80,7 +116,18 @@ const poolEntry = v.pipe(
       worker_ttl: v.optional(duration('Recycle (drain, restart) a worker after this long'), 'infinity'),
       worker_max_requests: v.optional(countOrInfinity('Recycle a worker after this many requests'), 'infinity'),
       heartbeat: v.optional(heartbeatOverride),
-      models: v.optional(stringList('Models this pool serves', { example: ['llama3.2'] }), []),
+      models: v.optional(
+        stringList('Models this pool serves (llamacpp: the one name clients use; default the file name of model, less .gguf)', {
+          example: ['llama3.2'],
+        }),
+        [],
+      ),
+      model: v.optional(
+        str('GGUF model file the workers load (a path; relative to the directory orch starts in); required when profile is llamacpp', {
+          example: 'models/llama-3.2-1b-q4_k_m.gguf',
+        }),
+      ),
+      llamacpp: v.optional(llamacppSettings),
       gpus: v.optional(intList('GPU indexes; worker i gets gpus[i mod n] as CUDA_VISIBLE_DEVICES', { example: [0] }), []),
       depends_on: v.optional(stringList('Pools that must be healthy before this one starts'), []),
       command: v.optional(
@@ -98,10 +145,17 @@ const poolEntry = v.pipe(
   ),
   v.transform((pool) => ({
     ...pool,
-    health_path: pool.health_path ?? (pool.profile === 'command' ? '/health' : '/api/tags'),
+    models: pool.profile === 'llamacpp' && pool.models.length === 0 && pool.model ? [ggufName(pool.model)] : pool.models,
+    llamacpp: pool.profile === 'llamacpp' ? { ...LLAMACPP_DEFAULTS, ...pool.llamacpp } : pool.llamacpp,
+    health_path: pool.health_path ?? (pool.profile === 'ollama' ? '/api/tags' : '/health'),
     api: pool.api ?? (pool.profile === 'command' ? ('openai' as const) : ('ollama' as const)),
   })),
 )
+
+/** The model name a GGUF file is served under when the pool names none: its file name, less `.gguf`. */
+export function ggufName(path: string): string {
+  return (path.split(/[\\/]/).pop() ?? path).replace(/\.gguf$/i, '')
+}
 
 const asStrings = (value: unknown): string[] => (Array.isArray(value) ? value.filter((x): x is string => typeof x === 'string') : [])
 
@@ -153,7 +207,19 @@ export function checkPools(items: unknown[]): ItemProblem[] {
   const pools = items.map(asRecord)
   const problems = duplicateNames(items, 'pool')
   pools.forEach((pool, index) => {
-    if ((pool.profile ?? 'ollama') !== 'command') return
+    const profile = pool.profile ?? 'ollama'
+    if (profile === 'llamacpp') {
+      if (pool.model === undefined) problems.push({ index, key: 'model', message: 'required when profile is "llamacpp" (a .gguf file)' })
+      if (pool.command !== undefined)
+        problems.push({ index, key: 'command', message: 'not used when profile is "llamacpp": its workers run orch model-worker' })
+      if (Array.isArray(pool.models) && pool.models.length > 1)
+        problems.push({ index, key: 'models', message: 'a llamacpp pool serves one model: give one name' })
+      if (pool.api === 'openai') problems.push({ index, key: 'api', message: 'llamacpp workers speak the Ollama API: use "ollama"' })
+      return
+    }
+    for (const key of ['model', 'llamacpp'] as const)
+      if (pool[key] !== undefined) problems.push({ index, key, message: 'only for profile "llamacpp"' })
+    if (profile !== 'command') return
     if (pool.command === undefined) problems.push({ index, key: 'command', message: 'required when profile is "command"' })
     else if (Array.isArray(pool.command) && pool.command.length === 0)
       problems.push({ index, key: 'command', message: 'must not be empty when profile is "command"' })

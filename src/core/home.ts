@@ -39,6 +39,8 @@ export const workerLogPath = (home: string, pool: string, worker: string) => joi
 export const runDir = (home: string) => join(home, 'run')
 export const controlSocketPath = (home: string) => join(runDir(home), 'pool.sock')
 export const watchdogScriptPath = (home: string) => join(runDir(home), 'pool-watchdog.ts')
+/** orch's CLI as one script, which the compiled binary runs in bun mode for llamacpp workers (src/pool/self-launch.ts). */
+export const cliScriptPath = (home: string) => join(runDir(home), 'orch-cli.js')
 
 /** A file `orch doctor` writes and removes at once, to check the directory is writable. */
 export const writeProbePath = (home: string, pid: number) => join(home, `.doctor-${pid}.tmp`)

@@ -4,6 +4,8 @@
  * signal-0 probe answers.
  */
 import { readFileSync } from 'node:fs'
+import { basename } from 'node:path'
+import { fileURLToPath } from 'node:url'
 
 export interface ProcStat {
   /** R, S, D, T, Z (zombie), X (dead), … */
@@ -53,4 +55,17 @@ export function readCmdline(pid: number): string[] | undefined {
   // Every argument ends with a NUL: the last element of the split is the empty string after it.
   if (args.at(-1) === '') args.pop()
   return args
+}
+
+/** Is this process the compiled orch binary (its modules in Bun's embedded file system), not bun running the source? */
+export function isCompiled(): boolean {
+  return Bun.main.startsWith('/$bunfs/') || Bun.main.includes('~BUN') || !basename(process.execPath).startsWith('bun')
+}
+
+/** orch's entry script, when it runs from source (whichever script bun started: the CLI, a test, a benchmark). */
+const ENTRY = fileURLToPath(new URL('../../commands/index.ts', import.meta.url))
+
+/** The command line that starts this same orch: the compiled binary alone, or bun + flags + the entry script. */
+export function selfCommand(): string[] {
+  return isCompiled() ? [process.execPath] : [process.execPath, '--no-env-file', ENTRY]
 }

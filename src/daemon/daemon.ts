@@ -6,11 +6,10 @@
  * SIGKILL; it stops every server recorded in the state directory, foreground or detached.
  */
 import { closeSync, fstatSync, mkdirSync, openSync, writeSync } from 'node:fs'
-import { basename } from 'node:path'
 import { OrchError } from '../core/errors.ts'
 import { logsDir, serveLogPath, serveRecordPath } from '../core/home.ts'
 import { rotateLog } from '../core/log-rotate.ts'
-import { isAlive } from '../core/process.ts'
+import { isAlive, selfCommand } from '../core/process.ts'
 import { readSince } from './logfile.ts'
 import { alreadyRunning, type PidInfo, readPidFile, removePidFile, type ServeMode, serveRecords } from './pidfile.ts'
 
@@ -19,12 +18,6 @@ export const START_WAIT_MS = 20_000
 /** `orch stop` waits graceful_shutdown_timeout_ms plus this before SIGKILL. */
 export const STOP_MARGIN_MS = 5000
 const POLL_MS = 100
-
-/** The command line that starts this same orch: the compiled binary alone, or bun + flags + the entry script. */
-export function selfCommand(): string[] {
-  const compiled = Bun.main.startsWith('/$bunfs/') || Bun.main.includes('~BUN') || !basename(process.execPath).startsWith('bun')
-  return compiled ? [process.execPath] : [process.execPath, '--no-env-file', Bun.main]
-}
 
 export interface Detached {
   pid: number

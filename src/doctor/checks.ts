@@ -4,10 +4,12 @@
  */
 import { formatAge } from '../core/age.ts'
 import { type ConfigIssue, formatIssue } from '../core/errors.ts'
+import { checkEngine, type EngineFacts } from './checks-engine.ts'
 import { checkDisk, checkGpus, checkOpenFiles, checkRuntime, type GpuFacts } from './checks-machine.ts'
 import { checkRedis, type RedisFacts } from './checks-redis.ts'
 import { type Finding, fail, ok, warn } from './finding.ts'
 
+export * from './checks-engine.ts'
 export * from './checks-machine.ts'
 export * from './checks-redis.ts'
 export type { Finding, FindingStatus } from './finding.ts'
@@ -232,6 +234,8 @@ export interface DoctorFacts {
   backends?: BackendFacts[]
   programs?: ExecutableFacts[]
   redis?: RedisFacts
+  /** Only when a pool has `profile: llamacpp`. */
+  engine?: EngineFacts
   /** Only when batch.inputs_root exists. */
   batchLocks?: BatchLockFacts
 }
@@ -252,6 +256,7 @@ export function planDoctor(facts: DoctorFacts): DoctorReport {
     ...(facts.backends ?? []).flatMap(checkBackend),
     ...(facts.programs ?? []).map(checkExecutable),
     ...checkGpus(facts.gpus),
+    ...(facts.engine ? checkEngine(facts.engine, facts.gpus) : []),
     ...(facts.redis ? checkRedis(facts.redis) : []),
     ...(facts.batchLocks ? checkBatchLocks(facts.batchLocks) : []),
   ]

@@ -13,13 +13,16 @@ import { resolveSettings, scanLocks } from '../batch/tick.ts'
 import { readEnvironment } from '../config/env.ts'
 import { displayPath, type ResolvedConfig, resolveConfig } from '../config/load.ts'
 import type { OrchConfig } from '../config/schema.ts'
-import { ConfigError } from '../core/errors.ts'
+import { ConfigError, OrchError } from '../core/errors.ts'
 import { DEFAULT_HOME, serveRecordPath, stateDbPath, writeProbePath } from '../core/home.ts'
 import { isAlive } from '../core/process.ts'
 import { readPidFile } from '../daemon/pidfile.ts'
+import { readGguf } from '../engine/gguf.ts'
+import { loadNodeLlamaCpp } from '../engine/llama.ts'
 import { detectGpus } from '../pool/gpu.ts'
 import { connectRedis, redactUrl, redisSettings, usesRedis, waitReady } from '../store/redis.ts'
 import type { BackendFacts, BatchLockFacts, ConfigFacts, DoctorFacts, ExecutableFacts, HomeFacts, PortFacts, RedisFacts } from './checks.ts'
+import type { EngineFacts, EngineLoadFacts, LlamacppPoolFacts } from './checks-engine.ts'
 
 export interface GatherInputs {
   configFile?: string
@@ -267,6 +270,81 @@ export function gatherBatchLocks(config: OrchConfig, cwd: string, now = Date.now
   }
 }
 
+/** Loading node-llama-cpp and its binary takes well under a second; a native load that hangs is reported. */
+const ENGINE_TIMEOUT_MS = 30_000
+
+/** Load node-llama-cpp from one place, ask which GPU backends it can use and which one it picks, and let go. */
+async function gatherEngineLoad(path: string | undefined, pools: string[], timeoutMs: number): Promise<EngineLoadFacts> {
+  const facts: EngineLoadFacts = { path, pools }
+  let engine: Awaited<ReturnType<typeof loadNodeLlamaCpp>>
+  try {
+    engine = await loadNodeLlamaCpp(path)
+  } catch (error) {
+    return { ...facts, error: message(error), ...(error instanceof OrchError && error.hint ? { fix: error.hint } : {}) }
+  }
+  Object.assign(facts, { from: engine.from, version: engine.version })
+  const lib = engine.module
+  let timer: ReturnType<typeof setTimeout> | undefined
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`no answer within ${timeoutMs / 1000} s`)), timeoutMs)
+  })
+  try {
+    facts.supported = await Promise.race([lib.getLlamaGpuTypes('supported'), timeout])
+    const llama = await Promise.race([
+      lib.getLlama({
+        gpu: 'auto',
+        build: 'never',
+        skipDownload: true,
+        progressLogs: false,
+        logLevel: lib.LlamaLogLevel.error,
+        logger: () => {},
+      }),
+      timeout,
+    ])
+    facts.picked = llama.gpu
+    await llama.dispose()
+  } catch (error) {
+    facts.llamaError = message(error)
+  } finally {
+    clearTimeout(timer)
+  }
+  return facts
+}
+
+/** The llamacpp pools' engines (one per `llamacpp.node_llama_cpp_path`) and GGUF files; undefined without such a pool. */
+export async function gatherEngine(config: OrchConfig, cwd: string, timeoutMs = ENGINE_TIMEOUT_MS): Promise<EngineFacts | undefined> {
+  const pools: LlamacppPoolFacts[] = []
+  for (const [index, pool] of config.pools.entries()) {
+    if (pool.profile !== 'llamacpp') continue
+    const settings = pool.llamacpp
+    const model = pool.model ?? ''
+    const fact: LlamacppPoolFacts = {
+      name: pool.name,
+      index,
+      model,
+      path: resolve(cwd, model),
+      gpuLayers: settings?.gpu_layers ?? 'auto',
+      contextSize: settings?.context_size ?? 'auto',
+      parallel: settings?.parallel ?? 1,
+      poolSize: pool.pool_size,
+      ...(settings?.node_llama_cpp_path ? { enginePath: resolve(cwd, settings.node_llama_cpp_path) } : {}),
+    }
+    try {
+      fact.info = readGguf(fact.path)
+    } catch (error) {
+      fact.error = message(error)
+    }
+    pools.push(fact)
+  }
+  if (pools.length === 0) return undefined
+  const paths = [...new Set(pools.map((p) => p.enginePath))]
+  const users = (path: string | undefined) => pools.filter((p) => p.enginePath === path).map((p) => p.name)
+  // One at a time: two native loads at once gain nothing, and the first usually answers for all.
+  const engines: EngineLoadFacts[] = []
+  for (const path of paths) engines.push(await gatherEngineLoad(path, users(path), timeoutMs))
+  return { engines, pools }
+}
+
 /** Every fact the planners need. Config-dependent sections are left out when the configuration is invalid. */
 export async function gatherFacts(inputs: GatherInputs = {}): Promise<DoctorFacts> {
   const env = inputs.env ?? process.env
@@ -275,12 +353,13 @@ export async function gatherFacts(inputs: GatherInputs = {}): Promise<DoctorFact
   const { resolved, facts: config, home } = readConfig(inputs, env, cwd)
   const cfg: ResolvedConfig['config'] | undefined = resolved?.config
   const pools = (cfg?.pools ?? []).map((p) => ({ name: p.name, pool_size: p.pool_size, gpus: p.gpus }))
-  const [detection, ports, backends, programs, redis] = await Promise.all([
+  const [detection, ports, backends, programs, redis, engine] = await Promise.all([
     detectGpus({ env, timeoutMs: Math.max(timeoutMs, 10_000) }),
     cfg ? gatherPorts(cfg, home) : undefined,
     cfg ? gatherBackends(cfg, env, timeoutMs) : undefined,
     cfg ? gatherPrograms(cfg, env, timeoutMs) : undefined,
     cfg && usesRedis(cfg) ? gatherRedis(cfg, env, Math.min(timeoutMs, REDIS_TIMEOUT_MS)) : undefined,
+    cfg ? gatherEngine(cfg, cwd) : undefined,
   ])
   return {
     bunVersion: typeof Bun === 'undefined' ? undefined : Bun.version,
@@ -293,6 +372,7 @@ export async function gatherFacts(inputs: GatherInputs = {}): Promise<DoctorFact
     backends,
     programs,
     redis,
+    engine,
     batchLocks: cfg ? gatherBatchLocks(cfg, cwd) : undefined,
   }
 }

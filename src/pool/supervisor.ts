@@ -11,7 +11,7 @@ import { poolHeartbeat } from '../config/pools.ts'
 import type { OrchConfig, PoolConfig } from '../config/schema.ts'
 import { workerLogPath } from '../core/home.ts'
 import { logger } from '../core/log.ts'
-import { backendConcurrency } from '../scheduler/limits.ts'
+import { poolWorkerConcurrency } from '../scheduler/limits.ts'
 import type { Scheduler } from '../scheduler/scheduler.ts'
 import type { Store } from '../store/db.ts'
 import { type ControlServer, handleControl, listenControl, TargetError } from './control.ts'
@@ -19,6 +19,7 @@ import { assignGpus, type Gpu, workerId } from './gpu.ts'
 import { isPortFree, pickPort, sleep } from './proc.ts'
 import type { WorkerLaunch } from './profiles.ts'
 import { reapStale, saveWorker } from './records.ts'
+import { orchCommand } from './self-launch.ts'
 import { type WatchdogCommand, watchdogCommand } from './watchdog-launch.ts'
 import { DEFAULT_TIMING, type RouteHandle, Worker, type WorkerTiming } from './worker.ts'
 
@@ -72,8 +73,7 @@ export function schedulerRegistrar(scheduler: Scheduler, config: OrchConfig) {
     const { pool } = worker.settings
     const name = backendName(worker)
     const backend = createBackend({ name, type: pool.api, url: launch.url }, config.backend_timeouts)
-    // Pools have no concurrency key: a worker takes the runtime default of its API.
-    const limit = backendConcurrency(config, pool.api)
+    const limit = poolWorkerConcurrency(config, pool)
     const state = scheduler.addBackend({
       backend,
       concurrency: limit.concurrency,
@@ -168,6 +168,7 @@ export class Supervisor {
         logPath: workerLogPath(home, pool.name, id),
         runId: this.runId,
         watchdog: this.watchdog(),
+        ...(pool.profile === 'llamacpp' ? { orch: orchCommand(home) } : {}),
         timing: { ...DEFAULT_TIMING, ...this.options.timing },
       },
       {

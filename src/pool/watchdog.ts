@@ -46,9 +46,14 @@ function killGroup(signal: NodeJS.Signals): void {
   }
 }
 
+/** Set in a worker's environment: run the worker in bun mode as well (BUN_BE_BUN=1). */
+export const WORKER_BUN_MODE = '_ORCH_WORKER_BUN_MODE'
+
 export async function runWatchdog(args: WatchdogArgs): Promise<number> {
-  // BUN_BE_BUN is how the compiled orch runs this file; the worker must not inherit it.
-  const { BUN_BE_BUN: _, ...env } = process.env
+  // BUN_BE_BUN is how the compiled orch runs this file; the worker must not inherit it, unless the worker is
+  // the compiled orch running its own CLI script in bun mode too (src/pool/self-launch.ts).
+  const { BUN_BE_BUN: _, [WORKER_BUN_MODE]: bunMode, ...env } = process.env
+  if (bunMode === '1') env.BUN_BE_BUN = '1'
   const child = Bun.spawn(args.argv, { env, stdin: 'ignore', stdout: 'inherit', stderr: 'inherit' })
   const originalPpid = process.ppid
   let orphaned = false

@@ -16,6 +16,7 @@ import { logger } from '../core/log.ts'
 import { openWorkerLog, rotateWorkerLog } from './logs.ts'
 import { ping, signalGroup, terminateGroup, waitOrAbort } from './proc.ts'
 import { planLaunch, type WorkerLaunch } from './profiles.ts'
+import type { SelfCommand } from './self-launch.ts'
 import type { WatchdogCommand } from './watchdog-launch.ts'
 
 export type WorkerState = 'starting' | 'healthy' | 'unhealthy' | 'draining' | 'failed' | 'stopped'
@@ -53,6 +54,8 @@ export interface WorkerSettings {
   runId: string
   /** How to run the watchdog and the pid it watches; null: no watchdog (the worker runs directly). */
   watchdog: { command: WatchdogCommand; parent: number } | null
+  /** How to run this orch, for llamacpp workers (src/pool/self-launch.ts). */
+  orch?: SelfCommand | undefined
   timing: WorkerTiming
 }
 
@@ -202,7 +205,7 @@ export class Worker {
     let proc: Subprocess
     try {
       this.port = this.hooks.allocatePort(this)
-      launch = planLaunch(this.settings.pool, { port: this.port, gpu: this.settings.gpu })
+      launch = planLaunch(this.settings.pool, { port: this.port, gpu: this.settings.gpu, orch: this.settings.orch })
       proc = this.spawn(launch)
     } catch (error) {
       // No free port, a missing program, an unwritable log: a failed start, restarted like a crash.

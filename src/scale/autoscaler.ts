@@ -24,7 +24,7 @@ import type { EventBus } from '../bus/local.ts'
 import type { OrchConfig, PoolConfig } from '../config/schema.ts'
 import { ConfigError, OrchError } from '../core/errors.ts'
 import { logger } from '../core/log.ts'
-import { backendConcurrency } from '../scheduler/limits.ts'
+import { poolWorkerConcurrency } from '../scheduler/limits.ts'
 import { normalizeModel } from '../scheduler/router.ts'
 import type { Scheduler } from '../scheduler/scheduler.ts'
 import type { TaskQueue } from '../tasks/queue.ts'
@@ -126,7 +126,7 @@ export function poolScale(
   return {
     min,
     max,
-    targetPerWorker: pool.target_per_worker ?? backendConcurrency(config, pool.api).concurrency,
+    targetPerWorker: pool.target_per_worker ?? poolWorkerConcurrency(config, pool).concurrency,
     idleMs: idle === 'infinity' ? Number.POSITIVE_INFINITY : idle * 1000,
     initial: Math.min(max, Math.max(min, pool.pool_size)),
   }

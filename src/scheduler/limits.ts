@@ -2,15 +2,16 @@
  * The concurrency limits, each with one meaning, resolved here and nowhere else:
  *
  * - a backend runs at most its `concurrency` calls at once: its own key, else `runtime.<type>.concurrency`
- *   (a per-backend default, never a cap over backends together), else DEFAULT_BACKEND_CONCURRENCY. Pool
- *   workers have no key of their own: they take the runtime default of their API.
+ *   (a per-backend default, never a cap over backends together), else DEFAULT_BACKEND_CONCURRENCY. A pool
+ *   worker takes the runtime default of its API, except a llamacpp worker: its `llamacpp.parallel`, the
+ *   requests it generates for at once.
  * - the task runner runs at most `agent_runner_concurrency` durable tasks at once (no cap of its own when
  *   `infrastructure_system.enabled` is false), and never more than the backends' slots plus its prefetch.
  *
  * Proxied calls have no overall cap: server.max_open_requests bounds the requests open, pool_max_queue_size
  * those waiting for a slot.
  */
-import type { OrchConfig } from '../config/schema.ts'
+import type { OrchConfig, PoolConfig } from '../config/schema.ts'
 
 /** Calls in flight per backend when neither the backend nor `runtime.<type>` says. */
 export const DEFAULT_BACKEND_CONCURRENCY = 4
@@ -31,6 +32,12 @@ export function backendConcurrency(config: Pick<OrchConfig, 'runtime'>, type: st
   const runtime = Object.hasOwn(config.runtime, type) ? config.runtime[type] : undefined
   if (runtime) return { concurrency: runtime.concurrency, source: `runtime.${type}.concurrency` }
   return { concurrency: DEFAULT_BACKEND_CONCURRENCY, source: BUILT_IN }
+}
+
+/** The concurrency of each worker of a pool. */
+export function poolWorkerConcurrency(config: Pick<OrchConfig, 'runtime'>, pool: PoolConfig): Limit {
+  if (pool.llamacpp) return { concurrency: pool.llamacpp.parallel, source: 'pools[].llamacpp.parallel' }
+  return backendConcurrency(config, pool.api)
 }
 
 /** Most durable tasks one orch process runs at once; null: no cap of its own (infrastructure_system off). */

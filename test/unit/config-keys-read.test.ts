@@ -40,6 +40,7 @@ import { redisSettings } from '../../src/store/redis.ts'
 import { ROOT, tempDir } from '../helpers/cli.ts'
 import { type FakeServer, startFakeOllama } from '../helpers/fake-ollama.ts'
 import { startFakeOpenAI } from '../helpers/fake-openai.ts'
+import { tinyModelPath } from '../helpers/tiny-model.ts'
 
 const LEAVES = describeKeys()
   .filter((k) => k.node === 'leaf')
@@ -206,6 +207,12 @@ function poolData(): unknown[] {
       api: 'ollama',
     },
     {
+      name: 'engine',
+      profile: 'llamacpp',
+      model: tinyModelPath(),
+      llamacpp: { gpu_layers: 0, threads: 1, context_size: 512, parallel: 2, node_llama_cpp_path: ROOT },
+    },
+    {
       name: 'crashing',
       profile: 'command',
       depends_on: ['serving'],
@@ -297,7 +304,7 @@ describe('every config key is read', () => {
     })
     try {
       await supervisor.start()
-      expect(supervisor.workers.map((w) => w.state).sort()).toEqual(['failed', 'healthy', 'healthy'])
+      expect(supervisor.workers.map((w) => w.state).sort()).toEqual(['failed', 'healthy', 'healthy', 'healthy'])
       await Bun.sleep(150)
     } finally {
       await supervisor.stop()
