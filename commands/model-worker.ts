@@ -6,6 +6,7 @@ import pkg from '../package.json' with { type: 'json' }
 import { UsageError } from '../src/core/errors.ts'
 import { logger } from '../src/core/log.ts'
 import { defineOrchCommand, globalArgs, printJson } from './_args.ts'
+import { runInBunMode } from './_bun-mode.ts'
 
 const LOOPBACK = new Set(['127.0.0.1', 'localhost', '::1'])
 
@@ -21,34 +22,6 @@ function autoOr(flag: string, value: unknown, min: number): 'auto' | number {
   if (!/^\d+$/.test(String(value)) || Number(value) < min)
     throw new UsageError(`--${flag} expects "auto" or an integer >= ${min}, got "${String(value)}"`)
   return Number(value)
-}
-
-/**
- * The compiled binary loads node-llama-cpp only in bun mode (src/pool/self-launch.ts): run this same command
- * again that way, from a private temp directory, and pass signals on. Undefined when already in bun mode or
- * running from source.
- */
-async function runInBunMode(): Promise<number | undefined> {
-  const { orchCommand } = await import('../src/pool/self-launch.ts')
-  const { mkdtempSync, rmSync } = await import('node:fs')
-  const { tmpdir } = await import('node:os')
-  const { join } = await import('node:path')
-  const dir = mkdtempSync(join(tmpdir(), 'orch-model-worker-'))
-  try {
-    const self = orchCommand(dir)
-    if (self.env.BUN_BE_BUN === undefined) return undefined
-    const child = Bun.spawn([...self.argv, ...process.argv.slice(2)], {
-      env: { ...process.env, ...self.env },
-      stdin: 'ignore',
-      stdout: 'inherit',
-      stderr: 'inherit',
-    })
-    process.removeAllListeners('SIGINT')
-    for (const signal of ['SIGINT', 'SIGTERM'] as const) process.on(signal, () => child.kill(signal))
-    return await child.exited
-  } finally {
-    rmSync(dir, { recursive: true, force: true })
-  }
 }
 
 export default defineOrchCommand({
