@@ -317,8 +317,9 @@ export function startWorkerServer(options: WorkerOptions): WorkerServer {
   const server = Bun.serve({
     hostname: options.host,
     port: options.port,
-    // Generation can be silent for long (a long prompt); the pool's own timeouts bound a request.
-    idleTimeout: 0,
+    // A connection silent this long is closed (Bun's most: 255 s). A streamed answer sends each token as it
+    // comes; one answer (stream: false) that generates for longer than this is cut: stream long answers.
+    idleTimeout: 255,
     // Above the limit, so that a body past it gets a 413 answer from readBody rather than a reset connection.
     maxRequestBodySize: MAX_BODY_BYTES * 2,
     fetch: async (req) => {
