@@ -17,6 +17,7 @@
  * alignment (32), then each tensor's data at its offset.
  */
 import { writeFileSync } from 'node:fs'
+import { prng } from '../test/helpers/prng.ts'
 
 export const TINY = {
   layers: 2,
@@ -56,25 +57,22 @@ class Writer {
     this.chunks.push(bytes)
     this.size += bytes.length
   }
+  private scalar(size: number, set: (view: DataView) => void): void {
+    const bytes = new Uint8Array(size)
+    set(new DataView(bytes.buffer))
+    this.push(bytes)
+  }
   u32(n: number): void {
-    const b = new Uint8Array(4)
-    new DataView(b.buffer).setUint32(0, n, true)
-    this.push(b)
+    this.scalar(4, (v) => v.setUint32(0, n, true))
   }
   i32(n: number): void {
-    const b = new Uint8Array(4)
-    new DataView(b.buffer).setInt32(0, n, true)
-    this.push(b)
+    this.scalar(4, (v) => v.setInt32(0, n, true))
   }
   u64(n: number): void {
-    const b = new Uint8Array(8)
-    new DataView(b.buffer).setBigUint64(0, BigInt(n), true)
-    this.push(b)
+    this.scalar(8, (v) => v.setBigUint64(0, BigInt(n), true))
   }
   f32(n: number): void {
-    const b = new Uint8Array(4)
-    new DataView(b.buffer).setFloat32(0, n, true)
-    this.push(b)
+    this.scalar(4, (v) => v.setFloat32(0, n, true))
   }
   str(s: string): void {
     const bytes = new TextEncoder().encode(s)
@@ -130,18 +128,6 @@ class Writer {
       at += c.length
     }
     return out
-  }
-}
-
-/** mulberry32: a small seeded generator, so the weights are the same on every machine. */
-function generator(seed: number): () => number {
-  let a = seed >>> 0
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0
-    let t = a
-    t = Math.imul(t ^ (t >>> 15), t | 1)
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296
   }
 }
 
@@ -233,7 +219,7 @@ export function tinyGguf(seed = 42): Uint8Array {
     offset += Math.ceil((sizes[i] ?? 0) / ALIGNMENT) * ALIGNMENT
   })
   w.pad()
-  const random = generator(seed)
+  const random = prng(seed)
   list.forEach((t, i) => {
     const size = sizes[i] ?? 0
     const data = new Float32Array(size / 4)
