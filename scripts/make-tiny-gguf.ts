@@ -19,6 +19,19 @@
 import { writeFileSync } from 'node:fs'
 import { prng } from '../test/helpers/prng.ts'
 
+/** The shape of the tests' model; `--shape` (or the `shape` argument) writes a larger one of the same kind. */
+export interface Shape {
+  layers: number
+  embedding: number
+  heads: number
+  feedForward: number
+  context: number
+  vocab: number
+}
+
+/** A model whose tokens cost what a small real model's do (a few ms on one CPU core), for benchmarks. */
+export const SMALL: Shape = { layers: 8, embedding: 512, heads: 8, feedForward: 1536, context: 2048, vocab: 260 }
+
 export const TINY = {
   layers: 2,
   embedding: 64,
@@ -151,8 +164,8 @@ interface Tensor {
   zeroFirst?: number
 }
 
-function tensors(): Tensor[] {
-  const { embedding: e, feedForward: f, vocab: n, layers } = TINY
+function tensors(shape: Shape): Tensor[] {
+  const { embedding: e, feedForward: f, vocab: n, layers } = shape
   const list: Tensor[] = [
     { name: 'token_embd.weight', dims: [e, n] },
     { name: 'output_norm.weight', dims: [e], ones: true },
@@ -175,20 +188,20 @@ function tensors(): Tensor[] {
 }
 
 /** The bytes of the tiny model for `seed`. */
-export function tinyGguf(seed = 42): Uint8Array {
+export function tinyGguf(seed = 42, shape: Shape = TINY): Uint8Array {
   const vocab = vocabulary()
   const meta: [string, Value][] = [
     ['general.architecture', { type: 'str', value: 'llama' }],
     ['general.name', { type: 'str', value: 'orch-tiny' }],
     ['general.file_type', { type: 'u32', value: 0 }],
     ['general.alignment', { type: 'u32', value: ALIGNMENT }],
-    ['llama.context_length', { type: 'u32', value: TINY.context }],
-    ['llama.embedding_length', { type: 'u32', value: TINY.embedding }],
-    ['llama.block_count', { type: 'u32', value: TINY.layers }],
-    ['llama.feed_forward_length', { type: 'u32', value: TINY.feedForward }],
-    ['llama.attention.head_count', { type: 'u32', value: TINY.heads }],
-    ['llama.attention.head_count_kv', { type: 'u32', value: TINY.heads }],
-    ['llama.rope.dimension_count', { type: 'u32', value: TINY.embedding / TINY.heads }],
+    ['llama.context_length', { type: 'u32', value: shape.context }],
+    ['llama.embedding_length', { type: 'u32', value: shape.embedding }],
+    ['llama.block_count', { type: 'u32', value: shape.layers }],
+    ['llama.feed_forward_length', { type: 'u32', value: shape.feedForward }],
+    ['llama.attention.head_count', { type: 'u32', value: shape.heads }],
+    ['llama.attention.head_count_kv', { type: 'u32', value: shape.heads }],
+    ['llama.rope.dimension_count', { type: 'u32', value: shape.embedding / shape.heads }],
     ['llama.attention.layer_norm_rms_epsilon', { type: 'f32', value: 1e-5 }],
     ['tokenizer.ggml.model', { type: 'str', value: 'llama' }],
     ['tokenizer.ggml.tokens', { type: 'strs', value: vocab.tokens }],
@@ -198,7 +211,7 @@ export function tinyGguf(seed = 42): Uint8Array {
     ['tokenizer.ggml.bos_token_id', { type: 'u32', value: 1 }],
     ['tokenizer.ggml.eos_token_id', { type: 'u32', value: 2 }],
   ]
-  const list = tensors()
+  const list = tensors(shape)
   const w = new Writer()
   w.bytes(new TextEncoder().encode('GGUF'))
   w.u32(3)
@@ -233,21 +246,34 @@ export function tinyGguf(seed = 42): Uint8Array {
   return w.concat()
 }
 
-export function writeTinyGguf(path: string, seed = 42): number {
-  const bytes = tinyGguf(seed)
+export function writeTinyGguf(path: string, seed = 42, shape: Shape = TINY): number {
+  const bytes = tinyGguf(seed, shape)
   writeFileSync(path, bytes)
   return bytes.length
 }
 
 if (import.meta.main) {
-  const args = process.argv.slice(2)
-  const seedAt = args.indexOf('--seed')
-  const seed = seedAt >= 0 ? Number(args[seedAt + 1]) : 42
-  const out = args.find((a, i) => !a.startsWith('--') && (seedAt < 0 || i !== seedAt + 1))
-  if (!out || !Number.isInteger(seed)) {
-    console.error('usage: bun scripts/make-tiny-gguf.ts OUT.gguf [--seed N]')
+  const { parseArgs } = await import('node:util')
+  const usage = 'usage: bun scripts/make-tiny-gguf.ts OUT.gguf [--seed N] [--shape tiny|small]'
+  let parsed: ReturnType<typeof parseArgs<{ options: { seed: { type: 'string' }; shape: { type: 'string' } }; allowPositionals: true }>>
+  try {
+    parsed = parseArgs({
+      args: process.argv.slice(2),
+      options: { seed: { type: 'string' }, shape: { type: 'string' } },
+      allowPositionals: true,
+    })
+  } catch (err) {
+    console.error(`${(err as Error).message}\n${usage}`)
     process.exit(2)
   }
-  const size = writeTinyGguf(out, seed)
-  console.log(`${out}: ${size} bytes (llama, ${TINY.layers} layers, embedding ${TINY.embedding}, vocab ${TINY.vocab}, seed ${seed})`)
+  const seed = Number(parsed.values.seed ?? 42)
+  const shapes: Record<string, Shape> = { tiny: TINY, small: SMALL }
+  const shape = shapes[parsed.values.shape ?? 'tiny']
+  const out = parsed.positionals[0]
+  if (!out || parsed.positionals.length > 1 || !Number.isInteger(seed) || !shape) {
+    console.error(usage)
+    process.exit(2)
+  }
+  const size = writeTinyGguf(out, seed, shape)
+  console.log(`${out}: ${size} bytes (llama, ${shape.layers} layers, embedding ${shape.embedding}, vocab ${shape.vocab}, seed ${seed})`)
 }

@@ -133,6 +133,26 @@ const BENCHES: Bench[] = [
     ],
   },
   {
+    name: 'model',
+    file: 'model.ts',
+    args: [],
+    quick: ['--quick'],
+    prepare: () => {
+      try {
+        Bun.resolveSync('node-llama-cpp', ROOT)
+        return undefined
+      } catch {
+        return 'node-llama-cpp is not installed (npm install)'
+      }
+    },
+    rows: [
+      ['tokens/s through orch, sequential', 'orch_tok_s', 'direct_tok_s', 'orch_vs_direct'],
+      ['time to first token p50 (ms)', 'orch_ttft_ms', 'direct_ttft_ms'],
+      ['tokens/s, 4 clients, parallel 4 vs 1', 'parallel_4_tok_s', 'parallel_1_tok_s', 'parallel_gain'],
+      ['peak_parallel, parallel-4 worker', 'peak_parallel_4'],
+    ],
+  },
+  {
     // The figures in docs/performance.md are from `bun scripts/bench/redis.ts --tasks 20000`.
     name: 'redis',
     file: 'redis.ts',
