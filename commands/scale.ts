@@ -17,7 +17,7 @@ const manifests = defineOrchCommand({
   meta: {
     name: 'manifests',
     description:
-      'docker-compose or Kubernetes files for a cluster (serve, workers, Redis, Ollama) from the resolved config, and a Dockerfile',
+      'docker-compose or Kubernetes files for a cluster (serve, workers, Redis, Ollama; Prometheus and Grafana with grafana_prometheus.enabled) from the resolved config, and a Dockerfile',
   },
   args: {
     ...globalArgs,

@@ -86,13 +86,15 @@ const performanceMonitoring = section('Collection and export of performance samp
   integrations: v.optional(
     section('External monitoring systems', {
       grafana_prometheus: v.optional(
-        section('Prometheus (and Grafana on top of it); orch serve always exposes Prometheus metrics at /metrics', {
+        section('Prometheus (and Grafana on top of it) watching orch; orch serve always exposes Prometheus metrics at /metrics', {
           enabled: v.optional(
-            bool('Expose metrics for Prometheus to scrape. Not available in this version: true is refused (/metrics is always served)'),
+            bool(
+              'Monitor orch with Prometheus and Grafana: `orch scale manifests` adds both, provisioned with the orch dashboard, and `orch doctor` checks that Prometheus scrapes this orch (docs/grafana.md)',
+            ),
             false,
           ),
           endpoint: v.optional(
-            httpUrl('Prometheus server URL. Not available in this version: setting it is refused (Prometheus scrapes orch at /metrics)'),
+            httpUrl('URL of the Prometheus that scrapes orch; with enabled, `orch doctor` asks it whether this orch is up'),
             'http://localhost:9090',
           ),
         }),

@@ -17,10 +17,6 @@ export interface UnavailableRule {
 }
 
 const DISTRIBUTED = 'infrastructure_system.distributed_simulation'
-const PROMETHEUS = 'infrastructure_system.performance_monitoring.integrations.grafana_prometheus'
-
-const METRICS =
-  "not available in this version: orch serve always exposes Prometheus metrics at /metrics; point Prometheus's scrape config at it (docs/operations.md)"
 const DEPENDENT =
   'false is not available in this version: a worker always stops when the orch process supervising it ends (its watchdog ends it); remove the key'
 
@@ -31,8 +27,6 @@ export const UNAVAILABLE: readonly UnavailableRule[] = [
     message:
       '"kafka" is not available in this version: orch has no Kafka bus, as it could not be tested without a Kafka server; use local_memory',
   },
-  { key: `${PROMETHEUS}.enabled`, values: [true], message: METRICS },
-  { key: `${PROMETHEUS}.endpoint`, message: METRICS },
   { key: 'heartbeat.dependent', values: [false], message: DEPENDENT },
   { key: 'pools[].heartbeat.dependent', values: [false], message: DEPENDENT },
 ]

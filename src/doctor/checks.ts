@@ -6,11 +6,13 @@ import { formatAge } from '../core/age.ts'
 import { type ConfigIssue, formatIssue } from '../core/errors.ts'
 import { checkEngine, type EngineFacts } from './checks-engine.ts'
 import { checkDisk, checkGpus, checkOpenFiles, checkRuntime, type GpuFacts } from './checks-machine.ts'
+import { checkPrometheus, type PrometheusFacts } from './checks-prometheus.ts'
 import { checkRedis, type RedisFacts } from './checks-redis.ts'
 import { type Finding, fail, ok, warn } from './finding.ts'
 
 export * from './checks-engine.ts'
 export * from './checks-machine.ts'
+export * from './checks-prometheus.ts'
 export * from './checks-redis.ts'
 export type { Finding, FindingStatus } from './finding.ts'
 
@@ -234,6 +236,8 @@ export interface DoctorFacts {
   backends?: BackendFacts[]
   programs?: ExecutableFacts[]
   redis?: RedisFacts
+  /** Only with performance_monitoring.integrations.grafana_prometheus.enabled. */
+  prometheus?: PrometheusFacts
   /** Only when a pool has `profile: llamacpp`. */
   engine?: EngineFacts
   /** Only when batch.inputs_root exists. */
@@ -258,6 +262,7 @@ export function planDoctor(facts: DoctorFacts): DoctorReport {
     ...checkGpus(facts.gpus),
     ...(facts.engine ? checkEngine(facts.engine, facts.gpus) : []),
     ...(facts.redis ? checkRedis(facts.redis) : []),
+    ...(facts.prometheus ? [checkPrometheus(facts.prometheus)] : []),
     ...(facts.batchLocks ? checkBatchLocks(facts.batchLocks) : []),
   ]
   return { ok: findings.every((f) => f.status !== 'error'), findings }

@@ -6,6 +6,7 @@
 import { Database } from 'bun:sqlite'
 import { accessSync, constants, existsSync, readFileSync, rmSync, statfsSync, writeFileSync } from 'node:fs'
 import { createServer } from 'node:net'
+import { hostname, networkInterfaces } from 'node:os'
 import { dirname, resolve } from 'node:path'
 import { createBackends } from '../backends/create.ts'
 import { BackendError } from '../backends/types.ts'
@@ -20,9 +21,11 @@ import { readPidFile } from '../daemon/pidfile.ts'
 import { readGguf } from '../engine/gguf.ts'
 import { loadNodeLlamaCpp } from '../engine/llama.ts'
 import { detectGpus } from '../pool/gpu.ts'
+import { monitoringEnabled } from '../scale/manifests-monitoring.ts'
 import { connectRedis, redactUrl, redisSettings, usesRedis, waitReady } from '../store/redis.ts'
 import type { BackendFacts, BatchLockFacts, ConfigFacts, DoctorFacts, ExecutableFacts, HomeFacts, PortFacts, RedisFacts } from './checks.ts'
 import type { EngineFacts, EngineLoadFacts, LlamacppPoolFacts } from './checks-engine.ts'
+import { type PrometheusFacts, prometheusInstances } from './checks-prometheus.ts'
 
 export interface GatherInputs {
   configFile?: string
@@ -258,6 +261,33 @@ export async function gatherRedis(
   }
 }
 
+/**
+ * Ask the Prometheus at grafana_prometheus.endpoint for every target's `up` (GET /api/v1/query?query=up),
+ * and name this orch as Prometheus would label its target (src/doctor/checks-prometheus.ts).
+ */
+export async function gatherPrometheus(config: OrchConfig, timeoutMs: number): Promise<PrometheusFacts> {
+  const endpoint = config.infrastructure_system.performance_monitoring.integrations.grafana_prometheus.endpoint.replace(/\/+$/, '')
+  const addresses = Object.values(networkInterfaces()).flatMap((list) => (list ?? []).map((a) => a.address))
+  const instances = prometheusInstances(config.server, hostname(), addresses)
+  const facts: PrometheusFacts = { endpoint, instances, token: Boolean(config.server.token), reachable: false }
+  try {
+    const response = await fetch(`${endpoint}/api/v1/query?query=up`, { signal: AbortSignal.timeout(timeoutMs) })
+    const body = (await response.json().catch(() => undefined)) as
+      | { status?: string; error?: string; data?: { result?: Array<{ metric?: Record<string, string>; value?: [number, string] }> } }
+      | undefined
+    if (!response.ok || body?.status !== 'success' || !Array.isArray(body.data?.result)) {
+      return {
+        ...facts,
+        error: `HTTP ${response.status} from /api/v1/query${body?.error ? `: ${body.error}` : ': not the Prometheus API'}`,
+      }
+    }
+    const up = body.data.result.map((r) => ({ instance: r.metric?.instance ?? '', job: r.metric?.job ?? '', value: r.value?.[1] ?? '' }))
+    return { ...facts, reachable: true, up }
+  } catch (error) {
+    return { ...facts, error: message(error) }
+  }
+}
+
 /** The `.lock` files under batch.inputs_root; nothing when that folder does not exist (batch not in use). */
 export function gatherBatchLocks(config: OrchConfig, cwd: string, now = Date.now()): BatchLockFacts | undefined {
   const settings = resolveSettings(config.batch, cwd)
@@ -353,13 +383,14 @@ export async function gatherFacts(inputs: GatherInputs = {}): Promise<DoctorFact
   const { resolved, facts: config, home } = readConfig(inputs, env, cwd)
   const cfg: ResolvedConfig['config'] | undefined = resolved?.config
   const pools = (cfg?.pools ?? []).map((p) => ({ name: p.name, pool_size: p.pool_size, gpus: p.gpus }))
-  const [detection, ports, backends, programs, redis, engine] = await Promise.all([
+  const [detection, ports, backends, programs, redis, engine, prometheus] = await Promise.all([
     detectGpus({ env, timeoutMs: Math.max(timeoutMs, 10_000) }),
     cfg ? gatherPorts(cfg, home) : undefined,
     cfg ? gatherBackends(cfg, env, timeoutMs) : undefined,
     cfg ? gatherPrograms(cfg, env, timeoutMs) : undefined,
     cfg && usesRedis(cfg) ? gatherRedis(cfg, env, Math.min(timeoutMs, REDIS_TIMEOUT_MS)) : undefined,
     cfg ? gatherEngine(cfg, cwd) : undefined,
+    cfg && monitoringEnabled(cfg) ? gatherPrometheus(cfg, timeoutMs) : undefined,
   ])
   return {
     bunVersion: typeof Bun === 'undefined' ? undefined : Bun.version,
@@ -373,6 +404,7 @@ export async function gatherFacts(inputs: GatherInputs = {}): Promise<DoctorFact
     programs,
     redis,
     engine,
+    prometheus,
     batchLocks: cfg ? gatherBatchLocks(cfg, cwd) : undefined,
   }
 }

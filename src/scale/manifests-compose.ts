@@ -15,6 +15,7 @@ import {
   STATE_DIR,
   secretVars,
 } from './manifests-config.ts'
+import { composeMonitoring, GRAFANA_PORT, monitoringEnabled, PROMETHEUS_PORT } from './manifests-monitoring.ts'
 import type { ManifestFile, ManifestOptions } from './manifests-types.ts'
 
 const ENV_FILE = 'orch.env'
@@ -22,6 +23,7 @@ export const COMPOSE_ADDRESSES: ClusterAddresses = {
   redisUrl: 'redis://redis:6379',
   ollamaUrl: `http://ollama:${OLLAMA_PORT}`,
   serveHosts: ['serve'],
+  prometheusUrl: `http://prometheus:${PROMETHEUS_PORT}`,
 }
 
 const REDIS_FLAGS = '--appendonly yes --appendfsync everysec --maxmemory-policy noeviction'
@@ -110,21 +112,29 @@ export function renderCompose(config: OrchConfig, options: ManifestOptions): Man
     }
     volumes['ollama-models'] = {}
   }
-  const compose = {
-    name: 'orch',
-    services,
-    volumes,
-    configs: { orch_config: { file: './orch.yaml' } },
+  const configs: Record<string, unknown> = { orch_config: { file: './orch.yaml' } }
+  const monitoring = monitoringEnabled(config) ? composeMonitoring(config, options.version, ENV_FILE) : undefined
+  if (monitoring) {
+    Object.assign(services, monitoring.services)
+    Object.assign(volumes, monitoring.volumes)
+    Object.assign(configs, monitoring.configs)
   }
+  const compose = { name: 'orch', services, volumes, configs }
   const header = [
-    `# orch as a cluster on one Docker host: one serve, ${options.instances} worker${options.instances === 1 ? '' : 's'}, Redis${withOllama ? ', Ollama' : ''}.`,
+    `# orch as a cluster on one Docker host: one serve, ${options.instances} worker${options.instances === 1 ? '' : 's'}, Redis${withOllama ? ', Ollama' : ''}${monitoring ? ', Prometheus, Grafana' : ''}.`,
     `# Made by \`orch scale manifests\` (orch ${options.version}); docs/scaling.md#deployment-layouts`,
     `# First: cp orch.env.example ${ENV_FILE} and fill it in; build the image (see Dockerfile); then docker compose up -d`,
+    ...(monitoring
+      ? [
+          `# Prometheus on :${PROMETHEUS_PORT}; Grafana on :${GRAFANA_PORT} with orch's dashboard (first login admin/admin, then a new password)`,
+        ]
+      : []),
   ].join('\n')
   return [
     { path: 'compose.yaml', content: `${header}\n${manifestYaml(compose)}` },
     { path: 'orch.yaml', content: renderContainerConfig(config, COMPOSE_ADDRESSES) },
     { path: 'orch.env.example', content: envExample(secrets) },
+    ...(monitoring?.files ?? []),
   ]
 }
 

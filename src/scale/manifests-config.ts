@@ -19,6 +19,8 @@ export interface ClusterAddresses {
   ollamaUrl: string
   /** Host names clients use to reach the serve (its service names), accepted in Host headers. */
   serveHosts: string[]
+  /** The deployment's Prometheus, for `orch doctor` in a container (with grafana_prometheus.enabled). */
+  prometheusUrl: string
 }
 
 export interface SecretVar {
@@ -140,6 +142,8 @@ export function containerConfig(config: OrchConfig, at: ClusterAddresses): Recor
   out.pools = []
   const moved = new Set(movedBackends(config).map((b) => b.name))
   out.backends = out.backends.map((b) => (moved.has(b.name) ? { ...b, url: at.ollamaUrl } : b))
+  const prometheus = out.infrastructure_system.performance_monitoring.integrations.grafana_prometheus
+  if (prometheus.enabled) prometheus.endpoint = at.prometheusUrl
   dropUnavailable(out, [])
   return out as unknown as Record<string, unknown>
 }

@@ -27,7 +27,9 @@ import {
 } from './manifests-config.ts'
 import { ORCH_UID } from './manifests-docker.ts'
 import { ollamaObjects, redisObjects } from './manifests-k8s-backing.ts'
+import { MONITORING_NAMES, monitoringObjects, PROMETHEUS_URL } from './manifests-k8s-monitoring.ts'
 import { deployment, meta, NAMES, type Obj, SECRET_NAME, secretEnv, selectorLabels, service } from './manifests-k8s-objects.ts'
+import { GRAFANA_PORT, monitoringEnabled, PROMETHEUS_PORT } from './manifests-monitoring.ts'
 import type { ManifestFile, ManifestOptions } from './manifests-types.ts'
 
 /** orch serve and orch worker: small, as the model servers do the heavy work. */
@@ -44,6 +46,7 @@ function addresses(config: OrchConfig, options: ManifestOptions): ClusterAddress
       `${serve}.${options.namespace}.svc`,
       `${serve}.${options.namespace}.svc.cluster.local`,
     ],
+    prometheusUrl: PROMETHEUS_URL,
   }
 }
 
@@ -316,6 +319,19 @@ export function renderKubernetes(config: OrchConfig, options: ManifestOptions): 
       content: yamlDocs(
         ['Redis for the cluster: append-only (everysec), no eviction, a 10 GiB volume (docs/scaling.md#durability).', made],
         redisObjects(config, options),
+      ),
+    })
+  }
+  if (monitoringEnabled(config)) {
+    files.push({
+      path: 'k8s/monitoring.yaml',
+      content: yamlDocs(
+        [
+          `Prometheus scraping orch serve (${MONITORING_NAMES.prometheus}:${PROMETHEUS_PORT}), Grafana provisioned with it and orch's dashboard (${MONITORING_NAMES.grafana}:${GRAFANA_PORT}).`,
+          'Both keep their data in an emptyDir: mount volumes to keep them across restarts. Grafana asks for a new admin password at the first login (admin/admin).',
+          made,
+        ],
+        monitoringObjects(config, options, made),
       ),
     })
   }

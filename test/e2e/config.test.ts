@@ -180,21 +180,19 @@ describe('values this version would ignore are refused', () => {
     expect(served.stderr).toContain(expected)
   }, 20_000)
 
-  test('resource_management.auto_scaling_enabled: true is accepted beside a refused grafana_prometheus.enabled: true, which alone is named', async () => {
+  test('resource_management.auto_scaling_enabled: true is accepted beside a refused event_bus_type: kafka, which alone is named', async () => {
     const text = [
       'infrastructure_system:',
       '  resource_management:',
       '    auto_scaling_enabled: true',
-      '  performance_monitoring:',
-      '    integrations:',
-      '      grafana_prometheus:',
-      '        enabled: true',
+      '  distributed_simulation:',
+      '    event_bus_type: kafka',
       '',
     ].join('\n')
     const { refusedByBoth } = project({ 'orch.yaml': text })
-    // Autoscaling is available: only the Prometheus key is refused.
+    // Autoscaling is available: only the Kafka bus is refused.
     const expected = [
-      "orch.yaml:7:9: infrastructure_system.performance_monitoring.integrations.grafana_prometheus.enabled: not available in this version: orch serve always exposes Prometheus metrics at /metrics; point Prometheus's scrape config at it (docs/operations.md)",
+      'orch.yaml:5:5: infrastructure_system.distributed_simulation.event_bus_type: "kafka" is not available in this version: orch has no Kafka bus, as it could not be tested without a Kafka server; use local_memory',
     ]
     await refusedByBoth(expected)
   }, 20_000)

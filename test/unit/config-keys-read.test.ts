@@ -30,9 +30,10 @@ import { type PathSegment, parsePath } from '../../src/config/paths.ts'
 import { type OrchConfig, OrchConfigSchema } from '../../src/config/schema.ts'
 import { UNAVAILABLE, unavailableIssues } from '../../src/config/unavailable.ts'
 import { configureLogging, LOG_CATEGORIES, logger } from '../../src/core/log.ts'
-import { gatherBatchLocks, gatherPorts } from '../../src/doctor/run.ts'
+import { gatherBatchLocks, gatherPorts, gatherPrometheus } from '../../src/doctor/run.ts'
 import { Supervisor } from '../../src/pool/supervisor.ts'
 import { Autoscaler } from '../../src/scale/autoscaler.ts'
+import { monitoringEnabled } from '../../src/scale/manifests-monitoring.ts'
 import { Engine } from '../../src/scheduler/engine.ts'
 import { startServe } from '../../src/server/serve.ts'
 import { openStore } from '../../src/store/db.ts'
@@ -170,6 +171,7 @@ function fullData(opts: { ollama: string; openai: string; dir: string }): Record
         collection_interval_seconds: 0.02,
         export_formats: ['json', 'csv'],
         export_path: join(opts.dir, 'perf'),
+        integrations: { grafana_prometheus: { enabled: true, endpoint: 'http://127.0.0.1:1' } },
       },
     },
     models: { ollama: { m: { parallel: false, context: 4096, temperature: 0.2 } }, openai: { m: { temperature: 0.3 } } },
@@ -337,11 +339,13 @@ describe('every config key is read', () => {
     scaler.stop()
     record(scaleRec)
 
-    // orch doctor's gatherers: ports (serve and a pool's range), stale batch locks.
+    // orch doctor's gatherers: ports (serve and a pool's range), stale batch locks, Prometheus.
     const doctorRec = recorder()
     const doctorConfig = doctorRec.wrap(parse({ ...base(), pools: [{ name: 'p', pool_size: 2, port: 1 }] }))
     await gatherPorts(doctorConfig, join(dir.path, 'home'))
     gatherBatchLocks(doctorConfig, dir.path)
+    // With grafana_prometheus.enabled, the Prometheus at its endpoint (nothing listens there).
+    if (monitoringEnabled(doctorConfig)) expect((await gatherPrometheus(doctorConfig, 500)).reachable).toBe(false)
     record(doctorRec)
 
     // The Redis connection settings (what every process of a cluster connects with): a URL, else host and port.

@@ -62,13 +62,11 @@ describe('values for features this version does not have are refused', () => {
     expect(message(`${DISTRIBUTED}.event_bus_type`, 'kafka')).toContain(
       'orch has no Kafka bus, as it could not be tested without a Kafka server; use local_memory',
     )
-    expect(message('infrastructure_system.performance_monitoring.integrations.grafana_prometheus.enabled', true)).toContain(
-      "orch serve always exposes Prometheus metrics at /metrics; point Prometheus's scrape config at it (docs/operations.md)",
-    )
+    expect(message('heartbeat.dependent', false)).toContain('a worker always stops when the orch process supervising it ends')
   })
 
   test('an ORCH_* variable setting a refused value is refused naming the variable', () => {
-    const cases: Record<string, string> = { ORCH_PROMETHEUS_ENABLED: 'yes' }
+    const cases: Record<string, string> = { ORCH_EVENT_BUS: 'kafka' }
     for (const [variable, value] of Object.entries(cases)) {
       const row = ENV_VARS.find((e) => e.name === variable)
       const error = configError({ cwd: workdir(), env: { [variable]: value } })
@@ -113,7 +111,7 @@ describe('what is not refused', () => {
       '  distributed_simulation: {enabled: false, event_bus_type: local_memory, orchestrator_mode: auto}',
       '  llm_orchestration: {caching: {cache_backend: memory}}',
       '  resource_management: {auto_scaling_enabled: false}',
-      '  performance_monitoring: {integrations: {grafana_prometheus: {enabled: false}}}',
+      '  performance_monitoring: {integrations: {grafana_prometheus: {enabled: true, endpoint: "http://prometheus:9090"}}}',
       'heartbeat: {dependent: true}',
       'models: {ollama: {llama3.2: {context: 16384, temperature: 0, parallel: false}}, openai: {qwen2.5: {temperature: 0.4}}}',
       'pools: [{name: gpu, heartbeat: {dependent: true}}]',
@@ -123,6 +121,18 @@ describe('what is not refused', () => {
     expect(validateConfigFile('orch.yaml', { cwd })).toEqual([])
     const { config } = resolveConfig({ cwd, env: { ORCH_AUTO_SCALING_ENABLED: 'false', ORCH_EVENT_BUS: 'local_memory' } })
     expect(config.pools).toHaveLength(1)
+    expect(config.infrastructure_system.performance_monitoring.integrations.grafana_prometheus).toEqual({
+      enabled: true,
+      endpoint: 'http://prometheus:9090',
+    })
+    const fromEnv = resolveConfig({
+      cwd: workdir(),
+      env: { ORCH_PROMETHEUS_ENABLED: 'true', ORCH_PROMETHEUS_ENDPOINT: 'http://10.0.0.9:9090' },
+    })
+    expect(fromEnv.config.infrastructure_system.performance_monitoring.integrations.grafana_prometheus).toEqual({
+      enabled: true,
+      endpoint: 'http://10.0.0.9:9090',
+    })
     expect(config.models).toEqual({
       ollama: { 'llama3.2': { context: 16384, temperature: 0, parallel: false } },
       openai: { 'qwen2.5': { temperature: 0.4, parallel: true } },
@@ -177,7 +187,7 @@ describe('the schema and the env table say which keys are not available', () => 
   test('every variable that sets a refused key says so', () => {
     const refused = new Set(UNAVAILABLE.map((r) => r.key))
     const rows = ENV_VARS.filter((e) => e.path !== undefined && refused.has(docPath(parsePath(e.path) ?? [])))
-    expect(rows.map((e) => e.name).sort()).toEqual(['ORCH_EVENT_BUS', 'ORCH_PROMETHEUS_ENABLED'].sort())
+    expect(rows.map((e) => e.name).sort()).toEqual(['ORCH_EVENT_BUS'])
     for (const row of rows) expect(`${row.name}: ${row.description}`).toContain('not available in this version')
   })
 })
