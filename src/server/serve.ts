@@ -23,6 +23,7 @@ import { WorkflowStore } from '../workflows/store.ts'
 import { type App, type AppOptions, createApp } from './app.ts'
 import type { AppDeps } from './http.ts'
 import { defaultRoutes } from './routes/index.ts'
+import { UI_PAGES } from './routes/ui.ts'
 
 export interface ServeOptions {
   config: OrchConfig
@@ -174,6 +175,8 @@ export async function startServe(options: ServeOptions): Promise<RunningServer> 
     server = Bun.serve({
       hostname: host,
       port,
+      // The dashboard's page and its bundled assets (no data: that comes from the gated API, docs/dashboard.md).
+      routes: UI_PAGES,
       fetch: (request, bunServer) => app.fetch(request, bunServer),
       // Nothing the runtime would answer on its own (its development error page shows code and paths).
       error: (error) => app.fail(error),

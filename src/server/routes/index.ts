@@ -7,6 +7,7 @@ import { ollamaRoutes } from './ollama.ts'
 import { openaiRoutes } from './openai.ts'
 import { scaleRoutes } from './scale.ts'
 import { taskRoutes } from './tasks.ts'
+import { uiRoutes } from './ui.ts'
 import { workflowRoutes } from './workflows.ts'
 
 export function defaultRoutes(deps: AppDeps): Route[] {
@@ -17,6 +18,7 @@ export function defaultRoutes(deps: AppDeps): Route[] {
     ...eventRoutes(),
     ...workflowRoutes(),
     ...scaleRoutes(),
+    ...uiRoutes(),
     ...ollamaRoutes(deps),
     ...openaiRoutes(deps),
   ]
