@@ -32,7 +32,8 @@ export interface RequestRecord {
 export interface MetricsSources {
   config: OrchConfig
   engine: Engine
-  tasks: Pick<TaskQueue, 'counts'>
+  /** The task counts, and the earliest run_after among queued tasks (orch_queue_oldest_wait_seconds{kind="task"}). */
+  tasks: Pick<TaskQueue, 'counts' | 'nextRunAfter'>
   /** The `instance` label of every series. */
   instance: string
   /** orch_build_info's `version`. */
@@ -41,6 +42,18 @@ export interface MetricsSources {
   runners?: Pick<RunnerRegistry, 'list'>
   /** The pools' sizes and the autoscaler's decisions (orch_pool_workers, orch_scale_decisions_total). */
   scaling?: () => ScalingFigures | undefined
+  /** The pool workers now (orch_pool_worker_restarts_total); src/pool/worker.ts. */
+  workers?: () => readonly PoolWorkerFigures[]
+}
+
+/** A pool worker as the metrics read it: its restart counts since it was made (src/pool/worker.ts). */
+export interface PoolWorkerFigures {
+  readonly id: string
+  readonly settings: { readonly pool: { readonly name: string } }
+  /** After a failure: crash, failed start, missed heartbeats. */
+  readonly restarts: number
+  /** Without one: recycles and asked restarts. */
+  readonly recycles: number
 }
 
 /** What the autoscaler says for the metrics (src/scale/autoscaler.ts status). */
@@ -104,8 +117,11 @@ export function createOrchMetrics(sources: MetricsSources, options: OrchMetricsO
   const r = new Registry({ constLabels: { instance: sources.instance } })
   let taskCounts: Record<TaskState, number> = { queued: 0, running: 0, done: 0, failed: 0, cancelled: 0 }
   let runnerCounts = { alive: 0, gone: 0 }
+  /** The earliest run_after among queued tasks, as last read; undefined when none is queued. */
+  let nextDue: number | undefined
   const refreshCounts = async () => {
     taskCounts = await sources.tasks.counts()
+    nextDue = taskCounts.queued > 0 ? await sources.tasks.nextRunAfter() : undefined
     if (sources.runners) {
       const listed = await sources.runners.list()
       const alive = listed.filter((x) => x.alive).length
@@ -166,6 +182,21 @@ export function createOrchMetrics(sources: MetricsSources, options: OrchMetricsO
     'kind',
   ])
   const scaleDecisions = r.counter('orch_scale_decisions_total', 'Autoscaling decisions that changed a pool, since start', ['direction'])
+  const workerRestarts = r.counter(
+    'orch_pool_worker_restarts_total',
+    'Restarts of a pool worker since start, each counting one: after a crash or a failed start, after missed heartbeats, a recycle (worker_ttl, worker_max_requests), or an asked restart (orch pool restart, orch pool reset)',
+    ['pool', 'worker'],
+  )
+  const oldestWait = r.gauge(
+    'orch_queue_oldest_wait_seconds',
+    'How long the oldest waiter has waited: slot (the oldest request waiting for a backend slot), task (the durable task due first, since it became due); 0 when none',
+    ['kind'],
+  )
+  const slotWait = oldestWait.labels('slot')
+  const taskWait = oldestWait.labels('task')
+  // A worker's counts start at 0 with each Worker object (a pool that scales down and up again makes new
+  // ones under the same ids): the series add what each object counted since the last scrape.
+  const restartsSeen = new WeakMap<PoolWorkerFigures, number>()
   const runners = sources.runners
     ? r.gauge('orch_cluster_task_runners', 'Task runners of the cluster (orch worker, orch serve) by heartbeat: alive, or gone', ['state'])
     : undefined
@@ -202,6 +233,15 @@ export function createOrchMetrics(sources: MetricsSources, options: OrchMetricsO
       scaleDecisions.labels('up').set(scaling.counts.up)
       scaleDecisions.labels('down').set(scaling.counts.down)
     }
+    for (const w of sources.workers?.() ?? []) {
+      const count = w.restarts + w.recycles
+      workerRestarts.labels(w.settings.pool.name, w.id).inc(Math.max(0, count - (restartsSeen.get(w) ?? 0)))
+      restartsSeen.set(w, count)
+    }
+    const now = Date.now()
+    const waiting = s.waitingFor(() => true)
+    slotWait.set(waiting.count > 0 ? waiting.oldestMs / 1000 : 0)
+    taskWait.set(nextDue === undefined ? 0 : Math.max(0, now - nextDue) / 1000)
     queueDepth.labels().set(s.stats().queued + counts.queued)
     const m = modelCounts(engine)
     requests.set(m.requests)

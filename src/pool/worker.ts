@@ -82,7 +82,10 @@ export class Worker {
   lastHeartbeat: number | undefined
   /** Processes spawned, first start included. */
   spawns = 0
+  /** Restarts after a failure: a crash, a failed start, missed heartbeats (as orch pool status shows them). */
   restarts = 0
+  /** Restarts without a failure: recycles (worker_ttl, worker_max_requests) and those asked for (orch pool restart, reset). */
+  recycles = 0
   served = 0
   inflight = 0
   private crashes: number[] = []
@@ -129,6 +132,7 @@ export class Worker {
   reset(): Promise<void> | undefined {
     if (this.state !== 'failed') return undefined
     this.crashes = []
+    if (!this.closed) this.recycles++
     return this.start()
   }
 
@@ -144,6 +148,7 @@ export class Worker {
     }
     await this.stop()
     this.crashes = []
+    if (!this.closed) this.recycles++
     return this.start()
   }
 
@@ -164,7 +169,10 @@ export class Worker {
       const startedRun = Date.now()
       const end = await this.runOnce()
       if (this.stopping || end === 'stopped') break
-      if (end === 'recycle') continue
+      if (end === 'recycle') {
+        this.recycles++
+        continue
+      }
       const now = Date.now()
       if (now - startedRun >= timing.healthyResetMs) backoff = timing.restartInitialMs
       this.crashes = [...this.crashes.filter((t) => now - t < barrier.window_seconds * 1000), now]

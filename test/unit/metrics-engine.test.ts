@@ -98,7 +98,10 @@ describe('engine.onCall: one report per backend call', () => {
 
 describe('orch metrics from calls and requests', () => {
   function metricsFor(engine: Engine) {
-    const tasks = { counts: () => ({ queued: 2, running: 1, done: 5, failed: 0, cancelled: 0 }) } as unknown as TaskStore
+    const tasks = {
+      counts: () => ({ queued: 2, running: 1, done: 5, failed: 0, cancelled: 0 }),
+      nextRunAfter: () => Date.now() + 60_000,
+    } as unknown as TaskStore
     return createOrchMetrics({ engine, tasks, config: defaultConfig(), instance: 'test-host', version: '9.9.9' }, { errorRate: () => 0.25 })
   }
 
