@@ -8,7 +8,8 @@ import { basename, join, resolve } from 'node:path'
 import { localEngineWriter, type RationaleWriter, serveWriter } from '../src/batch/rationale.ts'
 import { type Progress, runSchedule, type TickSummary } from '../src/batch/schedule.ts'
 import { type BatchScorer, engineFor } from '../src/batch/scorer.ts'
-import { forgetBatch, importProcessedJson, listProcessed } from '../src/batch/state.ts'
+import { forgetBatch, importProcessedJson } from '../src/batch/state.ts'
+import { batchStatus } from '../src/batch/status.ts'
 import {
   type BatchSettings,
   checkBatchName,
@@ -20,7 +21,6 @@ import {
   type RunOutcome,
   requireInputsRoot,
   resolveSettings,
-  scanLocks,
   scoreFolder,
   staleLockMessage,
   tick,
@@ -283,20 +283,8 @@ const status = defineOrchCommand({
   examples: ['orch batch status', 'orch batch status --json'],
   run({ args }) {
     return withInputsRoot(args, ({ settings, store }) => {
-      importProcessedJson(store, processedJsonFile(settings), Date.now())
-      const folders = listBatchFolders(settings, store)
-      const names = (state: string) => folders.filter((f) => f.state === state).map((f) => f.name)
-      const processed = listProcessed(store).map((r) => ({ ...r, processed_at: new Date(r.processed_at).toISOString() }))
-      const locks = scanLocks(settings, Date.now())
-      const view = {
-        inputs_root: settings.inputsRoot,
-        pending: names('pending'),
-        locked: names('locked'),
-        locks,
-        stale_lock_seconds: settings.staleLockSeconds,
-        empty: names('empty'),
-        processed,
-      }
+      const view = batchStatus(settings, store, Date.now())
+      const { locks, processed } = view
       if (args.json) return printJson(view)
       const lockNote = (lock: LockInfo) =>
         `${lock.name} (${lock.stale ? 'STALE, ' : ''}${formatAge(lock.age_seconds)}${lock.pid ? `, pid ${lock.pid}` : ''})`

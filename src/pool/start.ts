@@ -8,6 +8,7 @@ import type { Scheduler } from '../scheduler/scheduler.ts'
 import type { Store } from '../store/db.ts'
 import { detectGpus } from './gpu.ts'
 import { Supervisor } from './supervisor.ts'
+import type { Worker } from './worker.ts'
 
 export interface PoolSources {
   config: OrchConfig
@@ -19,6 +20,8 @@ export interface PoolSources {
   scheduler: Scheduler
   /** Workers a pool starts with (autoscaling); default pool_size. */
   initialSize?: (pool: PoolConfig) => number
+  /** Each change of a worker's state (GET /events). */
+  onWorkerState?: (worker: Worker) => void
 }
 
 export interface RunningPools {
@@ -28,11 +31,20 @@ export interface RunningPools {
 }
 
 /** Starts the configured pools; undefined when there are none. */
-export async function startPools({ config, home, store, scheduler, initialSize }: PoolSources): Promise<RunningPools | undefined> {
+export async function startPools(sources: PoolSources): Promise<RunningPools | undefined> {
+  const { config, home, store, scheduler, initialSize, onWorkerState } = sources
   if (config.pools.length === 0) return undefined
   const detection = await detectGpus()
   const gpus = detection.available ? detection.gpus : []
-  const supervisor = new Supervisor({ config, home, store, scheduler, gpus, ...(initialSize ? { initialSize } : {}) })
+  const supervisor = new Supervisor({
+    config,
+    home,
+    store,
+    scheduler,
+    gpus,
+    ...(initialSize ? { initialSize } : {}),
+    ...(onWorkerState ? { onWorkerState } : {}),
+  })
   const starting = supervisor.start().catch((error: unknown) => logger('pool').error(`pools did not start: ${(error as Error).message}`))
   return {
     supervisor,

@@ -3,6 +3,7 @@
  * (workers, available, busy, requests served; queue figures from a running orch serve).
  */
 import type { WorkerRow } from './records.ts'
+import type { Worker } from './worker.ts'
 
 export interface WorkerStatus {
   pool: string
@@ -69,4 +70,37 @@ export function workerStatus(rows: WorkerRow[], now: number, ownerAlive: (pid: n
       last_heartbeat: row.last_heartbeat === null ? null : new Date(row.last_heartbeat).toISOString(),
     }
   })
+}
+
+/** What a supervisor's live worker records (supervisor.ts saves the same): `orch pool status` rows from memory. */
+export function rowOfWorker(worker: Worker, runId: string, ownerPid = process.pid): WorkerRow {
+  return {
+    pool: worker.settings.pool.name,
+    worker_id: worker.id,
+    pid: worker.pid ?? null,
+    pgid: worker.pid ?? null,
+    port: worker.port ?? null,
+    gpu: worker.settings.gpu ?? null,
+    run_id: runId,
+    owner_pid: ownerPid,
+    state: worker.state,
+    started_at: worker.startedAt ?? null,
+    restarts: worker.restarts,
+    served: worker.served,
+    inflight: worker.inflight,
+    last_heartbeat: worker.lastHeartbeat ?? null,
+    updated_at: Date.now(),
+  }
+}
+
+/** A `worker` event of GET /events: a worker's state changed. */
+export function workerEventData(worker: Worker): Record<string, unknown> {
+  return {
+    pool: worker.settings.pool.name,
+    id: worker.id,
+    state: worker.state,
+    pid: worker.pid ?? null,
+    port: worker.port ?? null,
+    restarts: worker.restarts,
+  }
 }

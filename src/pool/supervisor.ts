@@ -43,6 +43,8 @@ export interface SupervisorOptions {
   control?: boolean
   /** Workers a pool starts with (autoscaling: pool_size within its bounds); default pool_size. */
   initialSize?: (pool: PoolConfig) => number
+  /** A worker's state changed (not called for heartbeats): the `worker` events of GET /events. */
+  onWorkerState?: (worker: Worker) => void
 }
 
 /** Pools in an order where every pool comes after the pools it depends on; `only` pulls in dependencies. */
@@ -100,6 +102,7 @@ export class Supervisor {
   private readonly handles = new WeakMap<Worker, RouteHandle>()
   private control: ControlServer | undefined
   private readonly gpuOf: Map<string, number | undefined>
+  private readonly lastState = new WeakMap<Worker, string>()
 
   constructor(private readonly options: SupervisorOptions) {
     this.gpuOf = assignGpus(options.config.pools, options.gpus ?? [])
@@ -181,6 +184,10 @@ export class Supervisor {
         canRecycle: (worker) => this.canRecycle(worker),
         onChange: (worker) => {
           this.record(worker)
+          if (this.lastState.get(worker) !== worker.state) {
+            this.lastState.set(worker, worker.state)
+            this.options.onWorkerState?.(worker)
+          }
           // Failed (crash barrier) or stopped: no longer expected back, so requests for it get 503 at once.
           if (worker.state === 'failed' || worker.state === 'stopped') this.options.scheduler?.removeBackend(backendName(worker))
         },

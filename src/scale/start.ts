@@ -5,6 +5,7 @@
  */
 import type { OrchConfig } from '../config/schema.ts'
 import { type RunningPools, startPools } from '../pool/start.ts'
+import { workerEventData } from '../pool/status.ts'
 import type { Scheduler } from '../scheduler/scheduler.ts'
 import type { Store } from '../store/db.ts'
 import type { TaskBacking } from '../tasks/open.ts'
@@ -38,6 +39,7 @@ export async function startScaledPools(sources: {
     store: sources.store,
     scheduler: sources.scheduler,
     ...(scaled ? { initialSize: (pool) => poolScale(config, pool).initial } : {}),
+    onWorkerState: (worker) => backing.bus.publish('worker', workerEventData(worker)),
   })
   if (!pools) return undefined
   const runners = backing.cluster?.registry

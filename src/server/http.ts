@@ -40,6 +40,8 @@ export interface AppDeps {
   workflows: WorkflowService
   /** The supervisor of the configured pools; absent when there are none. */
   pools?: Supervisor
+  /** The state directory ($ORCH_HOME): GET /logs reads serve.log under it. */
+  home?: string
 }
 
 export interface RouteContext {

@@ -132,6 +132,7 @@ export async function startServe(options: ServeOptions): Promise<RunningServer> 
     instance,
     version,
     scaling: () => scaled?.autoscaler.status(),
+    workers: () => scaled?.pools.supervisor.workers ?? [],
     ...(cluster ? { runners: cluster.registry } : {}),
   })
   const workflows = new WorkflowService({ store: new WorkflowStore(store), tasks, bus })
@@ -161,6 +162,7 @@ export async function startServe(options: ServeOptions): Promise<RunningServer> 
     startedAt,
     metrics,
     workflows,
+    home: options.home,
     ...(pools ? { pools: pools.supervisor } : {}),
     ...(scaled ? { scale: scaled.autoscaler } : {}),
     ...(cluster ? { runners: cluster.registry } : {}),

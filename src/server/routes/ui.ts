@@ -9,7 +9,20 @@ import { backendName } from '../../pool/supervisor.ts'
 import { effectiveLimits } from '../../scheduler/limits.ts'
 import dashboard from '../../ui/index.html'
 import { type AppDeps, json, type Route } from '../http.ts'
-import { difference, distribution, type Histogram, histogramOf, parseExposition, round } from './ui-figures.ts'
+import {
+  difference,
+  distribution,
+  type Histogram,
+  histogramOf,
+  type ModelReading,
+  modelCalls,
+  modelFiguresOf,
+  modelHistoryOf,
+  parseExposition,
+  parseSamples,
+  ratePerModel,
+  round,
+} from './ui-figures.ts'
 
 /** For Bun.serve's `routes`: the page, with and without the trailing slash. */
 export const UI_PAGES = { '/ui': dashboard, '/ui/': dashboard } as const
@@ -43,12 +56,14 @@ export interface HistoryPoint {
 export function uiRoutes(): Route[] {
   // Readings are taken when a dashboard asks: no timer runs while nobody looks.
   const readings: Reading[] = []
-  return [{ method: 'GET', path: '/ui/api/summary', handler: async ({ deps }) => json(await summary(deps, readings)) }]
+  const modelReadings: ModelReading[] = []
+  return [{ method: 'GET', path: '/ui/api/summary', handler: async ({ deps }) => json(await summary(deps, readings, modelReadings)) }]
 }
 
-async function summary(deps: AppDeps, readings: Reading[]) {
+async function summary(deps: AppDeps, readings: Reading[], modelReadings: ModelReading[]) {
   // Rendering reads the task counts first: the counts below are the ones /metrics shows.
-  const histograms = parseExposition(await deps.metrics.render())
+  const exposition = await deps.metrics.render()
+  const histograms = parseExposition(exposition)
   const counts = deps.metrics.metrics.taskCounts
   const nextDue = counts.queued > 0 ? await deps.tasks.nextRunAfter() : undefined
   // Taken after the last await, so that readings of concurrent requests stay in time order.
@@ -96,7 +111,19 @@ async function summary(deps: AppDeps, readings: Reading[]) {
     cache: { hits, misses, hit_rate: hits + misses > 0 ? round(hits / (hits + misses)) : null },
     tasks: counts,
     history: { window_s: HISTORY_MS / 1000, points: historyOf(readings) },
+    models: modelsSection(exposition, modelReadings, now),
   }
+}
+
+/** Per model (and per model and backend): the /metrics series that carry a `model` label, and their rates. */
+function modelsSection(exposition: string, readings: ModelReading[], now: number) {
+  const samples = parseSamples(exposition)
+  const reading: ModelReading = { at: now, calls: modelCalls(samples) }
+  const last = readings.at(-1)
+  if (!last || reading.at - last.at >= MIN_SAMPLE_GAP_MS) readings.push(reading)
+  while (readings.length > 0 && (readings[0] as ModelReading).at < now - HISTORY_MS) readings.shift()
+  const figures = modelFiguresOf(samples, (key) => ratePerModel(readings, reading, key, RATE_WINDOW_MS))
+  return { ...figures, history: { window_s: HISTORY_MS / 1000, points: modelHistoryOf(readings) } }
 }
 
 /** Keep `reading` unless the last one is too recent; forget those older than the window. */
