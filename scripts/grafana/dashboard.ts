@@ -232,12 +232,12 @@ function rows(): Row[] {
         ),
         timeseries(
           'Backend call outcomes/s',
-          'Backend calls by outcome: success, error, cancelled (the client stopped reading)',
+          'Backend calls by outcome: success, error, cancelled (the client stopped reading), per model',
           'reqps',
           [
             {
-              expr: rate('orch_backend_calls_total', ['instance', 'backend', 'outcome'], I),
-              legend: '{{instance}} {{backend}} {{outcome}}',
+              expr: rate('orch_backend_calls_total', ['instance', 'backend', 'model', 'outcome'], IM),
+              legend: '{{instance}} {{backend}} {{model}} {{outcome}}',
             },
           ],
           8,

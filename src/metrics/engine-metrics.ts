@@ -156,6 +156,7 @@ export function createOrchMetrics(sources: MetricsSources, options: OrchMetricsO
   )
   const calls = r.counter('orch_backend_calls_total', 'Backend calls by outcome (success, error, cancelled)', [
     'backend',
+    'model',
     'kind',
     'outcome',
   ])
@@ -258,9 +259,9 @@ export function createOrchMetrics(sources: MetricsSources, options: OrchMetricsO
   const httpSeries = new Map<string, Map<string, Map<number, HistogramChild>>>()
   const http = { requests: 0, errors: 0 }
   const models = new Set<string>()
-  // backend → model → kind, and backend → kind → outcome: a call records without building a key.
+  // backend → model → kind, and backend → model → kind → outcome: a call records without building a key.
   const callSeries = new Map<string, Map<string, Map<string, CallSeries>>>()
-  const outcomes = new Map<string, Map<string, Map<string, CounterChild>>>()
+  const outcomes = new Map<string, Map<string, Map<string, Map<string, CounterChild>>>>()
 
   function modelLabel(model: string): string {
     if (models.has(model)) return model
@@ -317,10 +318,10 @@ export function createOrchMetrics(sources: MetricsSources, options: OrchMetricsO
         series.rate ??= tokensPerSecond.labels(event.backend, model)
         series.rate.observe(speed)
       }
-      const byOutcome = nested(nested(outcomes, event.backend), event.kind)
+      const byOutcome = nested(nested(nested(outcomes, event.backend), model), event.kind)
       let counter = byOutcome.get(event.outcome)
       if (!counter) {
-        counter = calls.labels(event.backend, event.kind, event.outcome)
+        counter = calls.labels(event.backend, model, event.kind, event.outcome)
         byOutcome.set(event.outcome, counter)
       }
       counter.inc()

@@ -239,6 +239,8 @@ describe('the dashboard: workflows, models, batch', () => {
       const calls = sumOf(samples, `${latency}_count`, where)
       expect(calls).toBeGreaterThan(0)
       expect(await figure(page, `${key}.calls`)).toBe(f.count(calls))
+      const errors = sumOf(samples, 'orch_backend_calls_total', (l) => where(l) && l.outcome === 'error')
+      expect(await figure(page, `${key}.errors`)).toBe(f.count(errors))
       expect(await figure(page, `${key}.latency.p50`)).toBe(f.seconds(sig6(histogramQuantile(samples, latency, 0.5, where))))
       expect(await figure(page, `${key}.latency.p99`)).toBe(f.seconds(sig6(histogramQuantile(samples, latency, 0.99, where))))
       const ttft = histogramQuantile(samples, 'orch_time_to_first_token_seconds', 0.5, where)

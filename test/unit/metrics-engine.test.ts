@@ -124,7 +124,7 @@ describe('orch metrics from calls and requests', () => {
     has('orch_time_to_first_token_seconds_count{instance="test-host",backend="b1",model="m"} 1')
     has('orch_tokens_per_second_sum{instance="test-host",backend="b1",model="m"} 20')
     has('gpu_wait_seconds_count{instance="test-host",backend="b1",model="m"} 1')
-    has('orch_backend_calls_total{instance="test-host",backend="b1",kind="chat",outcome="success"} 1')
+    has('orch_backend_calls_total{instance="test-host",backend="b1",model="m",kind="chat",outcome="success"} 1')
     has('orchestrator_concurrency_limit{instance="test-host",backend="b1"} 4')
     has('orchestrator_inflight_tasks{instance="test-host",backend="b1"} 0')
     has('orch_breaker_state{instance="test-host",backend="b1"} 0')

@@ -68,6 +68,11 @@ export const OPENAI_CODES: Readonly<Record<string, string | null>> = {
   // The cluster's Redis (event_bus_type: redis): out of reach, or a command it refused.
   E_REDIS_UNAVAILABLE: 'server_error',
   E_REDIS_COMMAND: 'server_error',
+  // The dashboard's pools and logs endpoints (orch's own; here for completeness).
+  E_POOL_NOT_FOUND: null,
+  E_WORKER_NOT_FOUND: null,
+  E_NO_POOLS: null,
+  E_LOG_SOURCE: 'invalid_value',
   // node-llama-cpp, the engine of llamacpp pools, not installed where orch looks (orch model-worker, doctor).
   E_ENGINE_MISSING: 'server_error',
   // Model management (Ollama's endpoints; here for completeness).
