@@ -6,108 +6,14 @@
  * every page at 1280×800 and 375×800 are saved under a temp dir and copied to /tmp/ui-shots/.
  */
 import { afterAll, beforeAll, describe, expect, test } from 'bun:test'
-import { copyFileSync, existsSync, mkdirSync } from 'node:fs'
-import { basename, join } from 'node:path'
-import { type Browser, type BrowserContext, chromium, type Page } from 'playwright-core'
+import type { BrowserContext } from 'playwright-core'
 import * as f from '../../src/ui/format.ts'
-import { tempDir } from '../helpers/cli.ts'
+import { figure, histogramQuantile, parseMetrics, sig6, sumOf, useBrowser } from '../helpers/browser.ts'
 import { driveTraffic } from '../helpers/metrics-traffic.ts'
 import { startTestServe, type TestServe } from '../helpers/serve.ts'
 
-const CHROMIUM = '/usr/bin/chromium'
 const TOKEN = 'ui-browser-test-token-0123456789'
-const SHOTS_COPY = '/tmp/ui-shots'
-const VIEWPORTS = { desktop: { width: 1280, height: 800 }, phone: { width: 375, height: 800 } } as const
-
-const shots = tempDir('orch-ui-shots-')
-let browser: Browser
-
-beforeAll(async () => {
-  if (!existsSync(CHROMIUM)) {
-    throw new Error(`the dashboard's browser test needs chromium at ${CHROMIUM}: apt-get install chromium`)
-  }
-  browser = await chromium.launch({ executablePath: CHROMIUM, args: ['--no-sandbox'] })
-  mkdirSync(SHOTS_COPY, { recursive: true })
-})
-
-afterAll(async () => {
-  await browser?.close()
-  shots.cleanup()
-})
-
-/**
- * A browser tab that records console errors and uncaught exceptions. Code run in the page is passed as
- * text: the tests are typed without the DOM's globals.
- */
-async function openTab(viewport: { width: number; height: number } = VIEWPORTS.desktop) {
-  const context = await browser.newContext({ viewport })
-  const page = await context.newPage()
-  const errors: string[] = []
-  page.on('console', (message) => {
-    if (message.type() === 'error') errors.push(message.text())
-  })
-  page.on('pageerror', (error) => errors.push(`uncaught: ${error.message}`))
-  return { context, page, errors }
-}
-
-/** Both viewports of what `page` shows now, saved and copied; the page is left at the desktop size. */
-async function screenshots(page: Page, name: string): Promise<void> {
-  for (const [size, viewport] of Object.entries(VIEWPORTS)) {
-    await page.setViewportSize(viewport)
-    await Bun.sleep(150) // the charts follow their container's new width
-    const path = join(shots.path, `${name}-${size}.png`)
-    await page.screenshot({ path, fullPage: true })
-    copyFileSync(path, join(SHOTS_COPY, basename(path)))
-    console.log(`screenshot: ${path} (copied to ${join(SHOTS_COPY, basename(path))})`)
-    if (size === 'phone') {
-      // Readable at a phone's width: nothing wider than the screen but inside its own scrolling box.
-      const overflow = await page.evaluate<number>('document.documentElement.scrollWidth - window.innerWidth')
-      expect(overflow).toBeLessThanOrEqual(0)
-    }
-  }
-  await page.setViewportSize(VIEWPORTS.desktop)
-}
-
-const figure = (page: Page, key: string) => page.locator(`[data-figure="${key}"]`).first().innerText()
-
-interface Sample {
-  name: string
-  labels: Record<string, string>
-  value: number
-}
-
-function parseMetrics(text: string): Sample[] {
-  const out: Sample[] = []
-  for (const line of text.split('\n')) {
-    const m = /^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})? (\S+)$/.exec(line)
-    if (!m || line.startsWith('#')) continue
-    const labels: Record<string, string> = {}
-    for (const [, k, v] of (m[2] ?? '').matchAll(/([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"/g)) labels[k as string] = v as string
-    out.push({ name: m[1] as string, labels, value: m[3] === '+Inf' ? Number.POSITIVE_INFINITY : Number(m[3]) })
-  }
-  return out
-}
-
-/** histogram_quantile(q, sum by (le) (family_bucket)), as Prometheus computes it. */
-function histogramQuantile(samples: Sample[], family: string, q: number): number | null {
-  const byLe = new Map<number, number>()
-  for (const s of samples.filter((x) => x.name === `${family}_bucket`)) {
-    const le = s.labels.le === '+Inf' ? Number.POSITIVE_INFINITY : Number(s.labels.le)
-    byLe.set(le, (byLe.get(le) ?? 0) + s.value)
-  }
-  const buckets = [...byLe.entries()].sort((a, b) => a[0] - b[0])
-  const total = buckets.at(-1)?.[1] ?? 0
-  if (total === 0) return null
-  const rank = q * total
-  const i = buckets.findIndex(([, c]) => c >= rank)
-  if (i === buckets.length - 1) return (buckets[buckets.length - 2] as [number, number])[0]
-  const [upper, cum] = buckets[i] as [number, number]
-  const [lower, below] = i === 0 ? [0, 0] : (buckets[i - 1] as [number, number])
-  return lower + ((upper - lower) * (rank - below)) / (cum - below)
-}
-
-const sumOf = (samples: Sample[], name: string) => samples.filter((s) => s.name === name).reduce((a, s) => a + s.value, 0)
-const sig6 = (x: number | null) => (x === null ? null : Number(x.toPrecision(6)))
+const { openTab, screenshots } = useBrowser('orch-ui-shots-')
 
 describe('the dashboard, open server', () => {
   let t: TestServe

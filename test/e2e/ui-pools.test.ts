@@ -8,68 +8,18 @@
  * /tmp/ui-shots/.
  */
 import { afterAll, beforeAll, describe, expect, test } from 'bun:test'
-import { appendFileSync, copyFileSync, existsSync, mkdirSync } from 'node:fs'
-import { basename, join } from 'node:path'
-import { type Browser, chromium, type Page } from 'playwright-core'
+import { appendFileSync } from 'node:fs'
+import { join } from 'node:path'
+import type { Page } from 'playwright-core'
 import { validateData } from '../../src/config/validate.ts'
 import { workerLogPath } from '../../src/core/home.ts'
 import * as f from '../../src/ui/format.ts'
-import { tempDir } from '../helpers/cli.ts'
+import { figure, useBrowser } from '../helpers/browser.ts'
 import { startTestServe, type TestServe } from '../helpers/serve.ts'
 
-const CHROMIUM = '/usr/bin/chromium'
-const SHOTS_COPY = '/tmp/ui-shots'
-const VIEWPORTS = { desktop: { width: 1280, height: 800 }, phone: { width: 375, height: 800 } } as const
 const SERVER = join(import.meta.dir, '..', 'helpers', 'model-server.ts')
 const T = 60_000
-
-const shots = tempDir('orch-ui-pools-shots-')
-let browser: Browser
-
-beforeAll(async () => {
-  if (!existsSync(CHROMIUM)) {
-    throw new Error(`the dashboard's browser test needs chromium at ${CHROMIUM}: apt-get install chromium`)
-  }
-  browser = await chromium.launch({ executablePath: CHROMIUM, args: ['--no-sandbox'] })
-  mkdirSync(SHOTS_COPY, { recursive: true })
-})
-
-afterAll(async () => {
-  await browser?.close()
-  shots.cleanup()
-})
-
-/** A browser tab that records console errors and uncaught exceptions. */
-async function openTab(viewport: { width: number; height: number } = VIEWPORTS.desktop) {
-  const context = await browser.newContext({ viewport })
-  const page = await context.newPage()
-  const errors: string[] = []
-  page.on('console', (message) => {
-    if (message.type() === 'error') errors.push(message.text())
-  })
-  page.on('pageerror', (error) => errors.push(`uncaught: ${error.message}`))
-  return { context, page, errors }
-}
-
-/** Both viewports of what `page` shows now, saved and copied; the page is left at the desktop size. */
-async function screenshots(page: Page, name: string): Promise<void> {
-  for (const [size, viewport] of Object.entries(VIEWPORTS)) {
-    await page.setViewportSize(viewport)
-    await Bun.sleep(150)
-    const path = join(shots.path, `${name}-${size}.png`)
-    await page.screenshot({ path, fullPage: true })
-    copyFileSync(path, join(SHOTS_COPY, basename(path)))
-    console.log(`screenshot: ${path} (copied to ${join(SHOTS_COPY, basename(path))})`)
-    if (size === 'phone') {
-      // Readable at a phone's width: nothing wider than the screen but inside its own scrolling box.
-      const overflow = await page.evaluate<number>('document.documentElement.scrollWidth - window.innerWidth')
-      expect(overflow).toBeLessThanOrEqual(0)
-    }
-  }
-  await page.setViewportSize(VIEWPORTS.desktop)
-}
-
-const figure = (page: Page, key: string) => page.locator(`[data-figure="${key}"]`).first().innerText()
+const { openTab, screenshots } = useBrowser('orch-ui-pools-shots-')
 
 async function until<T>(what: string, probe: () => Promise<T | undefined>, ms = 20_000): Promise<T> {
   const deadline = Date.now() + ms

@@ -6,106 +6,16 @@
  * console errors. Screenshots at 1280×800 and 375×800 are saved under a temp dir and copied to /tmp/ui-shots/.
  */
 import { afterAll, beforeAll, describe, expect, test } from 'bun:test'
-import { copyFileSync, existsSync, mkdirSync } from 'node:fs'
-import { basename, join } from 'node:path'
-import { type Browser, chromium, type Page } from 'playwright-core'
+import { join } from 'node:path'
 import * as f from '../../src/ui/format.ts'
 import { type BatchFolders, makeBatchFolders, withoutAges } from '../helpers/batch-folders.ts'
+import { figure, histogramQuantile, parseMetrics, sig6, sumOf, useBrowser } from '../helpers/browser.ts'
 import { tempDir } from '../helpers/cli.ts'
 import { startTestServe, type TestServe } from '../helpers/serve.ts'
 
-const CHROMIUM = '/usr/bin/chromium'
-const SHOTS_COPY = '/tmp/ui-shots'
-const VIEWPORTS = { desktop: { width: 1280, height: 800 }, phone: { width: 375, height: 800 } } as const
-
-const shots = tempDir('orch-ui-shots-')
 const batchDir = tempDir('orch-ui-batch-')
-let browser: Browser
-
-beforeAll(async () => {
-  if (!existsSync(CHROMIUM)) {
-    throw new Error(`the dashboard's browser test needs chromium at ${CHROMIUM}: apt-get install chromium`)
-  }
-  browser = await chromium.launch({ executablePath: CHROMIUM, args: ['--no-sandbox'] })
-  mkdirSync(SHOTS_COPY, { recursive: true })
-})
-
-afterAll(async () => {
-  await browser?.close()
-  shots.cleanup()
-  batchDir.cleanup()
-})
-
-/** A tab that records console errors and uncaught exceptions. */
-async function openTab() {
-  const context = await browser.newContext({ viewport: VIEWPORTS.desktop })
-  const page = await context.newPage()
-  const errors: string[] = []
-  page.on('console', (message) => {
-    if (message.type() === 'error') errors.push(message.text())
-  })
-  page.on('pageerror', (error) => errors.push(`uncaught: ${error.message}`))
-  return { context, page, errors }
-}
-
-/** Both viewports of what `page` shows now, saved and copied; nothing wider than a phone's screen. */
-async function screenshots(page: Page, name: string): Promise<void> {
-  for (const [size, viewport] of Object.entries(VIEWPORTS)) {
-    await page.setViewportSize(viewport)
-    await Bun.sleep(150)
-    const path = join(shots.path, `${name}-${size}.png`)
-    await page.screenshot({ path, fullPage: true })
-    copyFileSync(path, join(SHOTS_COPY, basename(path)))
-    console.log(`screenshot: ${path} (copied to ${join(SHOTS_COPY, basename(path))})`)
-    if (size === 'phone') {
-      const overflow = await page.evaluate<number>('document.documentElement.scrollWidth - window.innerWidth')
-      expect(overflow).toBeLessThanOrEqual(0)
-    }
-  }
-  await page.setViewportSize(VIEWPORTS.desktop)
-}
-
-const figure = (page: Page, key: string) => page.locator(`[data-figure="${key}"]`).first().innerText()
-
-interface Sample {
-  name: string
-  labels: Record<string, string>
-  value: number
-}
-
-function parseMetrics(text: string): Sample[] {
-  const out: Sample[] = []
-  for (const line of text.split('\n')) {
-    const m = /^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})? (\S+)$/.exec(line)
-    if (!m || line.startsWith('#')) continue
-    const labels: Record<string, string> = {}
-    for (const [, k, v] of (m[2] ?? '').matchAll(/([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"/g)) labels[k as string] = v as string
-    out.push({ name: m[1] as string, labels, value: m[3] === '+Inf' ? Number.POSITIVE_INFINITY : Number(m[3]) })
-  }
-  return out
-}
-
-/** histogram_quantile(q, sum by (le) (family_bucket{…})) over the samples `where` keeps, as Prometheus computes it. */
-function histogramQuantile(samples: Sample[], family: string, q: number, where: (l: Record<string, string>) => boolean): number | null {
-  const byLe = new Map<number, number>()
-  for (const s of samples.filter((x) => x.name === `${family}_bucket` && where(x.labels))) {
-    const le = s.labels.le === '+Inf' ? Number.POSITIVE_INFINITY : Number(s.labels.le)
-    byLe.set(le, (byLe.get(le) ?? 0) + s.value)
-  }
-  const buckets = [...byLe.entries()].sort((a, b) => a[0] - b[0])
-  const total = buckets.at(-1)?.[1] ?? 0
-  if (total === 0) return null
-  const rank = q * total
-  const i = buckets.findIndex(([, c]) => c >= rank)
-  if (i === buckets.length - 1) return (buckets[buckets.length - 2] as [number, number])[0]
-  const [upper, cum] = buckets[i] as [number, number]
-  const [lower, below] = i === 0 ? [0, 0] : (buckets[i - 1] as [number, number])
-  return lower + ((upper - lower) * (rank - below)) / (cum - below)
-}
-
-const sumOf = (samples: Sample[], name: string, where: (l: Record<string, string>) => boolean) =>
-  samples.filter((s) => s.name === name && where(s.labels)).reduce((a, s) => a + s.value, 0)
-const sig6 = (x: number | null) => (x === null ? null : Number(x.toPrecision(6)))
+afterAll(() => batchDir.cleanup())
+const { openTab, screenshots } = useBrowser('orch-ui-shots-')
 
 describe('the dashboard: workflows, models, batch', () => {
   let t: TestServe
