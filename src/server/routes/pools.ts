@@ -53,7 +53,6 @@ async function poolsOf(deps: AppDeps) {
   const s = engine.scheduler.stats()
   const counts = await deps.tasks.counts()
   const workers = workersOf(supervisor)
-  const poolOf = new Map((supervisor?.workers ?? []).map((w) => [backendName(w), w.settings.pool.name]))
   return {
     pools: deps.config.pools.map((pool) => {
       const figures = supervisor?.poolFigures(pool.name)
@@ -76,18 +75,7 @@ async function poolsOf(deps: AppDeps) {
       queue_timeouts: s.queue_timeouts,
       pool_saturated: s.pool_saturated,
     }),
-    backends: engine.backends().map((b) => ({
-      name: b.name,
-      url: b.backend.url,
-      pool: poolOf.get(b.name) ?? null,
-      healthy: b.healthy ?? null,
-      breaker: b.breaker.state,
-      inflight: b.inflight,
-      concurrency: b.concurrency,
-      served: b.served,
-      draining: b.draining,
-      suspended: b.suspended,
-    })),
+    backends: backendRows(deps),
   }
 }
 
@@ -109,6 +97,23 @@ async function act(ctx: RouteContext, action: Action): Promise<Response> {
   void work.catch((error: unknown) => logger('pool').warn(`${action} of ${name}: ${(error as Error).message}`))
   const ids = new Set(targets.map((w) => w.id))
   return json({ pool: name, action, workers: workersOf(supervisor).filter((w) => w.pool === name && ids.has(w.id)) }, 202)
+}
+
+/** Every backend the scheduler routes to (pool workers once healthy), with the pool of each pool worker. */
+export function backendRows(deps: AppDeps) {
+  const poolOf = new Map((deps.pools?.workers ?? []).map((w) => [backendName(w), w.settings.pool.name]))
+  return deps.engine.backends().map((b) => ({
+    name: b.name,
+    url: b.backend.url,
+    pool: poolOf.get(b.name) ?? null,
+    healthy: b.healthy ?? null,
+    breaker: b.breaker.state,
+    inflight: b.inflight,
+    concurrency: b.concurrency,
+    served: b.served,
+    draining: b.draining,
+    suspended: b.suspended,
+  }))
 }
 
 function selectWorkers(pool: string, workers: Worker[], ids: string[] | undefined): Worker[] {

@@ -9,6 +9,7 @@ import { backendName } from '../../pool/supervisor.ts'
 import { effectiveLimits } from '../../scheduler/limits.ts'
 import dashboard from '../../ui/index.html'
 import { type AppDeps, json, type Route } from '../http.ts'
+import { backendRows } from './pools.ts'
 import {
   difference,
   distribution,
@@ -82,7 +83,7 @@ async function summary(deps: AppDeps, readings: Reading[], modelReadings: ModelR
     version: deps.version,
     instance: deps.instance,
     uptime_s: Math.round((now - deps.startedAt) / 1000),
-    backends: backendsOf(deps),
+    backends: backendRows(deps),
     pools: deps.scale?.status().pools.map(({ decisions: _, ...figures }) => figures) ?? [],
     workers: workersOf(deps),
     queue: {
@@ -155,22 +156,6 @@ export function historyOf(readings: readonly Reading[]): HistoryPoint[] {
     })
   }
   return points
-}
-
-function backendsOf(deps: AppDeps) {
-  const poolOf = new Map((deps.pools?.workers ?? []).map((w) => [backendName(w), w.settings.pool.name]))
-  return deps.engine.backends().map((b) => ({
-    name: b.name,
-    url: b.backend.url,
-    pool: poolOf.get(b.name) ?? null,
-    healthy: b.healthy ?? null,
-    breaker: b.breaker.state,
-    inflight: b.inflight,
-    concurrency: b.concurrency,
-    served: b.served,
-    draining: b.draining,
-    suspended: b.suspended,
-  }))
 }
 
 function workersOf(deps: AppDeps) {
