@@ -72,7 +72,7 @@ export function workerStatus(rows: WorkerRow[], now: number, ownerAlive: (pid: n
   })
 }
 
-/** What a supervisor's live worker records (supervisor.ts saves the same): `orch pool status` rows from memory. */
+/** A live worker as its row: what the supervisor saves in state.db, and `orch pool status` rows from memory. */
 export function rowOfWorker(worker: Worker, runId: string, ownerPid = process.pid): WorkerRow {
   return {
     pool: worker.settings.pool.name,

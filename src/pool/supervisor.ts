@@ -20,6 +20,7 @@ import { isPortFree, pickPort, sleep } from './proc.ts'
 import type { WorkerLaunch } from './profiles.ts'
 import { reapStale, saveWorker } from './records.ts'
 import { orchCommand } from './self-launch.ts'
+import { rowOfWorker } from './status.ts'
 import { type WatchdogCommand, watchdogCommand } from './watchdog-launch.ts'
 import { DEFAULT_TIMING, type RouteHandle, Worker, type WorkerTiming } from './worker.ts'
 
@@ -217,23 +218,7 @@ export class Supervisor {
     const { store } = this.options
     if (!store) return
     try {
-      saveWorker(store, {
-        pool: worker.settings.pool.name,
-        worker_id: worker.id,
-        pid: worker.pid ?? null,
-        pgid: worker.pid ?? null,
-        port: worker.port ?? null,
-        gpu: worker.settings.gpu ?? null,
-        run_id: this.runId,
-        owner_pid: process.pid,
-        state: worker.state,
-        started_at: worker.startedAt ?? null,
-        restarts: worker.restarts,
-        served: worker.served,
-        inflight: worker.inflight,
-        last_heartbeat: worker.lastHeartbeat ?? null,
-        updated_at: Date.now(),
-      })
+      saveWorker(store, rowOfWorker(worker, this.runId))
     } catch (error) {
       this.log.warn(`cannot record worker ${worker.id}: ${(error as Error).message}`)
     }
