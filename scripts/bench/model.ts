@@ -29,7 +29,7 @@ import { join, resolve } from 'node:path'
 import { parseArgs } from 'node:util'
 import { readGguf } from '../../src/engine/gguf.ts'
 import { type Shape, SMALL, TINY, writeTinyGguf } from '../make-tiny-gguf.ts'
-import { spawnServer, stopAll, stopServer } from './servers/spawn.ts'
+import { spawnServer, stopAll, stopOnSignals, stopServer } from './servers/spawn.ts'
 
 const ROOT = resolve(import.meta.dir, '../..')
 const ORCH = join(ROOT, 'commands/index.ts')
@@ -107,16 +107,10 @@ async function cleanUp(): Promise<void> {
   await stopAll()
   rmSync(work, { recursive: true, force: true })
 }
-for (const [signal, code] of [
-  ['SIGINT', 130],
-  ['SIGTERM', 143],
-] as const) {
-  process.once(signal, () => {
-    interrupted = true
-    note(`${signal}: stopping every process of the bench`)
-    void cleanUp().finally(() => process.exit(code))
-  })
-}
+stopOnSignals(cleanUp, (signal) => {
+  interrupted = true
+  note(`${signal}: stopping every process of the bench`)
+})
 
 // Servers ----------------------------------------------------------------------------------------------------
 

@@ -34,6 +34,7 @@ import type { Subprocess } from 'bun'
 import { Redis } from 'ioredis'
 import { stringify } from 'yaml'
 import { type RedisServer, startRedis } from '../../test/helpers/redis-server.ts'
+import { stopOnSignals } from './servers/spawn.ts'
 
 const { values } = parseArgs({
   args: process.argv.slice(2),
@@ -201,16 +202,10 @@ async function cleanup(): Promise<void> {
   await redis?.stop().catch(() => undefined)
   rmSync(work, { recursive: true, force: true })
 }
-for (const [signal, code] of [
-  ['SIGINT', 130],
-  ['SIGTERM', 143],
-] as const) {
-  process.once(signal, () => {
-    interrupted = true
-    note(`${signal}: stopping every process of the bench`)
-    void cleanup().finally(() => process.exit(code))
-  })
-}
+stopOnSignals(cleanup, (signal) => {
+  interrupted = true
+  note(`${signal}: stopping every process of the bench`)
+})
 
 // Measuring ------------------------------------------------------------------------------------------------
 

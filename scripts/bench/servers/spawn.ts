@@ -46,3 +46,19 @@ export async function stopAll(): Promise<void> {
   await Promise.all(children.map((c) => c.exited))
   children.length = 0
 }
+
+/**
+ * On SIGINT or SIGTERM: `onSignal` (the bench marks that what fails next is the stopping), then `cleanUp`,
+ * then exit 130 or 143, so a stopped bench leaves no process behind.
+ */
+export function stopOnSignals(cleanUp: () => Promise<void>, onSignal: (signal: string) => void): void {
+  for (const [signal, code] of [
+    ['SIGINT', 130],
+    ['SIGTERM', 143],
+  ] as const) {
+    process.once(signal, () => {
+      onSignal(signal)
+      void cleanUp().finally(() => process.exit(code))
+    })
+  }
+}
