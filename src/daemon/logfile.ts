@@ -102,18 +102,30 @@ export function readSince(file: string, from: number, count: number): string[] {
 export interface FollowOptions {
   /** Byte offset to start from (readTail's `end`); 0 when the file does not exist yet. */
   from: number
+  /** The file's inode when `from` was read; default: its inode now. */
+  inode?: number | undefined
   intervalMs?: number
   signal: AbortSignal
   onLines: (lines: string[]) => void
+  /** Called when the file was replaced (rotated) or cut (truncated); following goes on from its start. */
+  onRestart?: (reason: 'rotated' | 'truncated') => void
+  /**
+   * Most bytes read at once; a line longer than this is handed over in pieces rather than held without
+   * bound. Default: everything appended since the last read, whole lines only.
+   */
+  chunkBytes?: number
 }
 
 /** Call `onLines` with each batch of complete lines appended to `file`, until the signal aborts. */
 export async function followFile(file: string, options: FollowOptions): Promise<void> {
+  const { signal, onLines, chunkBytes } = options
   let offset = options.from
-  let inode = inodeOf(file)
+  let inode = 'inode' in options ? options.inode : inodeOf(file)
   let partial = ''
+  // One decoder across reads: a character split between two reads is put back together.
+  let decoder = new TextDecoder()
   const interval = options.intervalMs ?? 200
-  while (!options.signal.aborted) {
+  while (!signal.aborted) {
     let size = -1
     let current: number | undefined
     try {
@@ -124,25 +136,31 @@ export async function followFile(file: string, options: FollowOptions): Promise<
       // Not there (yet, or between rotation steps): wait for it.
     }
     if (size >= 0 && (current !== inode || size < offset)) {
+      if (inode !== undefined) options.onRestart?.(current !== inode ? 'rotated' : 'truncated')
       offset = 0
       partial = ''
+      decoder = new TextDecoder()
       inode = current
     }
-    if (size > offset) {
+    while (size > offset && !signal.aborted) {
       const fd = openSync(file, 'r')
       try {
-        const buffer = Buffer.alloc(size - offset)
+        const buffer = Buffer.alloc(Math.min(chunkBytes ?? Number.POSITIVE_INFINITY, size - offset))
         const read = readSync(fd, buffer, 0, buffer.length, offset)
+        if (read <= 0) break
         offset += read
-        const text = partial + buffer.subarray(0, read).toString('utf8')
-        const lines = text.split('\n')
+        const lines = (partial + decoder.decode(buffer.subarray(0, read), { stream: true })).split('\n')
         partial = lines.pop() ?? ''
-        if (lines.length > 0) options.onLines(lines)
+        if (chunkBytes !== undefined && partial.length > chunkBytes) {
+          lines.push(partial)
+          partial = ''
+        }
+        if (lines.length > 0) onLines(lines)
       } finally {
         closeSync(fd)
       }
     }
-    await waitOrAbort(interval, options.signal)
+    await waitOrAbort(interval, signal)
   }
 }
 

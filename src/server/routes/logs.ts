@@ -8,8 +8,7 @@
  */
 import { closeSync, fstatSync, openSync, readSync, statSync } from 'node:fs'
 import { serveLogPath, workerLogPath } from '../../core/home.ts'
-import { waitOrAbort } from '../../core/wait.ts'
-import { listServices, SERVE_SERVICE } from '../../daemon/logfile.ts'
+import { followFile, listServices, SERVE_SERVICE } from '../../daemon/logfile.ts'
 import { type AppDeps, httpError, json, type Route, type RouteContext } from '../http.ts'
 
 export const DEFAULT_LINES = 100
@@ -197,66 +196,20 @@ function followResponse(ctx: RouteContext, source: KnownSource, tail: BoundedTai
       }
       if (signal.aborted) end()
       else signal.addEventListener('abort', end, { once: true })
-      void follow(source.file, tail, stop.signal, lines, (reason) =>
-        send(`event: rotated\ndata: ${JSON.stringify({ reason })}\n\n`),
-      ).finally(end)
+      // Complete lines appended after the tail, at most CHUNK_BYTES at a time.
+      void followFile(source.file, {
+        from: tail.end,
+        inode: tail.inode,
+        intervalMs: FOLLOW_POLL_MS,
+        chunkBytes: CHUNK_BYTES,
+        signal: stop.signal,
+        onLines: lines,
+        onRestart: (reason) => send(`event: rotated\ndata: ${JSON.stringify({ reason })}\n\n`),
+      }).finally(end)
     },
     cancel() {
       stop.abort()
     },
   })
   return new Response(body, { headers: HEADERS })
-}
-
-/** Complete lines appended to `file` after `from`, in chunks of at most CHUNK_BYTES, until `signal` aborts. */
-async function follow(
-  file: string,
-  from: BoundedTail,
-  signal: AbortSignal,
-  onLines: (lines: string[]) => void,
-  onRestart: (reason: string) => void,
-): Promise<void> {
-  let offset = from.end
-  let inode = from.inode
-  let partial = ''
-  // One decoder across chunks: a character split between two reads is put back together.
-  let decoder = new TextDecoder()
-  while (!signal.aborted) {
-    let size = -1
-    let current: number | undefined
-    try {
-      const stat = statSync(file)
-      size = stat.size
-      current = stat.ino
-    } catch {
-      // Not there (yet, or between the steps of a rotation).
-    }
-    if (size >= 0 && (current !== inode || size < offset)) {
-      if (inode !== undefined) onRestart(current !== inode ? 'rotated' : 'truncated')
-      offset = 0
-      partial = ''
-      decoder = new TextDecoder()
-      inode = current
-    }
-    while (size > offset && !signal.aborted) {
-      const fd = openSync(file, 'r')
-      try {
-        const buffer = Buffer.alloc(Math.min(CHUNK_BYTES, size - offset))
-        const read = readSync(fd, buffer, 0, buffer.length, offset)
-        if (read <= 0) break
-        offset += read
-        const lines = (partial + decoder.decode(buffer.subarray(0, read), { stream: true })).split('\n')
-        partial = lines.pop() ?? ''
-        // A line longer than a chunk is sent in pieces rather than held without bound.
-        if (partial.length > CHUNK_BYTES) {
-          lines.push(partial)
-          partial = ''
-        }
-        if (lines.length > 0) onLines(lines)
-      } finally {
-        closeSync(fd)
-      }
-    }
-    await waitOrAbort(FOLLOW_POLL_MS, signal)
-  }
 }
