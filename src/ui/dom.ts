@@ -80,3 +80,56 @@ export function announce(text: string): void {
   const region = document.getElementById('announce')
   if (region) region.textContent = text
 }
+
+export interface Question {
+  title: string
+  text: string
+  /** The label of the button that goes ahead. */
+  confirm: string
+  onConfirm: () => void
+}
+
+export interface ConfirmDialog {
+  element: HTMLDialogElement
+  /** Open the modal with this question; the focus starts on the button that backs out. */
+  ask(question: Question): void
+  isOpen(): boolean
+}
+
+/**
+ * The one modal that asks before a change: Escape or the `keep` button closes it without a request;
+ * `danger` marks the confirming button as destructive. `id` prefixes the title's and text's ids.
+ */
+export function confirmDialog(options: { id: string; keep: string; danger?: boolean }): ConfirmDialog {
+  const title = h('h2', { id: `${options.id}-title` })
+  const text = h('p', { id: `${options.id}-text` })
+  let confirmed: () => void = () => {}
+  const keep = h('button', { type: 'button', autofocus: true, onclick: () => element.close() }, options.keep)
+  const confirm = h('button', {
+    type: 'button',
+    class: options.danger ? 'danger' : undefined,
+    onclick: () => {
+      element.close()
+      confirmed()
+    },
+  })
+  const element: HTMLDialogElement = h(
+    'dialog',
+    { 'aria-labelledby': `${options.id}-title`, 'aria-describedby': `${options.id}-text` },
+    title,
+    text,
+    h('div', { class: 'actions' }, keep, confirm),
+  )
+  return {
+    element,
+    ask(question) {
+      confirmed = question.onConfirm
+      title.textContent = question.title
+      text.textContent = question.text
+      confirm.textContent = question.confirm
+      element.showModal()
+      keep.focus()
+    },
+    isOpen: () => element.open,
+  }
+}

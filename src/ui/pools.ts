@@ -5,7 +5,7 @@
  * reports a worker's change (the row takes the event's state before the refresh answers).
  */
 import { ApiError, api } from './api.ts'
-import { announce, type Child, figures, fill, h, keepingFocus, table } from './dom.ts'
+import { announce, type Child, confirmDialog, figures, fill, h, keepingFocus, table } from './dom.ts'
 import { followEvents, type LiveState, type StreamEvent } from './events.ts'
 import * as f from './format.ts'
 import type { Page, PageContext } from './router.ts'
@@ -41,7 +41,7 @@ function render(ctx: PageContext): void {
   const notice = h('div', { role: 'status', class: 'notice' })
   const backends = h('section', { 'aria-labelledby': 'h-backends' })
   const pools = h('div')
-  const dialog = confirmDialog()
+  const dialog = confirmDialog({ id: 'confirm', keep: 'Keep it running', danger: true })
   fill(
     main,
     h('h1', { tabindex: '-1' }, 'Backends and pools'),
@@ -73,7 +73,16 @@ function render(ctx: PageContext): void {
     }
   }
   const ask = (action: Action, pool: string, worker?: string) => {
-    dialog.open(action, pool, worker, () => void perform(action, pool, worker))
+    const what = worker ? `worker ${worker}` : `every worker of pool ${pool}`
+    dialog.ask({
+      title: action === 'restart' ? `Restart ${what}?` : `Stop ${what}?`,
+      text:
+        action === 'restart'
+          ? 'A healthy worker stops taking new requests, finishes those it has, and starts again; a stopped or failed one starts. Workers restart one at a time.'
+          : 'The model server gets SIGTERM (SIGKILL after the grace period) and stays stopped until restarted: requests only it serves wait or fail.',
+      confirm: action === 'restart' ? `Restart ${worker ?? `pool ${pool}`}` : `Stop ${worker ?? `pool ${pool}`}`,
+      onConfirm: () => void perform(action, pool, worker),
+    })
   }
   const perform = async (action: Action, pool: string, worker?: string) => {
     fill(notice)
@@ -238,53 +247,4 @@ function workerTable(pool: string, workers: PoolWorker[], ask: (action: Action, 
   // The state's meaning, for those who cannot hover: one line per state shown.
   const states = [...new Set(workers.map((w) => w.state))]
   return h('div', {}, element, h('p', { class: 'meta' }, states.map((s) => STATE_NOTE[s] ?? s).join(' · ')))
-}
-
-interface ConfirmDialog {
-  element: HTMLDialogElement
-  open(action: Action, pool: string, worker: string | undefined, onConfirm: () => void): void
-  isOpen(): boolean
-}
-
-/** A modal that asks before a restart or stop: Escape or "Keep it running" closes it without a request. */
-function confirmDialog(): ConfirmDialog {
-  const title = h('h2', { id: 'confirm-title' })
-  const text = h('p', { id: 'confirm-text' })
-  let confirmed: () => void = () => {}
-  const keep = h('button', { type: 'button', onclick: () => element.close() }, 'Keep it running')
-  const confirm = h(
-    'button',
-    {
-      type: 'button',
-      class: 'danger',
-      onclick: () => {
-        element.close()
-        confirmed()
-      },
-    },
-    'Confirm',
-  )
-  const element: HTMLDialogElement = h(
-    'dialog',
-    { 'aria-labelledby': 'confirm-title', 'aria-describedby': 'confirm-text' },
-    title,
-    text,
-    h('div', { class: 'actions' }, keep, confirm),
-  )
-  return {
-    element,
-    open(action, pool, worker, onConfirm) {
-      confirmed = onConfirm
-      const what = worker ? `worker ${worker}` : `every worker of pool ${pool}`
-      title.textContent = action === 'restart' ? `Restart ${what}?` : `Stop ${what}?`
-      text.textContent =
-        action === 'restart'
-          ? `A healthy worker stops taking new requests, finishes those it has, and starts again; a stopped or failed one starts. Workers restart one at a time.`
-          : `The model server gets SIGTERM (SIGKILL after the grace period) and stays stopped until restarted: requests only it serves wait or fail.`
-      confirm.textContent = action === 'restart' ? `Restart ${worker ?? `pool ${pool}`}` : `Stop ${worker ?? `pool ${pool}`}`
-      element.showModal()
-      keep.focus()
-    },
-    isOpen: () => element.open,
-  }
 }

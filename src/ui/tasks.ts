@@ -4,7 +4,7 @@
  * that asks first.
  */
 import { ApiError, api } from './api.ts'
-import { announce, type Child, figures, fill, h, keepingFocus, table } from './dom.ts'
+import { announce, type Child, confirmDialog, figures, fill, h, keepingFocus, table } from './dom.ts'
 import * as f from './format.ts'
 import type { Page, PageContext } from './router.ts'
 import { TASK_STATES, type Task, type TaskPage } from './types.ts'
@@ -127,7 +127,7 @@ function renderDetail(ctx: PageContext): void {
   const notice = h('div', { role: 'status', class: 'notice' })
   const body = h('div')
   const actions = h('div', { class: 'actions' })
-  const dialog = cancelDialog(id, () => void cancel())
+  const dialog = confirmDialog({ id: 'cancel', keep: 'Keep the task', danger: true })
   fill(
     main,
     h('p', {}, h('a', { href: '#/tasks' }, '← All tasks')),
@@ -139,7 +139,22 @@ function renderDetail(ctx: PageContext): void {
     dialog.element,
   )
   let current: Task | undefined
-  const cancelButton = h('button', { type: 'button', id: 'cancel-task', class: 'danger', onclick: () => dialog.open() }, 'Cancel task…')
+  const cancelButton = h(
+    'button',
+    {
+      type: 'button',
+      id: 'cancel-task',
+      class: 'danger',
+      onclick: () =>
+        dialog.ask({
+          title: 'Cancel this task?',
+          text: `Task ${id} will not run again: a queued task never starts, a running one is stopped. This cannot be undone.`,
+          confirm: 'Cancel the task',
+          onConfirm: () => void cancel(),
+        }),
+    },
+    'Cancel task…',
+  )
 
   const show = (task: Task) => {
     current = task
@@ -225,46 +240,4 @@ function timeline(t: Task): HTMLElement {
 
 function json(value: unknown, name: string): HTMLElement {
   return h('pre', { class: 'json', tabindex: '0', 'aria-label': name, 'data-figure': `task.${name}` }, JSON.stringify(value, null, 2))
-}
-
-interface CancelDialog {
-  element: HTMLDialogElement
-  open(): void
-  isOpen(): boolean
-}
-
-/** A modal that asks before cancelling: Escape or "Keep the task" closes it without a request. */
-function cancelDialog(id: string, onConfirm: () => void): CancelDialog {
-  const keep = h('button', { type: 'button', autofocus: true, onclick: () => element.close() }, 'Keep the task')
-  const confirm = h(
-    'button',
-    {
-      type: 'button',
-      class: 'danger',
-      onclick: () => {
-        element.close()
-        onConfirm()
-      },
-    },
-    'Cancel the task',
-  )
-  const element: HTMLDialogElement = h(
-    'dialog',
-    { 'aria-labelledby': 'cancel-title', 'aria-describedby': 'cancel-text' },
-    h('h2', { id: 'cancel-title' }, 'Cancel this task?'),
-    h(
-      'p',
-      { id: 'cancel-text' },
-      `Task ${id} will not run again: a queued task never starts, a running one is stopped. This cannot be undone.`,
-    ),
-    h('div', { class: 'actions' }, keep, confirm),
-  )
-  return {
-    element,
-    open: () => {
-      element.showModal()
-      keep.focus()
-    },
-    isOpen: () => element.open,
-  }
 }

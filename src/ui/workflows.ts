@@ -5,7 +5,7 @@
  */
 import { ApiError, api } from './api.ts'
 import { drawDag } from './dag.ts'
-import { type Child, figures, fill, h, keepingFocus, table } from './dom.ts'
+import { type Child, confirmDialog, figures, fill, h, keepingFocus, table } from './dom.ts'
 import { followEvents, type StreamEvent } from './events.ts'
 import * as f from './format.ts'
 import type { Page, PageContext } from './router.ts'
@@ -133,8 +133,21 @@ function renderWorkflow(ctx: PageContext): void {
   const about = h('div', {})
   const runs = h('section', { 'aria-labelledby': 'h-runs' })
   const liveText = h('span', { 'data-figure': 'live' }, 'connecting')
-  const dialog = confirmDialog(id, () => void start())
-  const runNow = h('button', { type: 'button', onclick: () => dialog.open() }, 'Run now…')
+  const dialog = confirmDialog({ id: 'run', keep: 'Not now' })
+  const runNow = h(
+    'button',
+    {
+      type: 'button',
+      onclick: () =>
+        dialog.ask({
+          title: 'Start a run now?',
+          text: `A new run of workflow ${id} starts at once: each of its steps becomes a durable task.`,
+          confirm: 'Start the run',
+          onConfirm: () => void start(),
+        }),
+    },
+    'Run now…',
+  )
   const heading = h('h1', { tabindex: '-1' }, 'Workflow ', ...breakable(id))
   fill(
     main,
@@ -300,34 +313,4 @@ function runDetail(run: WorkflowRun, definition: StepDefinition[] | null): Child
       ),
     ),
   ]
-}
-
-/** "Run now" asks first: Escape or "Not now" closes it without a request. */
-function confirmDialog(id: string, onConfirm: () => void): { element: HTMLDialogElement; open(): void } {
-  const keep = h('button', { type: 'button', autofocus: true, onclick: () => element.close() }, 'Not now')
-  const confirm = h(
-    'button',
-    {
-      type: 'button',
-      onclick: () => {
-        element.close()
-        onConfirm()
-      },
-    },
-    'Start the run',
-  )
-  const element: HTMLDialogElement = h(
-    'dialog',
-    { 'aria-labelledby': 'run-title', 'aria-describedby': 'run-text' },
-    h('h2', { id: 'run-title' }, 'Start a run now?'),
-    h('p', { id: 'run-text' }, `A new run of workflow ${id} starts at once: each of its steps becomes a durable task.`),
-    h('div', { class: 'actions' }, keep, confirm),
-  )
-  return {
-    element,
-    open: () => {
-      element.showModal()
-      keep.focus()
-    },
-  }
 }
