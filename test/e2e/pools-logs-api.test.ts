@@ -9,34 +9,17 @@
 import { afterAll, beforeAll, describe, expect, test } from 'bun:test'
 import { appendFileSync, mkdirSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
-import { validateData } from '../../src/config/validate.ts'
 import { serveLogPath } from '../../src/core/home.ts'
 import { MAX_LINES, readTailBounded, TAIL_BYTES } from '../../src/server/routes/logs.ts'
 import { runCli } from '../helpers/cli.ts'
+import { twoWorkerPool } from '../helpers/command-pool.ts'
 import { startTestServe, type TestServe } from '../helpers/serve.ts'
 import { sseFrames } from '../helpers/sse.ts'
 
-const SERVER = join(import.meta.dir, '..', 'helpers', 'model-server.ts')
 const TOKEN = 'pools-logs-api-token-0123456789'
 const T = 60_000
 
-function poolConfig() {
-  const { config, issues } = validateData({
-    heartbeat: { ping_interval_ms: 200, timeout_ms: 1000, max_missed_heartbeats: 3 },
-    pools: [
-      {
-        name: 'gen',
-        profile: 'command',
-        api: 'ollama',
-        models: ['test-model'],
-        pool_size: 2,
-        command: [process.execPath, SERVER, '--port', '{port}'],
-      },
-    ],
-  })
-  expect(issues).toEqual([])
-  return config as NonNullable<typeof config>
-}
+const poolConfig = twoWorkerPool
 
 async function until<T>(what: string, probe: () => Promise<T | undefined>, ms = 20_000): Promise<T> {
   const deadline = Date.now() + ms

@@ -9,15 +9,13 @@
  */
 import { afterAll, beforeAll, describe, expect, test } from 'bun:test'
 import { appendFileSync } from 'node:fs'
-import { join } from 'node:path'
 import type { Page } from 'playwright-core'
-import { validateData } from '../../src/config/validate.ts'
 import { workerLogPath } from '../../src/core/home.ts'
 import * as f from '../../src/ui/format.ts'
 import { figure, useBrowser } from '../helpers/browser.ts'
+import { twoWorkerPool } from '../helpers/command-pool.ts'
 import { startTestServe, type TestServe } from '../helpers/serve.ts'
 
-const SERVER = join(import.meta.dir, '..', 'helpers', 'model-server.ts')
 const T = 60_000
 const { openTab, screenshots } = useBrowser('orch-ui-pools-shots-')
 
@@ -50,24 +48,11 @@ describe('the backends-and-pools and logs pages', () => {
   const worker = async (id: string) => (await workers()).find((w) => w.id === id) as ApiWorker
 
   beforeAll(async () => {
-    const { config, issues } = validateData({
-      heartbeat: { ping_interval_ms: 200, timeout_ms: 1000, max_missed_heartbeats: 3 },
-      pools: [
-        {
-          name: 'gen',
-          profile: 'command',
-          api: 'ollama',
-          models: ['test-model'],
-          pool_size: 2,
-          command: [process.execPath, SERVER, '--port', '{port}'],
-        },
-      ],
-    })
-    expect(issues).toEqual([])
+    const config = twoWorkerPool()
     t = await startTestServe({
       tweak: (c) => {
-        c.pools = config?.pools ?? []
-        if (config) c.heartbeat = config.heartbeat
+        c.pools = config.pools
+        c.heartbeat = config.heartbeat
       },
     })
     await until('both workers healthy', async () => {
